@@ -1,0 +1,236 @@
+//! `ks`: two-sample Kolmogorov–Smirnov drift detector.
+//!
+//! Per numeric feature: the statistic D = sup |F_ref − F_cur| and its
+//! p-value, exact (lattice-path probability, as scipy's `method="exact"`)
+//! when n·m ≤ 10⁷ and the asymptotic Kolmogorov distribution with
+//! Stephens' small-sample correction otherwise. A feature drifts when its
+//! p-value is below `threshold`; the dataset drifts when the share of drifted
+//! features reaches `drift_share`.
+
+use kiln_sdk::{Description, DriftDetector, DriftReport, FeatureDrift, Params, PluginError, Result, Table};
+
+/// Above this many lattice cells the exact p-value costs more than it is worth.
+const EXACT_LIMIT: f64 = 1e7;
+
+pub struct Ks;
+
+impl DriftDetector for Ks {
+    fn describe() -> Description {
+        Description {
+            name: "ks".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Two-sample Kolmogorov–Smirnov test per numeric feature".into(),
+            params_schema: serde_json::json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.05,
+                                  "description": "a feature drifts when its p-value is below this"},
+                    "drift_share": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
+                                    "description": "the dataset drifts when this share of features drift"},
+                    "columns": {"type": "array", "items": {"type": "string"},
+                                "description": "features to test (default: every numeric column in both tables)"}
+                }
+            }),
+        }
+    }
+
+    fn detect(reference: Table, current: Table, params: Params) -> Result<DriftReport> {
+        let threshold = params.f64_or("threshold", 0.05)?;
+        let share_needed = params.f64_or("drift_share", 0.5)?;
+        let wanted: Option<Vec<String>> = match params.0.get("columns") {
+            None => None,
+            Some(_) => Some(params.to::<ColumnsParam>()?.columns),
+        };
+        let mut features = Vec::new();
+        let names: Vec<String> = match &wanted {
+            Some(cols) => cols.clone(),
+            None => reference
+                .columns
+                .iter()
+                .filter(|c| c.as_numeric().is_ok() && current.column(&c.name).is_some())
+                .map(|c| c.name.clone())
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(PluginError::invalid_input("no numeric feature is present in both tables"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            let r = reference
+                .column(name)
+                .ok_or_else(|| PluginError::invalid_column(name, format!("reference has no column `{name}`")))?
+                .as_numeric()?;
+            let c = current
+                .column(name)
+                .ok_or_else(|| PluginError::invalid_column(name, format!("current has no column `{name}`")))?
+                .as_numeric()?;
+            let test = ks_2samp(r, c).ok_or_else(|| {
+                PluginError::invalid_column(name, format!("column `{name}` has no non-missing values on one side"))
+            })?;
+            features.push(FeatureDrift {
+                feature: name.clone(),
+                statistic: test.statistic,
+                p_value: Some(test.p_value),
+                drifted: test.p_value < threshold,
+            });
+            kiln_sdk::progress(i as u64 + 1, names.len() as u64, name);
+        }
+        let drifted = features.iter().filter(|f| f.drifted).count();
+        let drift_share = drifted as f64 / features.len() as f64;
+        Ok(DriftReport { features, drift_share, dataset_drift: drift_share >= share_needed && drifted > 0 })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ColumnsParam {
+    columns: Vec<String>,
+}
+
+kiln_sdk::export_drift_detector!(Ks);
+
+/// The outcome of one two-sample test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KsTest {
+    pub statistic: f64,
+    pub p_value: f64,
+}
+
+/// Two-sided two-sample KS test; NaNs (missing values) are ignored.
+/// `None` when either side has no values.
+pub fn ks_2samp(a: &[f64], b: &[f64]) -> Option<KsTest> {
+    let mut a: Vec<f64> = a.iter().copied().filter(|v| !v.is_nan()).collect();
+    let mut b: Vec<f64> = b.iter().copied().filter(|v| !v.is_nan()).collect();
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    a.sort_unstable_by(f64::total_cmp);
+    b.sort_unstable_by(f64::total_cmp);
+    let d = statistic(&a, &b);
+    let (n, m) = (a.len(), b.len());
+    let p = if (n as f64) * (m as f64) <= EXACT_LIMIT { exact_p(n, m, d) } else { asymptotic_p(n, m, d) };
+    Some(KsTest { statistic: d, p_value: p.clamp(0.0, 1.0) })
+}
+
+/// sup |F_a − F_b| over sorted samples, stepping over ties together.
+fn statistic(a: &[f64], b: &[f64]) -> f64 {
+    let (n, m) = (a.len() as f64, b.len() as f64);
+    let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
+    while i < a.len() && j < b.len() {
+        let x = if a[i] <= b[j] { a[i] } else { b[j] };
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / n - j as f64 / m).abs());
+    }
+    d
+}
+
+/// P(D ≥ d) under H0, counting monotone lattice paths from (0,0) to (n,m)
+/// that leave the band |i/n − j/m| < d. Values are kept as path
+/// probabilities (count / C(i+j, i)) so nothing overflows.
+fn exact_p(n: usize, m: usize, d: f64) -> f64 {
+    // Round d onto the lattice grid so floating error cannot move a boundary.
+    let scale = (n * m) as f64;
+    let dq = (d * scale).round() - 0.5;
+    let inside = |i: usize, j: usize| ((i * m) as f64 - (j * n) as f64).abs() < dq;
+    let mut row = vec![0f64; m + 1];
+    row[0] = 1.0;
+    for j in 1..=m {
+        row[j] = if inside(0, j) { row[j - 1] } else { 0.0 };
+    }
+    for i in 1..=n {
+        row[0] = if inside(i, 0) { row[0] } else { 0.0 };
+        for j in 1..=m {
+            row[j] = if inside(i, j) {
+                let t = (i + j) as f64;
+                row[j] * (i as f64 / t) + row[j - 1] * (j as f64 / t)
+            } else {
+                0.0
+            };
+        }
+    }
+    1.0 - row[m]
+}
+
+/// Kolmogorov's limiting distribution with Stephens' correction.
+fn asymptotic_p(n: usize, m: usize, d: f64) -> f64 {
+    let en = ((n * m) as f64 / (n + m) as f64).sqrt();
+    let lambda = (en + 0.12 + 0.11 / en) * d;
+    kolmogorov_sf(lambda)
+}
+
+/// Q(λ) = 2 Σ (−1)^{k−1} exp(−2k²λ²).
+fn kolmogorov_sf(lambda: f64) -> f64 {
+    if lambda < 0.2 {
+        return 1.0;
+    }
+    let mut sum = 0.0;
+    for k in 1..=100 {
+        let k = k as f64;
+        let term = (-2.0 * k * k * lambda * lambda).exp();
+        sum += if k as u64 % 2 == 1 { term } else { -term };
+        if term < 1e-16 {
+            break;
+        }
+    }
+    (2.0 * sum).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_sdk::Column;
+
+    #[test]
+    fn identical_samples_do_not_drift() {
+        let a: Vec<f64> = (0..200).map(|i| i as f64).collect();
+        let t = ks_2samp(&a, &a).unwrap();
+        assert_eq!(t.statistic, 0.0);
+        assert!((t.p_value - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn exact_p_matches_scipy() {
+        // scipy.stats.ks_2samp([1,2,3,4,5], [6,7,8,9,10]) -> D=1, p=0.007936507936507936 (= 2/C(10,5))
+        let t = ks_2samp(&[1., 2., 3., 4., 5.], &[6., 7., 8., 9., 10.]).unwrap();
+        assert_eq!(t.statistic, 1.0);
+        assert!((t.p_value - 2.0 / 252.0).abs() < 1e-12, "{}", t.p_value);
+        // scipy.stats.ks_2samp([1,3,5,7,9],[2,4,6,8,10]) -> D=0.2, p=1.0
+        let t = ks_2samp(&[1., 3., 5., 7., 9.], &[2., 4., 6., 8., 10.]).unwrap();
+        assert!((t.statistic - 0.2).abs() < 1e-12);
+        assert!((t.p_value - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn exact_and_asymptotic_agree_for_moderate_samples() {
+        // Both methods on n = m = 1000 with D = 0.06: the limit law is close.
+        let exact = exact_p(1000, 1000, 0.06);
+        let asym = asymptotic_p(1000, 1000, 0.06);
+        assert!((exact - asym).abs() < 0.01, "exact {exact} asym {asym}");
+    }
+
+    #[test]
+    fn shifted_sample_drifts_and_missing_values_are_ignored() {
+        let a: Vec<f64> = (0..500).map(|i| (i as f64 * 0.37).sin()).collect();
+        let mut b: Vec<f64> = a.iter().map(|v| v + 0.5).collect();
+        b.push(f64::NAN);
+        let reference = Table::new(vec![Column::numeric("x", a.clone()), Column::numeric("y", a.clone())]).unwrap();
+        let current = Table::new(vec![Column::numeric("x", b), Column::numeric("y", a.iter().copied().chain([1.0]).collect())]).unwrap();
+        let report = Ks::detect(reference, current, Params::default()).unwrap();
+        assert!(report.features[0].drifted);
+        assert!(!report.features[1].drifted);
+        assert_eq!(report.drift_share, 0.5);
+        assert!(report.dataset_drift);
+    }
+
+    #[test]
+    fn unknown_column_is_named() {
+        let t = Table::new(vec![Column::numeric("x", vec![1.0])]).unwrap();
+        let params = Params::from_json(serde_json::json!({"columns": ["nope"]}));
+        let err = Ks::detect(t.clone(), t, params).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("nope"));
+    }
+}
