@@ -45,7 +45,8 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub type Result<T> = std::result::Result<T, PluginError>;
 
 /// What kind of plugin a component is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PluginKind {
     /// Trains models and predicts with them.
     Trainer,
@@ -128,6 +129,37 @@ impl std::fmt::Display for PluginError {
 }
 
 impl std::error::Error for PluginError {}
+
+impl PluginKind {
+    /// The WIT name of the kind (`drift-detector`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Trainer => "trainer",
+            PluginKind::Evaluator => "evaluator",
+            PluginKind::DriftDetector => "drift-detector",
+            PluginKind::Deployer => "deployer",
+        }
+    }
+}
+
+impl std::str::FromStr for PluginKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "trainer" => Ok(PluginKind::Trainer),
+            "evaluator" => Ok(PluginKind::Evaluator),
+            "drift-detector" => Ok(PluginKind::DriftDetector),
+            "deployer" => Ok(PluginKind::Deployer),
+            other => Err(format!("unknown plugin kind `{other}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A trained model owned by the plugin.
 pub trait Model: 'static {

@@ -1,0 +1,51 @@
+//! The `kiln` command line: a thin shell over the services.
+
+mod plugin;
+mod run;
+mod runs;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "MLOps with sandboxed WebAssembly plugins", propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a workspace (`.kiln/`) in DIR (default: the current directory).
+    Init { dir: Option<PathBuf> },
+    /// Run a pipeline file as a tracked run.
+    Run(run::RunArgs),
+    /// List and inspect tracked runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Register, list, inspect and remove plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub async fn main() -> Result<i32> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init { dir } => {
+            let at = match dir {
+                Some(d) => d,
+                None => std::env::current_dir()?,
+            };
+            let ws = crate::workspace::Workspace::init(&at)?;
+            let app = crate::app::App::open_at(ws).await?;
+            crate::plugins::ensure_bundled(&app).await?;
+            println!("Initialised Kiln workspace in {}", app.workspace.dir.display());
+            Ok(0)
+        }
+        Command::Run(args) => run::run(args).await,
+        Command::Runs(cmd) => runs::run(cmd).await,
+        Command::Plugin(cmd) => plugin::run(cmd).await,
+    }
+}

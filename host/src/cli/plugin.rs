@@ -1,0 +1,107 @@
+use crate::app::App;
+use crate::output;
+use crate::plugins::{self, LimitOverrides};
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// List registered plugins (the bundled first-party ones included).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check and register a plugin component (.wasm).
+    Add {
+        file: PathBuf,
+        /// Deadline for each call to this plugin (e.g. 30s, 5m).
+        #[arg(long, value_parser = crate::runtime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Memory cap for each call (e.g. 512MiB, 2GiB).
+        #[arg(long, value_parser = crate::runtime::parse_size)]
+        memory: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plugin: kind, version, WIT version, digest, imports, params schema.
+    Inspect {
+        /// NAME, NAME@VERSION or sha256:DIGEST
+        plugin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove NAME@VERSION if no run or model references it.
+    Remove { plugin: String },
+}
+
+pub async fn run(cmd: PluginCommand) -> Result<i32> {
+    let app = App::open(true).await?;
+    plugins::ensure_bundled(&app).await?;
+    match cmd {
+        PluginCommand::List { json } => {
+            let list = app.store.list_plugins().await?;
+            if json {
+                println!("{}", output::json(&list));
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.name.clone(),
+                            p.version.clone(),
+                            p.kind.clone(),
+                            if p.bundled { "bundled".into() } else { "added".into() },
+                            p.digest[..19].to_string(),
+                            p.summary.clone(),
+                        ]
+                    })
+                    .collect();
+                println!("{}", output::table(&["name", "version", "kind", "origin", "digest", "summary"], rows));
+            }
+        }
+        PluginCommand::Add { file, timeout, memory, json } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let (record, inserted) = plugins::add(&app, &bytes, false, LimitOverrides { timeout, memory_bytes: memory })
+                .await
+                .with_context(|| format!("{} was not registered", file.display()))?;
+            if json {
+                println!("{}", output::json(&record));
+            } else if inserted {
+                println!("Registered {}@{} ({}, {}) from {}", record.name, record.version, record.kind, record.digest, file.display());
+            } else {
+                println!("{}@{} is already registered ({})", record.name, record.version, record.digest);
+            }
+        }
+        PluginCommand::Inspect { plugin, json } => {
+            let p = plugins::resolve(&app, &plugin).await?;
+            let schema: serde_json::Value = serde_json::from_str(&p.params_schema).unwrap_or_default();
+            if json {
+                let mut v = serde_json::to_value(&p)?;
+                v["params_schema"] = schema;
+                println!("{}", output::json(&v));
+            } else {
+                println!("name:         {}", p.name);
+                println!("version:      {}", p.version);
+                println!("kind:         {}", p.kind);
+                println!("wit:          kiln:plugin@{}", p.wit_version);
+                println!("digest:       {}", p.digest);
+                println!("size:         {}", output::bytes(p.size as u64));
+                println!("origin:       {}", if p.bundled { "bundled with kiln" } else { "added" });
+                println!("summary:      {}", p.summary);
+                let limits = plugins::limits_for(&p, LimitOverrides::default());
+                println!("limits:       {:?} per call, {} memory", limits.timeout, output::bytes(limits.memory_bytes));
+                println!("imports:");
+                for i in &p.imports {
+                    println!("  {i}");
+                }
+                println!("params schema:\n{}", output::json(&schema));
+            }
+        }
+        PluginCommand::Remove { plugin } => {
+            let removed = plugins::remove(&app, &plugin).await?;
+            println!("Removed {}@{} ({})", removed.name, removed.version, removed.digest);
+        }
+    }
+    Ok(0)
+}

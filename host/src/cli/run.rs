@@ -1,0 +1,119 @@
+use crate::app::App;
+use crate::output;
+use crate::pipeline::engine::{Event, StageResult, StageStatus};
+use crate::pipeline::{self, RunOptions, spec::Pipeline};
+use anyhow::Result;
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The pipeline file (TOML).
+    pipeline: PathBuf,
+    /// Override a stage param: --set STAGE.PARAM=VALUE (repeatable).
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    overrides: Vec<String>,
+    /// Run every stage even if an identical run is cached.
+    #[arg(long)]
+    no_cache: bool,
+    /// Run this stage even if cached (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    force: Vec<String>,
+    /// How many stages may run at once.
+    #[arg(long, short, default_value_t = 4)]
+    jobs: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: RunArgs) -> Result<i32> {
+    let mut pipeline = Pipeline::load(&args.pipeline)?;
+    for o in &args.overrides {
+        pipeline.apply_override(o).map_err(anyhow::Error::msg)?;
+    }
+    for f in &args.force {
+        if pipeline.stage(f).is_none() {
+            anyhow::bail!("--force {f}: the pipeline has no stage `{f}`");
+        }
+    }
+    let app = App::open(true).await?;
+    let prepared = pipeline::prepare(&app, pipeline).await?;
+    let name = prepared.pipeline.name.clone();
+    let human = !args.json;
+    let live = human && std::io::stderr().is_terminal();
+    if human {
+        println!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
+    }
+    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.into_iter().collect() };
+    let run = pipeline::execute(&app, prepared, options, |event| match event {
+        Event::Started(stage) if live => eprintln!("  … {} started", stage.name),
+        Event::Finished(r) if human => println!("{}", stage_line(r)),
+        _ => {}
+    })
+    .await?;
+    let ok = run.succeeded();
+    if args.json {
+        let stages: Vec<serde_json::Value> = run
+            .results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "stage": r.name,
+                    "status": r.status.word(),
+                    "error": match &r.status { StageStatus::Failed(e) | StageStatus::GateFailed(e) | StageStatus::Skipped(e) => Some(e), _ => None },
+                    "plugin": r.plugin,
+                    "seconds": r.elapsed.as_secs_f64(),
+                    "peak_memory": r.peak_memory,
+                    "metrics": r.metrics,
+                })
+            })
+            .collect();
+        println!("{}", output::json(&serde_json::json!({"run_id": run.run_id, "pipeline": name, "succeeded": ok, "stages": stages})));
+    } else {
+        print_summary(&run.results);
+        let ran = run.results.iter().filter(|r| r.status == StageStatus::Ran).count();
+        let cached = run.results.iter().filter(|r| r.status == StageStatus::Cached).count();
+        println!(
+            "\nRun {} in experiment `{name}`: {} ({ran} ran, {cached} cached). See it with `kiln runs show {}`.",
+            run.run_id,
+            if ok { "succeeded" } else { "FAILED" },
+            &run.run_id[..12]
+        );
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn stage_line(r: &StageResult) -> String {
+    let detail = match &r.status {
+        StageStatus::Failed(e) | StageStatus::GateFailed(e) | StageStatus::Skipped(e) => e.clone(),
+        _ => r.metrics.iter().take(6).map(|(k, v)| format!("{k}={}", output::num(*v))).collect::<Vec<_>>().join(" "),
+    };
+    let secs = if r.elapsed.is_zero() { String::new() } else { format!("{:.2}s", r.elapsed.as_secs_f64()) };
+    format!("  {:<16} {:<11} {:>7}  {:<16} {detail}", r.name, r.status.word(), secs, r.plugin.as_deref().unwrap_or("-"))
+}
+
+/// A few lines a person reads first: model quality and drift verdicts.
+fn print_summary(results: &[StageResult]) {
+    let mut lines = Vec::new();
+    for r in results.iter().filter(|r| r.status.ok()) {
+        let m = &r.metrics;
+        if let (Some(share), Some(drift)) = (m.get("drift_share"), m.get("dataset_drift")) {
+            let n = m.get("features").copied().unwrap_or(0.0);
+            let d = m.get("drifted_features").copied().unwrap_or(0.0);
+            let verdict = if *drift > 0.0 { "DRIFT" } else { "no drift" };
+            lines.push(format!("  {:<16} {verdict}: {} of {} features drifted (share {})", r.name, d, n, output::num(*share)));
+        } else if ["accuracy", "r2", "rmse"].iter().any(|k| m.contains_key(*k)) {
+            let keys = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"];
+            let shown: Vec<String> = keys.iter().filter_map(|k| m.get(*k).map(|v| format!("{k} {}", output::num(*v)))).collect();
+            lines.push(format!("  {:<16} {}", r.name, shown.join(", ")));
+        }
+    }
+    if !lines.is_empty() {
+        println!("\nSummary");
+        for l in lines {
+            println!("{l}");
+        }
+    }
+}

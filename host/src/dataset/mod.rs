@@ -1,0 +1,61 @@
+//! Tabular data on the host side: reading files into the columnar
+//! [`Table`] that crosses the plugin boundary, and splitting it.
+
+mod csv;
+mod split;
+
+pub use self::csv::{CsvError, read_csv};
+pub use kiln_sdk::{Column, ColumnData, Table};
+pub use split::{Split, split_rows};
+
+/// The rows at `idx`, in that order.
+pub fn take_rows(table: &Table, idx: &[usize]) -> Table {
+    let columns = table
+        .columns
+        .iter()
+        .map(|c| Column {
+            name: c.name.clone(),
+            data: match &c.data {
+                ColumnData::Numeric(v) => ColumnData::Numeric(idx.iter().map(|&i| v[i]).collect()),
+                ColumnData::Categorical(v) => ColumnData::Categorical(idx.iter().map(|&i| v[i].clone()).collect()),
+            },
+        })
+        .collect();
+    Table { rows: idx.len(), columns }
+}
+
+/// Split off the target column; what remains are the features.
+pub fn features_and_target(table: &Table, target: &str) -> Result<(Table, Column), String> {
+    let pos = table.columns.iter().position(|c| c.name == target).ok_or_else(|| {
+        format!("there is no target column `{target}`; the columns are: {}", table.names().join(", "))
+    })?;
+    let mut features = table.clone();
+    let target = features.columns.remove(pos);
+    Ok((features, target))
+}
+
+/// Stable content hash of a table, for cache keys.
+pub fn content_hash(table: &Table) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&(table.rows as u64).to_le_bytes());
+    for c in &table.columns {
+        h.update(c.name.as_bytes());
+        h.update(&[0]);
+        match &c.data {
+            ColumnData::Numeric(v) => {
+                h.update(b"n");
+                for x in v {
+                    h.update(&x.to_bits().to_le_bytes());
+                }
+            }
+            ColumnData::Categorical(v) => {
+                h.update(b"c");
+                for s in v {
+                    h.update(&(s.len() as u64).to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+            }
+        }
+    }
+    h.finalize().to_hex().to_string()
+}

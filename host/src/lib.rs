@@ -1,0 +1,15 @@
+//! Kiln: an MLOps platform whose trainers, evaluators, drift detectors and
+//! deployers are sandboxed WebAssembly components.
+//!
+//! The code map is in ARCHITECTURE.md at the repository root.
+
+pub mod app;
+pub mod blobs;
+pub mod cli;
+pub mod dataset;
+pub mod output;
+pub mod pipeline;
+pub mod plugins;
+pub mod runtime;
+pub mod store;
+pub mod workspace;

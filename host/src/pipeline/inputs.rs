@@ -1,0 +1,97 @@
+//! Loading a pipeline's inputs: read each file once, select columns, split,
+//! and hash what each stage will see (for cache keys and lineage).
+
+use super::spec::{DataRef, Input, Part, Pipeline};
+use crate::dataset::{self, Column, Table};
+use anyhow::{Result, anyhow};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The table a stage receives: features, the target if the input names one.
+#[derive(Debug)]
+pub struct Dataset {
+    pub features: Table,
+    pub target: Option<Column>,
+    /// BLAKE3 of features and target: a stage's cache key includes it.
+    pub hash: String,
+    /// Where it came from, for lineage.
+    pub path: String,
+}
+
+pub type Inputs = BTreeMap<DataRef, Arc<Dataset>>;
+
+pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>) -> Result<Inputs> {
+    let mut out = Inputs::new();
+    for (name, spec) in &pipeline.inputs {
+        let parts: Vec<Part> = wanted.iter().filter(|r| &r.input == name).map(|r| r.part).collect();
+        if parts.is_empty() {
+            continue;
+        }
+        let table = dataset::read_csv(&spec.path, &spec.categorical)?;
+        let table = select_columns(pipeline, spec, table)?;
+        let (features, target) = match &spec.target {
+            Some(t) => {
+                let (f, t) = dataset::features_and_target(&table, t)
+                    .map_err(|m| pipeline.error(spec.line, format!("input `{name}` ({}): {m}", spec.path.display())))?;
+                (f, Some(t))
+            }
+            None => (table, None),
+        };
+        let split = spec.split.map(|s| {
+            let stratify = if s.stratify { target.as_ref() } else { None };
+            dataset::split_rows(features.rows, s.test_size, s.seed, stratify)
+        });
+        if spec.split.is_some_and(|s| s.stratify) && target.is_none() {
+            return Err(pipeline.error(spec.line, format!("input `{name}`: `stratify = true` needs a `target`")).into());
+        }
+        for part in parts {
+            let rows: Option<&[usize]> = match (part, &split) {
+                (Part::All, _) => None,
+                (Part::Train, Some(s)) => Some(&s.train),
+                (Part::Test, Some(s)) => Some(&s.test),
+                _ => unreachable!("the spec checked that parts imply a split"),
+            };
+            let (f, t) = match rows {
+                None => (features.clone(), target.clone()),
+                Some(idx) => (
+                    dataset::take_rows(&features, idx),
+                    target.as_ref().map(|t| {
+                        dataset::take_rows(&Table { rows: features.rows, columns: vec![t.clone()] }, idx).columns.remove(0)
+                    }),
+                ),
+            };
+            if f.rows == 0 {
+                return Err(pipeline.error(spec.line, format!("input `{name}`: the {part:?} part has no rows")).into());
+            }
+            let mut whole = f.clone();
+            whole.columns.extend(t.clone());
+            let hash = dataset::content_hash(&whole);
+            out.insert(
+                DataRef { input: name.clone(), part },
+                Arc::new(Dataset { features: f, target: t, hash, path: spec.path.display().to_string() }),
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn select_columns(pipeline: &Pipeline, spec: &Input, table: Table) -> Result<Table> {
+    let names = table.names().iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for c in spec.columns.iter().flatten().chain(&spec.exclude) {
+        if !names.contains(c) {
+            return Err(anyhow!(pipeline.error(
+                spec.line,
+                format!("input `{}`: {} has no column `{c}` (columns: {})", spec.name, spec.path.display(), names.join(", "))
+            )));
+        }
+    }
+    let keep = |n: &str| {
+        let selected = match &spec.columns {
+            Some(cols) => cols.iter().any(|c| c == n) || spec.target.as_deref() == Some(n),
+            None => true,
+        };
+        selected && !spec.exclude.iter().any(|c| c == n)
+    };
+    let rows = table.rows;
+    Ok(Table { rows, columns: table.columns.into_iter().filter(|c| keep(&c.name)).collect() })
+}

@@ -1,0 +1,132 @@
+//! One plugin call: a fresh store with its limits, and the classification
+//! of whatever went wrong.
+
+use super::error::RuntimeError;
+use super::host::{HostState, MemoryLimiter, OUTPUT_CAP};
+use super::limits::Limits;
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+/// A log line a plugin wrote through `kiln:plugin/host.log`, or a line of
+/// its stdout/stderr (level `stdout`/`stderr`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    pub level: String,
+    pub message: String,
+    /// Milliseconds since the call started.
+    pub at_ms: u64,
+}
+
+/// A metric reported live with its step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReportedMetric {
+    pub name: String,
+    pub value: f64,
+    pub step: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEvent {
+    Log(LogLine),
+    Progress { done: u64, total: u64, message: String },
+    Metric(ReportedMetric),
+}
+
+/// What a successful call left behind besides its result.
+#[derive(Debug, Clone, Default)]
+pub struct CallReport {
+    pub logs: Vec<LogLine>,
+    pub metrics: Vec<ReportedMetric>,
+    /// Largest linear memory the plugin reached, in bytes.
+    pub peak_memory: u64,
+    pub elapsed_ms: u64,
+}
+
+pub fn new_store(engine: &Engine, limits: &Limits, _call: &str) -> Store<HostState> {
+    let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
+    let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
+    // No preopens, no env, no args, no socket address allowed, no name
+    // lookup: the builder's defaults, spelled out where they matter.
+    let wasi = WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_ip_name_lookup(false)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .build();
+    let now = Instant::now();
+    let state = HostState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter { cap: limits.memory_bytes, peak: 0, refused: None },
+        deadline: now + limits.timeout,
+        timed_out: false,
+        events: Vec::new(),
+        stdout,
+        stderr,
+        started: now,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if Instant::now() >= state.deadline {
+            state.timed_out = true;
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Yield once per tick so a long call shares the executor thread.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+/// Map a call's outcome to a typed error, using what the store saw (deadline
+/// passed, memory refused, panic message on stderr) to say why.
+pub fn finish<T>(store: &mut Store<HostState>, result: wasmtime::Result<T>) -> Result<T, RuntimeError> {
+    let err = match result {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let state = store.data();
+    if let Some(requested) = state.limiter.refused {
+        return Err(RuntimeError::OutOfMemory { requested, cap: state.limiter.cap });
+    }
+    if state.timed_out || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return Err(RuntimeError::Timeout(state.deadline - state.started));
+    }
+    let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_string();
+    let mut message = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    // A Rust guest prints its panic message to stderr before the trap.
+    if let Some(panic) = stderr.lines().rev().find(|l| l.contains("panicked")) {
+        message = format!("{message} ({panic})");
+    }
+    Err(RuntimeError::Trap(message))
+}
+
+/// Drain logs, metrics and output from a finished call.
+pub fn report(store: &mut Store<HostState>) -> CallReport {
+    let state = store.data_mut();
+    let mut logs = Vec::new();
+    let mut metrics = Vec::new();
+    for e in state.events.drain(..) {
+        match e {
+            HostEvent::Log(l) => logs.push(l),
+            HostEvent::Metric(m) => metrics.push(m),
+            HostEvent::Progress { .. } => {}
+        }
+    }
+    let elapsed_ms = state.started.elapsed().as_millis() as u64;
+    for (level, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+        for line in String::from_utf8_lossy(&pipe.contents()).lines() {
+            logs.push(LogLine { level: level.into(), message: line.to_string(), at_ms: elapsed_ms });
+        }
+    }
+    CallReport { logs, metrics, peak_memory: state.limiter.peak, elapsed_ms }
+}

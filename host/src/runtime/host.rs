@@ -1,0 +1,82 @@
+//! What a plugin's store holds, and the `kiln:plugin/host` imports.
+
+use super::bindings::v0_1_0 as v1;
+use super::call::{HostEvent, LogLine, ReportedMetric};
+use std::time::Instant;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Cap on what a plugin may print to stdout/stderr per call; the rest is
+/// dropped rather than growing the host's memory.
+pub const OUTPUT_CAP: usize = 1 << 20;
+
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub deadline: Instant,
+    pub timed_out: bool,
+    pub events: Vec<HostEvent>,
+    pub stdout: MemoryOutputPipe,
+    pub stderr: MemoryOutputPipe,
+    pub started: Instant,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps linear memory and remembers the peak and any refused growth.
+pub struct MemoryLimiter {
+    pub cap: u64,
+    pub peak: u64,
+    pub refused: Option<u64>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.cap {
+            self.refused = Some(desired);
+            // An error (rather than `Ok(false)`) traps at the `memory.grow`,
+            // so the failure is reported as out-of-memory and not as
+            // whatever the guest's allocator does next.
+            return Err(wasmtime::format_err!("memory cap of {} bytes reached", self.cap));
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl v1::types::Host for HostState {}
+
+impl v1::host::Host for HostState {
+    fn log(&mut self, level: v1::host::LogLevel, message: String) {
+        use v1::host::LogLevel as L;
+        let level = match level {
+            L::Trace => "trace",
+            L::Debug => "debug",
+            L::Info => "info",
+            L::Warn => "warn",
+            L::Error => "error",
+        };
+        tracing::debug!(target: "kiln::plugin", level, "{message}");
+        self.events.push(HostEvent::Log(LogLine { level: level.into(), message, at_ms: self.started.elapsed().as_millis() as u64 }));
+    }
+
+    fn progress(&mut self, done: u64, total: u64, message: String) {
+        self.events.push(HostEvent::Progress { done, total, message });
+    }
+
+    fn report_metric(&mut self, name: String, value: f64, step: u64) {
+        self.events.push(HostEvent::Metric(ReportedMetric { name, value, step }));
+    }
+}

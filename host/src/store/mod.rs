@@ -1,0 +1,173 @@
+//! Metadata storage: the only module that knows SQL.
+//!
+//! One schema runs on SQLite (the embedded default, WAL mode) and on
+//! PostgreSQL (`KILN_DATABASE_URL=postgres://...`) through sqlx's `Any`
+//! driver, so every query here is written once in the common dialect:
+//! `$n` placeholders, text ids, BIGINT milliseconds, JSON as TEXT.
+
+mod pipelines;
+mod plugins;
+mod runs;
+
+pub use pipelines::LineageEdge;
+pub use plugins::PluginRecord;
+pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, StageRecord};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, SqlSafeStr};
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// A store failure a caller may want to tell apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("cannot connect to the database at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database is behind the pool; the few statements that differ
+/// (upserts are the same; locking for job claims is not) ask this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn migrator() -> Migrator {
+    let migrations = vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        include_str!("../../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )];
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite://path` or `postgres://...`) and bring the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        install_default_drivers();
+        let backend = if url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            // One writer at a time is SQLite's rule; a small pool of readers
+            // plus busy_timeout lets concurrent writers wait, not fail.
+            options = options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        } else {
+            options = options.max_connections(8);
+        }
+        let pool = options
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+        if backend == Backend::Sqlite {
+            // WAL persists in the file; set it before the first write.
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        migrator().run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hide a password in a database URL before it reaches a message.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Every store test runs against a fresh SQLite file and a fresh
+    //! PostgreSQL database; PostgreSQL being down fails the test.
+    use super::Store;
+
+    pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    pub async fn sqlite() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("kiln.db").display());
+        (Store::connect(&url).await.unwrap(), dir)
+    }
+
+    /// A new database on the test server, named uniquely.
+    pub async fn postgres() -> Store {
+        use sqlx::Executor;
+        let admin_url = std::env::var("KILN_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG.into());
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin_url} for the store tests: {e}"));
+        let name = format!("kiln_test_{}", uuid::Uuid::new_v4().simple());
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        admin.close().await;
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        Store::connect(&format!("{base}/{name}")).await.unwrap()
+    }
+
+    /// Run the same async test body on both backends.
+    macro_rules! both_backends {
+        ($name:ident, |$store:ident| $body:block) => {
+            mod $name {
+                use super::*;
+                #[tokio::test(flavor = "multi_thread")]
+                async fn sqlite() {
+                    let ($store, _dir) = crate::store::testing::sqlite().await;
+                    $body
+                }
+                #[tokio::test(flavor = "multi_thread")]
+                async fn postgres() {
+                    let $store = crate::store::testing::postgres().await;
+                    $body
+                }
+            }
+        };
+    }
+    pub(crate) use both_backends;
+}

@@ -1,0 +1,545 @@
+//! Experiments, runs, params, metrics, tags, logs, artifacts and stage
+//! records.
+
+use super::{Result, Store, StoreError, now_ms};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::BTreeMap;
+
+/// MLflow's run statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    Running,
+    Scheduled,
+    Finished,
+    Failed,
+    Killed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Scheduled => "SCHEDULED",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "RUNNING" => RunStatus::Running,
+            "SCHEDULED" => RunStatus::Scheduled,
+            "FINISHED" => RunStatus::Finished,
+            "FAILED" => RunStatus::Failed,
+            "KILLED" => RunStatus::Killed,
+            _ => return None,
+        })
+    }
+}
+
+pub struct NewRun {
+    pub experiment: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricPoint {
+    pub key: String,
+    pub value: f64,
+    pub step: i64,
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub experiment: String,
+    pub name: String,
+    pub status: RunStatus,
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub source: String,
+    pub parent_run_id: Option<String>,
+    pub params: BTreeMap<String, String>,
+    /// Latest value per metric key.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRecord {
+    pub stage: String,
+    pub status: String,
+    pub plugin_digest: Option<String>,
+    pub cache_key: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub peak_memory: Option<i64>,
+    pub attempts: i64,
+    pub error: Option<String>,
+    /// JSON object: output name → blob id or value.
+    pub outputs: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactRecord {
+    pub path: String,
+    pub blob: String,
+    pub size: i64,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRecord {
+    pub stage: String,
+    pub level: String,
+    pub message: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub error: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub stages: Vec<StageRecord>,
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
+impl Store {
+    /// The id of the experiment called `name`, created if missing.
+    pub async fn experiment_id(&self, name: &str) -> Result<String> {
+        if let Some(row) = sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_optional(&self.pool).await? {
+            return Ok(row.try_get("id")?);
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO experiments (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        // Someone else may have won the race; read back whichever row exists.
+        let row = sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        Ok(row.try_get("id")?)
+    }
+
+    pub async fn create_run(&self, new: NewRun) -> Result<String> {
+        let experiment_id = self.experiment_id(&new.experiment).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query(
+            "INSERT INTO runs (id, experiment_id, parent_run_id, name, status, start_time, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(&experiment_id)
+        .bind(new.parent)
+        .bind(&new.name)
+        .bind(RunStatus::Running.as_str())
+        .bind(now_ms())
+        .bind(&new.source)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Params are immutable once logged (as in MLflow): logging the same
+    /// value again is fine, a different value is a conflict.
+    pub async fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (key, value) in params {
+            let existing = sqlx::query("SELECT value FROM params WHERE run_id = $1 AND key = $2")
+                .bind(run_id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match existing {
+                Some(row) => {
+                    let old: String = row.try_get("value")?;
+                    if &old != value {
+                        return Err(StoreError::Conflict(format!(
+                            "param `{key}` of run {run_id} is already `{old}`; params cannot change (tried `{value}`)"
+                        )));
+                    }
+                }
+                None => {
+                    sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3)")
+                        .bind(run_id)
+                        .bind(key)
+                        .bind(value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Append metric points and keep `latest_metrics` current, in one
+    /// transaction.
+    pub async fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for p in points {
+            let (value, is_nan) = if p.value.is_nan() { (None, 1i64) } else { (Some(p.value), 0i64) };
+            sqlx::query("INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(run_id)
+                .bind(&p.key)
+                .bind(p.step)
+                .bind(p.timestamp)
+                .bind(value)
+                .bind(is_nan)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
+                 value = excluded.value, is_nan = excluded.is_nan \
+                 WHERE excluded.step > latest_metrics.step \
+                    OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)",
+            )
+            .bind(run_id)
+            .bind(&p.key)
+            .bind(p.step)
+            .bind(p.timestamp)
+            .bind(value)
+            .bind(is_nan)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every point logged for one metric, by step.
+    pub async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<MetricPoint>> {
+        let rows = sqlx::query(
+            "SELECT key, step, timestamp, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY step, timestamp",
+        )
+        .bind(run_id)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(metric_from_row).collect()
+    }
+
+    pub async fn set_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (key, value) in tags {
+            sqlx::query(
+                "INSERT INTO tags (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(run_id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn finish_run(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE runs SET status = $1, end_time = $2, error = $3 WHERE id = $4")
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(error)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs, newest first, optionally of one experiment.
+    pub async fn list_runs(&self, experiment: Option<&str>, limit: i64) -> Result<Vec<RunSummary>> {
+        const BASE: &str = "SELECT r.id, e.name AS experiment, r.name, r.status, r.start_time, r.end_time, r.source, \
+                            r.parent_run_id FROM runs r JOIN experiments e ON e.id = r.experiment_id \
+                            WHERE r.lifecycle_stage = 'active'";
+        let rows = match experiment {
+            Some(name) => {
+                sqlx::query(AssertSqlSafe(format!("{BASE} AND e.name = $1 ORDER BY r.start_time DESC, r.id LIMIT $2")))
+                    .bind(name)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(AssertSqlSafe(format!("{BASE} ORDER BY r.start_time DESC, r.id LIMIT $1")))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let mut runs: Vec<RunSummary> = rows.iter().map(summary_from_row).collect::<Result<_>>()?;
+        self.fill_params_and_metrics(&mut runs).await?;
+        Ok(runs)
+    }
+
+    async fn fill_params_and_metrics(&self, runs: &mut [RunSummary]) -> Result<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=runs.len()).map(|i| format!("${i}")).collect();
+        let list = placeholders.join(", ");
+        let mut q = sqlx::query(AssertSqlSafe(format!("SELECT run_id, key, value FROM params WHERE run_id IN ({list})")));
+        for r in runs.iter() {
+            q = q.bind(r.id.clone());
+        }
+        let index: BTreeMap<String, usize> = runs.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+        for row in q.fetch_all(&self.pool).await? {
+            let run_id: String = row.try_get("run_id")?;
+            runs[index[&run_id]].params.insert(row.try_get("key")?, row.try_get("value")?);
+        }
+        let mut q = sqlx::query(AssertSqlSafe(format!(
+            "SELECT run_id, key, value, is_nan FROM latest_metrics WHERE run_id IN ({list})"
+        )));
+        for r in runs.iter() {
+            q = q.bind(r.id.clone());
+        }
+        for row in q.fetch_all(&self.pool).await? {
+            let run_id: String = row.try_get("run_id")?;
+            let is_nan: i64 = row.try_get("is_nan")?;
+            let value: Option<f64> = row.try_get("value")?;
+            runs[index[&run_id]].metrics.insert(row.try_get("key")?, if is_nan == 1 { f64::NAN } else { value.unwrap_or(f64::NAN) });
+        }
+        Ok(())
+    }
+
+    /// A full run id from an id or a unique prefix of at least 4 characters.
+    pub async fn resolve_run_id(&self, prefix: &str) -> Result<String> {
+        if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::NotFound(format!("run `{prefix}` (give the id or at least 4 of its first characters)")));
+        }
+        let rows = sqlx::query("SELECT id FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2")
+            .bind(format!("{prefix}%"))
+            .fetch_all(&self.pool)
+            .await?;
+        match rows.len() {
+            0 => Err(StoreError::NotFound(format!("run `{prefix}`"))),
+            1 => Ok(rows[0].try_get("id")?),
+            _ => Err(StoreError::Conflict(format!("run id prefix `{prefix}` is ambiguous; give more characters"))),
+        }
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<RunDetail> {
+        let row = sqlx::query(
+            "SELECT r.id, e.name AS experiment, r.name, r.status, r.start_time, r.end_time, r.source, r.parent_run_id, r.error \
+             FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))?;
+        let mut summary = [summary_from_row(&row)?];
+        self.fill_params_and_metrics(&mut summary).await?;
+        let [summary] = summary;
+        let error: Option<String> = row.try_get("error")?;
+
+        let mut tags = BTreeMap::new();
+        for row in sqlx::query("SELECT key, value FROM tags WHERE run_id = $1").bind(run_id).fetch_all(&self.pool).await? {
+            tags.insert(row.try_get("key")?, row.try_get("value")?);
+        }
+        let stages = sqlx::query(
+            "SELECT stage, status, plugin_digest, cache_key, started_at, ended_at, peak_memory, attempts, error, outputs \
+             FROM stage_runs WHERE run_id = $1 ORDER BY started_at, stage",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StageRecord {
+                stage: r.try_get("stage")?,
+                status: r.try_get("status")?,
+                plugin_digest: r.try_get("plugin_digest")?,
+                cache_key: r.try_get("cache_key")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                peak_memory: r.try_get("peak_memory")?,
+                attempts: r.try_get("attempts")?,
+                error: r.try_get("error")?,
+                outputs: r.try_get("outputs")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let artifacts = sqlx::query("SELECT path, blob, size, media_type FROM artifacts WHERE run_id = $1 ORDER BY path")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ArtifactRecord {
+                    path: r.try_get("path")?,
+                    blob: r.try_get("blob")?,
+                    size: r.try_get("size")?,
+                    media_type: r.try_get("media_type")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RunDetail { summary, error, tags, stages, artifacts })
+    }
+
+    pub async fn append_logs(&self, run_id: &str, logs: &[LogRecord]) -> Result<()> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_logs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut seq: i64 = row.try_get("seq")?;
+        for l in logs {
+            seq += 1;
+            sqlx::query("INSERT INTO run_logs (run_id, seq, stage, level, message, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(run_id)
+                .bind(seq)
+                .bind(&l.stage)
+                .bind(&l.level)
+                .bind(&l.message)
+                .bind(l.at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn run_logs(&self, run_id: &str) -> Result<Vec<LogRecord>> {
+        sqlx::query("SELECT stage, level, message, at FROM run_logs WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(LogRecord { stage: r.try_get("stage")?, level: r.try_get("level")?, message: r.try_get("message")?, at: r.try_get("at")? }))
+            .collect()
+    }
+
+    pub async fn add_artifact(&self, run_id: &str, path: &str, blob: &str, size: i64, media_type: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO artifacts (run_id, path, blob, size, media_type, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (run_id, path) DO UPDATE SET blob = excluded.blob, size = excluded.size, media_type = excluded.media_type",
+        )
+        .bind(run_id)
+        .bind(path)
+        .bind(blob)
+        .bind(size)
+        .bind(media_type)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn upsert_stage(&self, run_id: &str, s: &StageRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO stage_runs (run_id, stage, status, plugin_digest, cache_key, started_at, ended_at, peak_memory, attempts, error, outputs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (run_id, stage) DO UPDATE SET status = excluded.status, plugin_digest = excluded.plugin_digest, \
+             cache_key = excluded.cache_key, started_at = excluded.started_at, ended_at = excluded.ended_at, \
+             peak_memory = excluded.peak_memory, attempts = excluded.attempts, error = excluded.error, outputs = excluded.outputs",
+        )
+        .bind(run_id)
+        .bind(&s.stage)
+        .bind(&s.status)
+        .bind(&s.plugin_digest)
+        .bind(&s.cache_key)
+        .bind(s.started_at)
+        .bind(s.ended_at)
+        .bind(s.peak_memory)
+        .bind(s.attempts)
+        .bind(&s.error)
+        .bind(&s.outputs)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<RunSummary> {
+    let status: String = row.try_get("status")?;
+    Ok(RunSummary {
+        id: row.try_get("id")?,
+        experiment: row.try_get("experiment")?,
+        name: row.try_get("name")?,
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+        start_time: row.try_get("start_time")?,
+        end_time: row.try_get("end_time")?,
+        source: row.try_get("source")?,
+        parent_run_id: row.try_get("parent_run_id")?,
+        params: BTreeMap::new(),
+        metrics: BTreeMap::new(),
+    })
+}
+
+fn metric_from_row(row: &sqlx::any::AnyRow) -> Result<MetricPoint> {
+    let is_nan: i64 = row.try_get("is_nan")?;
+    let value: Option<f64> = row.try_get("value")?;
+    Ok(MetricPoint {
+        key: row.try_get("key")?,
+        value: if is_nan == 1 { f64::NAN } else { value.unwrap_or(f64::NAN) },
+        step: row.try_get("step")?,
+        timestamp: row.try_get("timestamp")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::both_backends;
+
+    both_backends!(run_round_trip, |store| {
+        let id = store
+            .create_run(NewRun { experiment: "exp".into(), name: "first".into(), parent: None, source: "test".into() })
+            .await
+            .unwrap();
+        store.log_params(&id, &[("lr".into(), "0.1".into())]).await.unwrap();
+        // Same value again is fine; a different one is refused and changes nothing.
+        store.log_params(&id, &[("lr".into(), "0.1".into())]).await.unwrap();
+        let err = store.log_params(&id, &[("lr".into(), "0.2".into())]).await.unwrap_err();
+        assert!(err.to_string().contains("lr"), "{err}");
+        let points = [
+            MetricPoint { key: "loss".into(), value: 0.9, step: 0, timestamp: 1 },
+            MetricPoint { key: "loss".into(), value: 0.5, step: 2, timestamp: 2 },
+            MetricPoint { key: "loss".into(), value: 0.7, step: 1, timestamp: 3 },
+            MetricPoint { key: "odd".into(), value: f64::NAN, step: 0, timestamp: 1 },
+        ];
+        store.log_metrics(&id, &points).await.unwrap();
+        store.set_tags(&id, &[("team".into(), "ml".into())]).await.unwrap();
+        store.finish_run(&id, RunStatus::Finished, None).await.unwrap();
+
+        let runs = store.list_runs(Some("exp"), 10).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].params["lr"], "0.1");
+        assert_eq!(runs[0].metrics["loss"], 0.5, "latest is the highest step");
+        assert!(runs[0].metrics["odd"].is_nan());
+        assert_eq!(runs[0].status, RunStatus::Finished);
+        let history = store.metric_history(&id, "loss").await.unwrap();
+        assert_eq!(history.iter().map(|p| p.step).collect::<Vec<_>>(), vec![0, 1, 2]);
+        let full = store.resolve_run_id(&id[..8]).await.unwrap();
+        let detail = store.get_run(&full).await.unwrap();
+        assert_eq!(detail.tags["team"], "ml");
+        assert!(store.list_runs(Some("other"), 10).await.unwrap().is_empty());
+    });
+
+    both_backends!(logs_keep_order, |store| {
+        let id = store
+            .create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "test".into() })
+            .await
+            .unwrap();
+        let line = |m: &str| LogRecord { stage: "s".into(), level: "info".into(), message: m.into(), at: 0 };
+        store.append_logs(&id, &[line("a"), line("b")]).await.unwrap();
+        store.append_logs(&id, &[line("c")]).await.unwrap();
+        let logs = store.run_logs(&id).await.unwrap();
+        assert_eq!(logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    });
+}
