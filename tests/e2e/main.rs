@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `kiln` binary, real SQLite and PostgreSQL,
+//! real Wasm plugins (fixtures that misbehave on purpose included).
 
+mod bad_input;
+mod plugins;
+mod postgres;
+mod quickstart;
+mod sandbox;
+mod support;

@@ -94,6 +94,17 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
+    /// A write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
+    /// writes fails with SQLITE_BUSY when another writer got in between,
+    /// and busy_timeout cannot help it; an immediate one waits its turn.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -32,7 +32,7 @@ impl Store {
     /// Register a plugin. Registering the same bytes again is a no-op;
     /// other bytes under a name@version already taken are refused.
     pub async fn insert_plugin(&self, p: &PluginRecord) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let taken = sqlx::query("SELECT digest FROM plugins WHERE name = $1 AND version = $2")
             .bind(&p.name)
             .bind(&p.version)
@@ -93,7 +93,7 @@ impl Store {
 
     /// Remove a plugin that no run or model version references.
     pub async fn delete_plugin(&self, digest: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let used = sqlx::query(
             "SELECT run_id AS who FROM stage_runs WHERE plugin_digest = $1 \
              UNION ALL SELECT name AS who FROM model_versions WHERE plugin_digest = $1 LIMIT 1",

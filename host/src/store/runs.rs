@@ -155,7 +155,7 @@ impl Store {
     /// Params are immutable once logged (as in MLflow): logging the same
     /// value again is fine, a different value is a conflict.
     pub async fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (key, value) in params {
             let existing = sqlx::query("SELECT value FROM params WHERE run_id = $1 AND key = $2")
                 .bind(run_id)
@@ -188,7 +188,7 @@ impl Store {
     /// Append metric points and keep `latest_metrics` current, in one
     /// transaction.
     pub async fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for p in points {
             let (value, is_nan) = if p.value.is_nan() { (None, 1i64) } else { (Some(p.value), 0i64) };
             sqlx::query("INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -233,7 +233,7 @@ impl Store {
     }
 
     pub async fn set_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (key, value) in tags {
             sqlx::query(
                 "INSERT INTO tags (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
@@ -392,7 +392,7 @@ impl Store {
         if logs.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_logs WHERE run_id = $1")
             .bind(run_id)
             .fetch_one(&mut *tx)

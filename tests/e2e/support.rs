@@ -1,0 +1,115 @@
+//! Run the real `kiln` binary in a throwaway workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Kiln {
+    pub dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    pub fn fails(self) -> Self {
+        assert_ne!(self.code, 0, "expected failure\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+    /// stdout and stderr together, for assertions on messages.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Kiln {
+    /// A fresh workspace on SQLite (the default).
+    pub fn new() -> Self {
+        Kiln { dir: tempfile::tempdir().unwrap(), database_url: None }
+    }
+
+    /// A fresh workspace whose metadata lives in PostgreSQL.
+    pub fn with_database(url: String) -> Self {
+        Kiln { dir: tempfile::tempdir().unwrap(), database_url: Some(url) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args(args).current_dir(self.dir.path()).env_remove("KILN_HOME").env_remove("KILN_DATABASE_URL").env("NO_COLOR", "1");
+        if let Some(url) = &self.database_url {
+            c.env("KILN_DATABASE_URL", url);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd(args).output().expect("running kiln").into()
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fixture plugin built by host/build.rs.
+pub fn fixture(name: &str) -> String {
+    let file = format!("kiln_fixture_{}.wasm", name.replace('-', "_"));
+    Path::new(env!("KILN_FIXTURE_DIR")).join(file).display().to_string()
+}
+
+/// A small classification CSV: two features and a binary target.
+pub fn tiny_csv() -> String {
+    let mut s = String::from("x1,x2,y\n");
+    for i in 0..60 {
+        let y = i % 2;
+        s.push_str(&format!("{},{},{}\n", i as f64 / 10.0 + y as f64, (i * 7 % 11) as f64, y));
+    }
+    s
+}
+
+/// A fresh PostgreSQL database for one test (the server must be running).
+pub fn postgres_database() -> String {
+    let admin = std::env::var("KILN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("kiln_e2e_{}", uuid::Uuid::new_v4().simple());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Executor;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin}: {e}"));
+        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        pool.close().await;
+    });
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
