@@ -155,6 +155,10 @@ async fn main() {
         println!("{:<44} max |p(kiln) - p(scipy)| over 20 features = {dp:.2e}", "");
     }
 
+    if std::env::var("KILN_BENCH_ONLY").is_ok_and(|v| v == "ks") {
+        return;
+    }
+
     // ---- per-call overhead ------------------------------------------------
     let iters = if quick() { 200 } else { 2000 };
     let mut inst = Vec::with_capacity(iters);

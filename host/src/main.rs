@@ -7,6 +7,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A bug in kiln must still end in a sentence, not a backtrace dump.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error in kiln ({info}); please report it with the command you ran");
+    }));
     // Multi-threaded: a plugin spinning in Wasm must not starve other tasks.
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

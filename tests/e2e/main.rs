@@ -5,5 +5,6 @@ mod bad_input;
 mod plugins;
 mod postgres;
 mod quickstart;
+mod reference;
 mod sandbox;
 mod support;

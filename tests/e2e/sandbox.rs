@@ -43,7 +43,7 @@ fn a_spinning_plugin_is_stopped_at_its_deadline() {
     let v = run_mode(&k, "loop", "");
     let (status, error) = bad_stage(&v);
     assert_eq!(status, "failed");
-    assert!(error.contains("timed out after 2s"), "{error}");
+    assert!(error.starts_with("plugin misbehave@0.1.0 timed out after 2s"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(60), "the run ended instead of spinning forever");
     assert_eq!(v["succeeded"], false);
 }

@@ -42,7 +42,7 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             let rows = runs
                 .iter()
                 .map(|r| {
-                    let metrics: Vec<String> = r.metrics.iter().take(4).map(|(k, v)| format!("{k}={}", output::num(*v))).collect();
+                    let metrics: Vec<String> = headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
                     let more = if r.metrics.len() > 4 { format!(" (+{})", r.metrics.len() - 4) } else { String::new() };
                     vec![
                         r.id[..12].to_string(),
@@ -125,4 +125,14 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Quality metrics first (accuracy, F1, R², ...), then drift verdicts, then
+/// the rest in name order: what a person scanning a list wants to see.
+fn headline_metrics(m: &std::collections::BTreeMap<String, f64>) -> Vec<(&String, &f64)> {
+    const ORDER: [&str; 8] = ["accuracy", "f1", "roc_auc", "r2", "rmse", "mae", "dataset_drift", "drift_share"];
+    let rank = |k: &str| ORDER.iter().position(|o| k.rsplit('.').next() == Some(*o)).unwrap_or(ORDER.len());
+    let mut v: Vec<(&String, &f64)> = m.iter().collect();
+    v.sort_by_key(|(k, _)| rank(k));
+    v
 }

@@ -93,7 +93,7 @@ impl StageExecutor for PluginExecutor {
                 outputs
             }
             Err(e) => {
-                result.status = StageStatus::Failed(format!("{e:#}"));
+                result.status = StageStatus::Failed(format!("plugin {}@{} {e:#}", record.name, record.version));
                 Outputs::default()
             }
         };

@@ -125,6 +125,7 @@ pub fn report(store: &mut Store<HostState>) -> CallReport {
     let elapsed_ms = state.started.elapsed().as_millis() as u64;
     for (level, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
         for line in String::from_utf8_lossy(&pipe.contents()).lines() {
+            tracing::debug!(target: "kiln::plugin", stream = level, "{line}");
             logs.push(LogLine { level: level.into(), message: line.to_string(), at_ms: elapsed_ms });
         }
     }

@@ -84,6 +84,22 @@ impl Runtime {
         // in the plugin's hot loops.
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // Pooling: every call instantiates afresh, so instance slots are
+        // reused rather than mmapped per call, and the first 64 MiB of a
+        // linear memory stay resident between calls (zeroed with memset)
+        // instead of being page-faulted in again: a data-heavy call paid
+        // more in page faults than in copying its input. The pool's memory
+        // limit is the 32-bit maximum; each call's own cap is enforced by
+        // the store's limiter. 256 slots bound concurrent calls per process.
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(256)
+            .total_tables(1024)
+            .max_memory_size(4 << 30)
+            .linear_memory_keep_resident(64 << 20)
+            .table_keep_resident(1 << 20);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(anyhow::Error::from).context("creating the wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);

@@ -31,45 +31,19 @@ enum Node {
     Leaf { value: u32 },
 }
 
-/// Weighted sufficient statistics of a set of rows.
-#[derive(Clone)]
-struct Stats {
-    weight: f64,
-    count: usize,
-    /// Class weights, or [Σw·y, Σw·y²] for regression.
-    sums: Vec<f64>,
-}
-
-impl Stats {
-    fn new(width: usize) -> Self {
-        Stats { weight: 0.0, count: 0, sums: vec![0.0; width] }
+/// Weighted impurity × weight of a set of rows, from its total weight and
+/// sums (class weights, or [Σw·y, Σw·y²] for regression): Gini for
+/// classes, the sum of squared errors for regression.
+fn cost(task: Task, weight: f64, sums: impl Iterator<Item = f64>) -> f64 {
+    if weight <= 0.0 {
+        return 0.0;
     }
-    fn add(&mut self, task: Task, y: f64, w: f64) {
-        self.weight += w;
-        self.count += 1;
-        match task {
-            Task::Classification { .. } => self.sums[y as usize] += w,
-            Task::Regression => {
-                self.sums[0] += w * y;
-                self.sums[1] += w * y * y;
-            }
-        }
-    }
-    fn sub(&self, other: &Stats) -> Stats {
-        Stats {
-            weight: self.weight - other.weight,
-            count: self.count - other.count,
-            sums: self.sums.iter().zip(&other.sums).map(|(a, b)| a - b).collect(),
-        }
-    }
-    /// Weighted impurity × weight (Gini for classes, SSE for regression).
-    fn cost(&self, task: Task) -> f64 {
-        if self.weight <= 0.0 {
-            return 0.0;
-        }
-        match task {
-            Task::Classification { .. } => self.weight - self.sums.iter().map(|s| s * s).sum::<f64>() / self.weight,
-            Task::Regression => self.sums[1] - self.sums[0] * self.sums[0] / self.weight,
+    match task {
+        Task::Classification { .. } => weight - sums.map(|s| s * s).sum::<f64>() / weight,
+        Task::Regression => {
+            let mut it = sums;
+            let (sy, syy) = (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0));
+            syy - sy * sy / weight
         }
     }
 }
@@ -87,45 +61,63 @@ impl Tree {
         // (node index, row range, depth)
         let mut stack = vec![(0usize, 0usize, rows.len(), 0usize)];
         let d = binned.len();
-        let mut hist = vec![Stats::new(width); 256];
-        while let Some((node, lo, hi, depth)) = stack.pop() {
-            let mut total = Stats::new(width);
-            for &r in &rows[lo..hi] {
-                total.add(task, y[r as usize], weights[r as usize] as f64);
+        // Flat per-bin histograms, allocated once per tree: the split search
+        // is the hot loop and must not allocate.
+        let mut hist_w = vec![0f64; 256];
+        let mut hist_n = vec![0usize; 256];
+        let mut hist_s = vec![0f64; 256 * width];
+        let mut total_s = vec![0f64; width];
+        let mut left_s = vec![0f64; width];
+        let add = |sums: &mut [f64], y: f64, w: f64| match task {
+            Task::Classification { .. } => sums[y as usize] += w,
+            Task::Regression => {
+                sums[0] += w * y;
+                sums[1] += w * y * y;
             }
-            let parent_cost = total.cost(task);
-            let can_split = depth < p.max_depth && total.count >= 2 * p.min_samples_leaf && parent_cost > 1e-12;
+        };
+        while let Some((node, lo, hi, depth)) = stack.pop() {
+            total_s.iter_mut().for_each(|s| *s = 0.0);
+            let mut total_w = 0.0;
+            for &r in &rows[lo..hi] {
+                let w = weights[r as usize] as f64;
+                total_w += w;
+                add(&mut total_s, y[r as usize], w);
+            }
+            let total_n = hi - lo;
+            let parent_cost = cost(task, total_w, total_s.iter().copied());
+            let can_split = depth < p.max_depth && total_n >= 2 * p.min_samples_leaf && parent_cost > 1e-12;
             let mut best: Option<(f64, usize, u8)> = None;
             if can_split {
                 for f in sample(&mut rng, d, p.max_features.min(d)) {
                     let col = &binned[f];
-                    hist.iter_mut().for_each(|h| {
-                        h.weight = 0.0;
-                        h.count = 0;
-                        h.sums.iter_mut().for_each(|s| *s = 0.0);
-                    });
+                    hist_w.iter_mut().for_each(|v| *v = 0.0);
+                    hist_n.iter_mut().for_each(|v| *v = 0);
+                    hist_s.iter_mut().for_each(|v| *v = 0.0);
                     let mut max_bin = 0u8;
                     for &r in &rows[lo..hi] {
                         let b = col[r as usize];
+                        let w = weights[r as usize] as f64;
                         max_bin = max_bin.max(b);
-                        hist[b as usize].add(task, y[r as usize], weights[r as usize] as f64);
+                        hist_w[b as usize] += w;
+                        hist_n[b as usize] += 1;
+                        add(&mut hist_s[b as usize * width..(b as usize + 1) * width], y[r as usize], w);
                     }
-                    let mut left = Stats::new(width);
-                    for b in 0..max_bin {
-                        let h = &hist[b as usize];
-                        if h.count == 0 {
+                    let (mut left_w, mut left_n) = (0.0, 0usize);
+                    left_s.iter_mut().for_each(|v| *v = 0.0);
+                    for b in 0..max_bin as usize {
+                        if hist_n[b] == 0 {
                             continue;
                         }
-                        left.weight += h.weight;
-                        left.count += h.count;
-                        left.sums.iter_mut().zip(&h.sums).for_each(|(a, s)| *a += s);
-                        let right = total.sub(&left);
-                        if left.count < p.min_samples_leaf || right.count < p.min_samples_leaf {
+                        left_w += hist_w[b];
+                        left_n += hist_n[b];
+                        left_s.iter_mut().zip(&hist_s[b * width..(b + 1) * width]).for_each(|(a, s)| *a += s);
+                        if left_n < p.min_samples_leaf || total_n - left_n < p.min_samples_leaf {
                             continue;
                         }
-                        let gain = parent_cost - left.cost(task) - right.cost(task);
+                        let right = total_s.iter().zip(&left_s).map(|(t, l)| t - l);
+                        let gain = parent_cost - cost(task, left_w, left_s.iter().copied()) - cost(task, total_w - left_w, right);
                         if gain > 1e-12 && best.is_none_or(|(g, _, _)| gain > g) {
-                            best = Some((gain, f, b));
+                            best = Some((gain, f, b as u8));
                         }
                     }
                 }
@@ -152,8 +144,8 @@ impl Tree {
                 None => {
                     let value = (tree.values.len() / tree.width) as u32;
                     match task {
-                        Task::Classification { .. } => tree.values.extend(total.sums.iter().map(|s| s / total.weight)),
-                        Task::Regression => tree.values.push(total.sums[0] / total.weight),
+                        Task::Classification { .. } => tree.values.extend(total_s.iter().map(|s| s / total_w)),
+                        Task::Regression => tree.values.push(total_s[0] / total_w),
                     }
                     tree.nodes[node] = Node::Leaf { value };
                 }
