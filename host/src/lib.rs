@@ -3,6 +3,7 @@
 //!
 //! The code map is in ARCHITECTURE.md at the repository root.
 
+pub mod api;
 pub mod app;
 pub mod blobs;
 pub mod cli;
@@ -11,5 +12,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plugins;
 pub mod runtime;
+pub mod scheduler;
 pub mod store;
 pub mod workspace;
+pub mod worker;

@@ -53,6 +53,17 @@ pub async fn add(app: &App, bytes: &[u8], bundled: bool, limits: LimitOverrides)
         memory_bytes: limits.memory_bytes.map(|m| m as i64),
         created_at: now_ms(),
     };
+    if bundled {
+        // A newer kiln bundles new bytes under the same name@version. The
+        // old row stays (runs and models reference its digest) under a
+        // version that says which build it was: `0.1.0+<digest prefix>`.
+        for old in app.store.plugins_named(&record.name).await? {
+            if old.version == record.version && old.digest != record.digest && old.bundled {
+                let retired = format!("{}+{}", old.version, &old.digest[7..19]);
+                app.store.set_plugin_version(&old.digest, &retired).await?;
+            }
+        }
+    }
     // Blob first: a row never points at a missing blob.
     let blob = app.blobs.put(bytes)?;
     let record = PluginRecord { blob, ..record };

@@ -7,4 +7,5 @@ mod postgres;
 mod quickstart;
 mod reference;
 mod sandbox;
+mod server;
 mod support;

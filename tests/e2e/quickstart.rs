@@ -35,7 +35,7 @@ fn quickstart_trains_evaluates_and_detects_drift() {
     let show = k.run(&["runs", "show", &id[..8]]).ok().stdout;
     assert!(show.contains("evaluate.accuracy") && show.contains("train/model.bin"), "{show}");
     let detail = k.run(&["runs", "show", id, "--json"]).ok().json();
-    assert_eq!(detail["stages"].as_array().unwrap().len(), 4, "four plugin stages recorded");
+    assert_eq!(detail["stages"].as_array().unwrap().len(), 5, "every stage recorded, the gate included");
     assert!(detail["lineage"].as_array().unwrap().iter().any(|e| e["dst_kind"] == "model"));
 }
 
@@ -91,4 +91,51 @@ fn init_creates_a_workspace_and_commands_find_it_from_subfolders() {
     let out = k.cmd(&["plugin", "list", "--json"]).current_dir(&sub).output().unwrap();
     assert!(out.status.success());
     assert!(!sub.join(".kiln").exists(), "found the workspace upwards instead of making a new one");
+}
+
+#[test]
+fn a_grid_sweep_runs_child_runs_under_a_parent_that_names_the_best() {
+    let k = Kiln::new();
+    let src = std::fs::read_to_string(quickstart_pipeline())
+        .unwrap()
+        .replace("path = \"breast_cancer", &format!("path = \"{}/examples/quickstart/breast_cancer", repo_root().display()))
+        + "\n[sweep]\nmetric = \"evaluate.log_loss\"\ngoal = \"minimize\"\n[sweep.params]\n\"train.c\" = [0.01, 1.0]\n";
+    let p = k.write("sweep.toml", &src);
+    let out = k.run(&["run", p.to_str().unwrap(), "--json"]).ok().json();
+    let children = out["children"].as_array().unwrap();
+    assert_eq!(children.len(), 2);
+    let losses: Vec<f64> = children.iter().map(|c| c["metric"].as_f64().unwrap()).collect();
+    let best = out["best"].as_u64().unwrap() as usize;
+    assert_eq!(losses[best], losses.iter().cloned().fold(f64::INFINITY, f64::min), "the lowest log loss wins");
+    let parent = k.run(&["runs", "show", out["parent_id"].as_str().unwrap(), "--json"]).ok().json();
+    assert_eq!(parent["metrics"]["best.evaluate.log_loss"].as_f64().unwrap(), losses[best]);
+    assert_eq!(parent["tags"]["kiln.best_run"], children[best]["run_id"]);
+    let child = k.run(&["runs", "show", children[0]["run_id"].as_str().unwrap(), "--json"]).ok().json();
+    assert_eq!(child["parent_run_id"], out["parent_id"]);
+    assert_eq!(child["params"]["train.c"], "0.01");
+    // The drift stages do not depend on train.c: the second child reuses them.
+    let second = k.run(&["runs", "show", children[1]["run_id"].as_str().unwrap(), "--json"]).ok().json();
+    let drift = second["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "drift_holdout").unwrap();
+    assert_eq!(drift["status"], "cached");
+}
+
+/// Regression: a newer kiln bundles new bytes for linear@0.1.0; the
+/// workspace must keep working (it failed with "already registered with
+/// other bytes") and keep the old plugin for the runs that used it.
+#[test]
+fn upgraded_bundled_plugins_replace_the_old_ones_without_losing_them() {
+    let k = Kiln::new();
+    k.run(&["init"]).ok();
+    let db = format!("sqlite://{}", k.path().join(".kiln/kiln.db").display());
+    crate::support::pg_query(&db, "UPDATE plugins SET digest = 'sha256:00000000000000000000' WHERE name = 'linear'");
+    let list = k.run(&["plugin", "list", "--json"]).ok().json();
+    let linear: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "linear")
+        .map(|p| p["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(linear, vec!["0.1.0+000000000000".to_string(), "0.1.0".to_string()]);
+    assert!(!k.run(&["plugin", "inspect", "linear"]).ok().stdout.contains("sha256:0000"), "a bare name picks the current build");
 }

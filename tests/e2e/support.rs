@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 pub struct Kiln {
     pub dir: tempfile::TempDir,
-    database_url: Option<String>,
+    pub database_url: Option<String>,
 }
 
 pub struct Run {
@@ -112,4 +112,89 @@ pub fn postgres_database() -> String {
         pool.close().await;
     });
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// A `kiln serve` (or `kiln worker`) process, killed on drop.
+pub struct Process {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT` for a server.
+    pub url: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kiln {
+    /// Start `kiln serve --addr 127.0.0.1:0 ARGS` and wait until it listens.
+    pub fn serve(&self, args: &[&str]) -> Process {
+        use std::io::BufRead;
+        let mut all = vec!["serve", "--addr", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .cmd(&all)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting kiln serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in `{line}`")).to_string();
+        Process { child, url }
+    }
+
+    /// Start `kiln worker ARGS`.
+    pub fn worker(&self, args: &[&str]) -> Process {
+        let mut all = vec!["worker"];
+        all.extend_from_slice(args);
+        let child = self.cmd(&all).stdout(std::process::Stdio::null()).spawn().expect("starting kiln worker");
+        Process { child, url: String::new() }
+    }
+}
+
+/// An HTTP client that returns 4xx/5xx responses instead of errors.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// (status, body) of a GET.
+pub fn get(url: &str) -> (u16, String) {
+    let mut r = http().get(url).call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// (status, body) of a POST.
+pub fn post(url: &str, content_type: &str, body: &str) -> (u16, String) {
+    let mut r = http().post(url).header("content-type", content_type).send(body).unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, or panic after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Rows of a query against a database (a test PostgreSQL database or a
+/// workspace's SQLite file), as text columns.
+pub fn pg_query(url: &str, sql: &'static str) -> Vec<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        let out = rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<String, _>(i).unwrap_or_default()).collect()).collect();
+        pool.close().await;
+        out
+    })
 }

@@ -1,8 +1,11 @@
 //! The `kiln` command line: a thin shell over the services.
 
+mod pipeline;
 mod plugin;
 mod run;
 mod runs;
+mod schedule;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +30,16 @@ enum Command {
     /// Register, list, inspect and remove plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Register pipelines for REST runs and schedules.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
+    /// Run registered pipelines on cron schedules.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Serve the REST API, with embedded workers and the scheduler.
+    Serve(serve::ServeArgs),
+    /// Run queued pipeline runs (several workers may share one database).
+    Worker(serve::WorkerArgs),
 }
 
 /// Parse arguments, run, and return the process exit code.
@@ -47,5 +60,9 @@ pub async fn main() -> Result<i32> {
         Command::Run(args) => run::run(args).await,
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
+        Command::Pipeline(cmd) => pipeline::run(cmd).await,
+        Command::Schedule(cmd) => schedule::run(cmd).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Worker(args) => serve::worker(args).await,
     }
 }

@@ -23,6 +23,9 @@ pub struct RunArgs {
     /// How many stages may run at once.
     #[arg(long, short, default_value_t = 4)]
     jobs: usize,
+    /// For a pipeline with a [sweep]: run at most this many combinations.
+    #[arg(long)]
+    max_runs: Option<usize>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -39,6 +42,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         }
     }
     let app = App::open(true).await?;
+    if pipeline.sweep.is_some() {
+        return sweep(&app, pipeline, &args).await;
+    }
     let prepared = pipeline::prepare(&app, pipeline).await?;
     let name = prepared.pipeline.name.clone();
     let human = !args.json;
@@ -46,8 +52,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     if human {
         println!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
     }
-    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.into_iter().collect() };
-    let run = pipeline::execute(&app, prepared, options, |event| match event {
+    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
+    let run = pipeline::execute(&app, prepared, options, None, |event| match event {
         Event::Started(stage) if live => eprintln!("  … {} started", stage.name),
         Event::Finished(r) if human => println!("{}", stage_line(r)),
         _ => {}
@@ -116,4 +122,40 @@ fn print_summary(results: &[StageResult]) {
             println!("{l}");
         }
     }
+}
+
+async fn sweep(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
+    let name = pipeline.name.clone();
+    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
+    let human = !args.json;
+    if human {
+        println!("Sweeping pipeline `{name}`");
+    }
+    let outcome = pipeline::run_sweep(app, pipeline, options, args.max_runs, |c| {
+        if human {
+            let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let metric = c.metric.map(output::num).unwrap_or_else(|| "-".into());
+            println!("  {}  {:<9} {metric:>10}  {}", &c.run_id[..12], if c.succeeded { "succeeded" } else { "FAILED" }, params.join(" "));
+        }
+    })
+    .await?;
+    if args.json {
+        println!("{}", output::json(&outcome));
+    } else {
+        match outcome.best {
+            Some(b) => {
+                let c = &outcome.children[b];
+                println!(
+                    "\nBest {} = {} in run {} ({}). Parent run {}.",
+                    outcome.metric,
+                    output::num(c.metric.unwrap_or(f64::NAN)),
+                    &c.run_id[..12],
+                    c.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                    outcome.parent_id
+                );
+            }
+            None => println!("\nNo combination succeeded. Parent run {}.", outcome.parent_id),
+        }
+    }
+    Ok(if outcome.best.is_some() { 0 } else { 1 })
 }

@@ -46,6 +46,18 @@ impl StageExecutor for PluginExecutor {
         let record = &self.plugins[&stage.name];
         let mut result = StageResult::new(&stage.name, StageStatus::Ran);
         result.plugin = Some(format!("{}@{}", record.name, record.version));
+        // A worker resuming a run whose previous worker died: a stage that
+        // was already recorded is not run (or recorded) again.
+        if let Ok(Some(done)) = self.app.store.get_stage(&self.run_id, &stage.name).await
+            && (done.status == "ran" || done.status == "cached")
+            && let Ok(outputs) = serde_json::from_str::<Outputs>(&done.outputs)
+        {
+            result.status = if done.status == "ran" { StageStatus::Ran } else { StageStatus::Cached };
+            result.metrics = outputs.metrics.clone();
+            result.outputs = serde_json::to_value(&outputs).unwrap_or_default();
+            result.attempts = done.attempts as u32;
+            return result;
+        }
         let mut cache_key = None;
         let mut logs = Vec::new();
         let outcome: Result<(Outputs, bool)> = async {

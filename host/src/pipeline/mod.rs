@@ -7,12 +7,13 @@ mod executor;
 pub mod gate;
 mod inputs;
 pub mod spec;
+pub mod sweep;
 
 use crate::app::App;
 use crate::plugins;
-use crate::store::{LineageEdge, NewRun, PluginRecord, RunStatus};
+use crate::store::{LineageEdge, NewRun, PluginRecord, RunStatus, StageRecord};
 use anyhow::Result;
-use engine::{Event, StageResult};
+use engine::{Event, StageResult, StageStatus};
 use executor::PluginExecutor;
 use kiln_sdk::PluginKind;
 use spec::{Action, Pipeline};
@@ -122,18 +123,24 @@ pub async fn prepare(app: &App, pipeline: Pipeline) -> Result<Prepared> {
     Ok(Prepared { pipeline, plugins: resolved, inputs })
 }
 
-/// Run a prepared pipeline as a new tracked run (experiment = pipeline name).
-pub async fn execute(app: &App, prepared: Prepared, options: RunOptions, on_event: impl FnMut(Event<'_>)) -> Result<PipelineRun> {
+/// Run a prepared pipeline as a tracked run (experiment = pipeline name):
+/// a new run, or `existing` (a queued run a worker picked up; stages it
+/// already recorded are not run again).
+pub async fn execute(
+    app: &App,
+    prepared: Prepared,
+    options: RunOptions,
+    existing: Option<String>,
+    on_event: impl FnMut(Event<'_>),
+) -> Result<PipelineRun> {
     let Prepared { pipeline, plugins, inputs } = prepared;
-    let run_id = app
-        .store
-        .create_run(NewRun {
-            experiment: pipeline.name.clone(),
-            name: pipeline.name.clone(),
-            parent: None,
-            source: format!("pipeline:{}", pipeline.file),
-        })
-        .await?;
+    let run_id = match existing {
+        Some(id) => {
+            app.store.set_run_status(&id, RunStatus::Running).await?;
+            id
+        }
+        None => app.store.create_run(new_run(&pipeline)).await?,
+    };
     app.store
         .set_tags(&run_id, &[("kiln.pipeline".into(), pipeline.name.clone()), ("kiln.source".into(), pipeline.file.clone())])
         .await?;
@@ -159,11 +166,205 @@ pub async fn execute(app: &App, prepared: Prepared, options: RunOptions, on_even
     });
     let jobs = if options.jobs == 0 { 4 } else { options.jobs };
     let results = engine::run(&pipeline, executor, jobs, on_event).await;
+    // Plugin stages record themselves as they finish; gates and skipped
+    // stages are recorded here so the run shows every stage's state.
+    for r in &results {
+        if matches!(r.status, StageStatus::GatePassed | StageStatus::GateFailed(_) | StageStatus::Skipped(_)) {
+            let error = match &r.status {
+                StageStatus::GateFailed(e) | StageStatus::Skipped(e) => Some(e.clone()),
+                _ => None,
+            };
+            let now = crate::store::now_ms();
+            app.store
+                .upsert_stage(
+                    &run_id,
+                    &StageRecord {
+                        stage: r.name.clone(),
+                        status: r.status.word().to_string(),
+                        plugin_digest: None,
+                        cache_key: None,
+                        started_at: Some(now),
+                        ended_at: Some(now),
+                        peak_memory: None,
+                        attempts: 0,
+                        error,
+                        outputs: "{}".into(),
+                    },
+                )
+                .await?;
+        }
+    }
     let run = PipelineRun { run_id, results };
     let error = run.results.iter().find(|r| !r.status.ok()).map(|r| format!("stage `{}` {}", r.name, r.status.word()));
     let status = if run.succeeded() { RunStatus::Finished } else { RunStatus::Failed };
     app.store.finish_run(&run.run_id, status, error.as_deref()).await?;
     Ok(run)
+}
+
+fn new_run(pipeline: &Pipeline) -> NewRun {
+    NewRun {
+        experiment: pipeline.name.clone(),
+        name: pipeline.name.clone(),
+        parent: None,
+        source: format!("pipeline:{}", pipeline.file),
+    }
+}
+
+/// One combination of a sweep and how it did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SweepChild {
+    pub run_id: String,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub metric: Option<f64>,
+    pub succeeded: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SweepOutcome {
+    pub parent_id: String,
+    pub metric: String,
+    pub children: Vec<SweepChild>,
+    /// Index into `children`.
+    pub best: Option<usize>,
+}
+
+/// Run every combination of the pipeline's `[sweep]` as a child run of one
+/// parent run. Every combination is checked (plugins, params, inputs)
+/// before the first one runs.
+pub async fn run_sweep(
+    app: &App,
+    pipeline: Pipeline,
+    options: RunOptions,
+    max_runs: Option<usize>,
+    mut on_child: impl FnMut(&SweepChild),
+) -> Result<SweepOutcome> {
+    let sweep = pipeline.sweep.clone().ok_or_else(|| anyhow::anyhow!("the pipeline has no [sweep]"))?;
+    let combos = sweep.combinations(max_runs);
+    let mut prepared = Vec::with_capacity(combos.len());
+    for combo in &combos {
+        let mut p = pipeline.clone();
+        for (key, value) in combo {
+            let (stage, param) = key.split_once('.').unwrap();
+            p.set_param(stage, param, value.clone()).map_err(anyhow::Error::msg)?;
+        }
+        prepared.push(prepare(app, p).await?);
+    }
+    let mut parent = new_run(&pipeline);
+    parent.name = format!("{} sweep", pipeline.name);
+    let parent_id = app.store.create_run(parent).await?;
+    app.store
+        .log_params(
+            &parent_id,
+            &[
+                ("sweep.method".into(), if sweep.random { "random" } else { "grid" }.into()),
+                ("sweep.metric".into(), sweep.metric.clone()),
+                ("sweep.goal".into(), if sweep.maximize { "maximize" } else { "minimize" }.into()),
+                ("sweep.runs".into(), combos.len().to_string()),
+            ],
+        )
+        .await?;
+    app.store.set_tags(&parent_id, &[("kiln.pipeline".into(), pipeline.name.clone()), ("kiln.sweep".into(), "parent".into())]).await?;
+    let (metric_stage, metric_name) = sweep.metric.split_once('.').unwrap();
+    let mut children = Vec::new();
+    let mut best: Option<usize> = None;
+    for (i, (combo, prep)) in combos.into_iter().zip(prepared).enumerate() {
+        let mut child = new_run(&prep.pipeline);
+        child.name = format!("{} #{}", prep.pipeline.name, i + 1);
+        child.parent = Some(parent_id.clone());
+        let child_id = app.store.create_run(child).await?;
+        let run = execute(app, prep, options.clone(), Some(child_id.clone()), |_| {}).await?;
+        let metric = run.results.iter().find(|r| r.name == metric_stage).and_then(|r| r.metrics.get(metric_name).copied());
+        let c = SweepChild { run_id: child_id, params: combo, metric, succeeded: run.succeeded() };
+        on_child(&c);
+        if let Some(m) = c.metric
+            && c.succeeded
+            && best.is_none_or(|b: usize| sweep.better(m, children.get(b).and_then(|x: &SweepChild| x.metric).unwrap_or(f64::NAN)))
+        {
+            best = Some(children.len());
+        }
+        children.push(c);
+    }
+    if let Some(b) = best {
+        let c = &children[b];
+        let now = crate::store::now_ms();
+        app.store
+            .log_metrics(&parent_id, &[crate::store::MetricPoint { key: format!("best.{}", sweep.metric), value: c.metric.unwrap(), step: 0, timestamp: now }])
+            .await?;
+        app.store.set_tags(&parent_id, &[("kiln.best_run".into(), c.run_id.clone())]).await?;
+        let best_params: Vec<(String, String)> = c
+            .params
+            .iter()
+            .map(|(k, v)| (format!("best.{k}"), match v { serde_json::Value::String(s) => s.clone(), o => o.to_string() }))
+            .collect();
+        app.store.log_params(&parent_id, &best_params).await?;
+    }
+    let status = if best.is_some() { RunStatus::Finished } else { RunStatus::Failed };
+    app.store.finish_run(&parent_id, status, if best.is_some() { None } else { Some("no combination succeeded") }).await?;
+    Ok(SweepOutcome { parent_id, metric: sweep.metric, children, best })
+}
+
+/// What a queued pipeline run asks for (the job's payload).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RunRequest {
+    pub pipeline: String,
+    /// `STAGE.PARAM=VALUE` overrides.
+    #[serde(default)]
+    pub set: Vec<String>,
+    #[serde(default)]
+    pub no_cache: bool,
+    #[serde(default)]
+    pub force: Vec<String>,
+}
+
+pub const PIPELINE_JOB: &str = "pipeline-run";
+
+/// Check a pipeline and register it under its name (for REST runs and
+/// schedules). Relative data paths resolve against `base_dir`.
+pub async fn register(app: &App, source: &str, label: &str, base_dir: &std::path::Path) -> Result<Pipeline> {
+    let base = std::path::absolute(base_dir)?;
+    let pipeline = Pipeline::parse(source, label, &base)?;
+    let prepared = prepare(app, pipeline).await?;
+    app.store.upsert_pipeline(&prepared.pipeline.name, source, &base.display().to_string()).await?;
+    Ok(prepared.pipeline)
+}
+
+/// A registered pipeline with `request`'s overrides applied.
+pub async fn load_registered(app: &App, request: &RunRequest) -> Result<Pipeline> {
+    let rec = app
+        .store
+        .pipeline(&request.pipeline)
+        .await?
+        .ok_or_else(|| crate::store::StoreError::NotFound(format!("pipeline `{}`", request.pipeline)))?;
+    let mut pipeline = Pipeline::parse(&rec.spec, &format!("{}.toml", rec.name), std::path::Path::new(&rec.base_dir))?;
+    for o in &request.set {
+        pipeline.apply_override(o).map_err(anyhow::Error::msg)?;
+    }
+    for f in &request.force {
+        if pipeline.stage(f).is_none() {
+            anyhow::bail!("force: the pipeline has no stage `{f}`");
+        }
+    }
+    Ok(pipeline)
+}
+
+/// Queue a run of a registered pipeline; returns the run id. The run exists
+/// (status SCHEDULED) from now on, so it can be watched before a worker
+/// picks it up.
+pub async fn submit(app: &App, request: &RunRequest) -> Result<String> {
+    let pipeline = load_registered(app, request).await?;
+    let run_id = app.store.create_run(new_run(&pipeline)).await?;
+    app.store.set_run_status(&run_id, RunStatus::Scheduled).await?;
+    app.store.enqueue_job(PIPELINE_JOB, &serde_json::to_string(request)?, Some(&run_id)).await?;
+    Ok(run_id)
+}
+
+/// What a worker does with a pipeline-run job.
+pub async fn run_job(app: &App, job: &crate::store::Job) -> Result<PipelineRun> {
+    let request: RunRequest = serde_json::from_str(&job.payload)?;
+    let pipeline = load_registered(app, &request).await?;
+    let prepared = prepare(app, pipeline).await?;
+    let options = RunOptions { jobs: 4, no_cache: request.no_cache, force: request.force.iter().cloned().collect() };
+    execute(app, prepared, options, job.run_id.clone(), |_| {}).await
 }
 
 /// Params of the run: every stage param as `stage.param`, and the inputs'

@@ -50,6 +50,7 @@ pub struct Pipeline {
     pub inputs: BTreeMap<String, Input>,
     /// In file order.
     pub stages: Vec<Stage>,
+    pub sweep: Option<super::sweep::Sweep>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +139,7 @@ struct RawPipeline {
     inputs: BTreeMap<String, RawInput>,
     #[serde(default)]
     stages: BTreeMap<String, RawStage>,
+    sweep: Option<toml::Spanned<super::sweep::RawSweep>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +337,16 @@ impl Pipeline {
             stages.push(Stage { name, line, action, needs, timeout, memory, retries: s.retries });
         }
         stages.sort_by_key(|s| s.line);
+        let sweep = match raw.sweep {
+            Some(raw_sweep) => {
+                let line = line_at(source, raw_sweep.span().start);
+                Some(
+                    super::sweep::Sweep::from_raw(raw_sweep.into_inner(), &stages)
+                        .map_err(|m| err(line, format!("sweep: {m}")))?,
+                )
+            }
+            None => None,
+        };
         let pipeline = Pipeline {
             name: raw.name,
             description: raw.description,
@@ -343,6 +355,7 @@ impl Pipeline {
             file: file.to_string(),
             inputs,
             stages,
+            sweep,
         };
         pipeline.check_acyclic()?;
         Ok(pipeline)
@@ -403,6 +416,23 @@ impl Pipeline {
         SpecError { file: self.file.clone(), line, message: message.into() }
     }
 
+    /// Set one stage param to a value.
+    pub fn set_param(&mut self, stage: &str, param: &str, value: serde_json::Value) -> Result<(), String> {
+        let names: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
+        let s = self
+            .stages
+            .iter_mut()
+            .find(|s| s.name == stage)
+            .ok_or_else(|| format!("no stage `{stage}` (stages: {})", names.join(", ")))?;
+        match &mut s.action {
+            Action::Plugin { params, .. } => {
+                params.as_object_mut().unwrap().insert(param.to_string(), value);
+                Ok(())
+            }
+            Action::Gate { .. } => Err(format!("`{stage}` is a gate and has no params")),
+        }
+    }
+
     /// Apply `--set stage.param=value` overrides (value parsed as TOML, so
     /// `8`, `0.5`, `true` and `"text"` keep their types; a bare word is text).
     pub fn apply_override(&mut self, assignment: &str) -> Result<(), String> {
@@ -418,19 +448,7 @@ impl Pipeline {
             Ok(t) => serde_json::to_value(&t["v"]).map_err(|e| e.to_string())?,
             Err(_) => serde_json::Value::String(value.to_string()),
         };
-        let names: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
-        let s = self
-            .stages
-            .iter_mut()
-            .find(|s| s.name == stage)
-            .ok_or_else(|| format!("`--set {assignment}`: no stage `{stage}` (stages: {})", names.join(", ")))?;
-        match &mut s.action {
-            Action::Plugin { params, .. } => {
-                params.as_object_mut().unwrap().insert(param.to_string(), parsed);
-                Ok(())
-            }
-            Action::Gate { .. } => Err(format!("`--set {assignment}`: `{stage}` is a gate and has no params")),
-        }
+        self.set_param(stage, param, parsed).map_err(|e| format!("`--set {assignment}`: {e}"))
     }
 }
 

@@ -5,11 +5,13 @@
 //! driver, so every query here is written once in the common dialect:
 //! `$n` placeholders, text ids, BIGINT milliseconds, JSON as TEXT.
 
+mod jobs;
 mod pipelines;
 mod plugins;
 mod runs;
 
-pub use pipelines::LineageEdge;
+pub use jobs::Job;
+pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
 pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, StageRecord};
 
@@ -51,13 +53,13 @@ pub struct Store {
 }
 
 fn migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )];
+    let migration = |version, name: &'static str, sql: &'static str| {
+        Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, sql.into_sql_str(), false)
+    };
+    let migrations = vec![
+        migration(1, "init", include_str!("../../migrations/0001_init.sql")),
+        migration(2, "schedules", include_str!("../../migrations/0002_schedules.sql")),
+    ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
@@ -166,6 +168,7 @@ pub(crate) mod testing {
     macro_rules! both_backends {
         ($name:ident, |$store:ident| $body:block) => {
             mod $name {
+                #[allow(unused_imports)]
                 use super::*;
                 #[tokio::test(flavor = "multi_thread")]
                 async fn sqlite() {

@@ -91,6 +91,13 @@ impl Store {
         sqlx::query(sql).bind(digest).fetch_optional(&self.pool).await?.as_ref().map(from_row).transpose()
     }
 
+    /// Give a registered plugin another version string (used to retire a
+    /// bundled plugin a newer kiln replaced).
+    pub async fn set_plugin_version(&self, digest: &str, version: &str) -> Result<()> {
+        sqlx::query("UPDATE plugins SET version = $1 WHERE digest = $2").bind(version).bind(digest).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Remove a plugin that no run or model version references.
     pub async fn delete_plugin(&self, digest: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;

@@ -388,6 +388,55 @@ impl Store {
         Ok(RunDetail { summary, error, tags, stages, artifacts })
     }
 
+    /// The recorded outcome of one stage of a run, if any.
+    pub async fn get_stage(&self, run_id: &str, stage: &str) -> Result<Option<StageRecord>> {
+        let row = sqlx::query(
+            "SELECT stage, status, plugin_digest, cache_key, started_at, ended_at, peak_memory, attempts, error, outputs \
+             FROM stage_runs WHERE run_id = $1 AND stage = $2",
+        )
+        .bind(run_id)
+        .bind(stage)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StageRecord {
+                stage: r.try_get("stage")?,
+                status: r.try_get("status")?,
+                plugin_digest: r.try_get("plugin_digest")?,
+                cache_key: r.try_get("cache_key")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                peak_memory: r.try_get("peak_memory")?,
+                attempts: r.try_get("attempts")?,
+                error: r.try_get("error")?,
+                outputs: r.try_get("outputs")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn set_run_status(&self, run_id: &str, status: RunStatus) -> Result<()> {
+        sqlx::query("UPDATE runs SET status = $1 WHERE id = $2").bind(status.as_str()).bind(run_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Log lines after `after_seq`, with their sequence numbers.
+    pub async fn run_logs_after(&self, run_id: &str, after_seq: i64) -> Result<Vec<(i64, LogRecord)>> {
+        sqlx::query("SELECT seq, stage, level, message, at FROM run_logs WHERE run_id = $1 AND seq > $2 ORDER BY seq")
+            .bind(run_id)
+            .bind(after_seq)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("seq")?,
+                    LogRecord { stage: r.try_get("stage")?, level: r.try_get("level")?, message: r.try_get("message")?, at: r.try_get("at")? },
+                ))
+            })
+            .collect()
+    }
+
     pub async fn append_logs(&self, run_id: &str, logs: &[LogRecord]) -> Result<()> {
         if logs.is_empty() {
             return Ok(());

@@ -1,0 +1,59 @@
+use crate::app::App;
+use crate::output;
+use crate::pipeline;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum PipelineCommand {
+    /// Check a pipeline file and register it under its name, for REST runs
+    /// and schedules (relative paths resolve against the file's folder).
+    Add { file: PathBuf },
+    /// Queue a run of a registered pipeline for the workers; prints its id.
+    Submit {
+        name: String,
+        #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long)]
+        no_cache: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List registered pipelines.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: PipelineCommand) -> Result<i32> {
+    let app = App::open(true).await?;
+    match cmd {
+        PipelineCommand::Add { file } => {
+            let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let base = file.parent().map(PathBuf::from).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+            let p = pipeline::register(&app, &source, &file.display().to_string(), &base).await?;
+            println!("Registered pipeline `{}` ({} stages)", p.name, p.stages.len());
+        }
+        PipelineCommand::Submit { name, overrides, no_cache, json } => {
+            let request = pipeline::RunRequest { pipeline: name, set: overrides, no_cache, force: Vec::new() };
+            let id = pipeline::submit(&app, &request).await?;
+            if json {
+                println!("{}", output::json(&serde_json::json!({"id": id, "status": "queued"})));
+            } else {
+                println!("Queued run {id}; a `kiln worker` or `kiln serve` picks it up");
+            }
+        }
+        PipelineCommand::List { json } => {
+            let list = app.store.list_pipelines().await?;
+            if json {
+                println!("{}", output::json(&list));
+            } else {
+                let rows = list.iter().map(|p| vec![p.name.clone(), output::time_ms(p.updated_at), p.base_dir.clone()]).collect();
+                println!("{}", output::table(&["name", "updated (UTC)", "data paths relative to"], rows));
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,48 @@
+use crate::app::App;
+use crate::output;
+use anyhow::{Result, bail};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// Run a registered pipeline on a cron schedule (run by `kiln serve`).
+    Add {
+        pipeline: String,
+        /// `MIN HOUR DAY MONTH WEEKDAY`, e.g. "0 2 * * *" for 02:00 UTC nightly.
+        #[arg(long)]
+        cron: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Remove { id: String },
+}
+
+pub async fn run(cmd: ScheduleCommand) -> Result<i32> {
+    let app = App::open(true).await?;
+    match cmd {
+        ScheduleCommand::Add { pipeline, cron } => {
+            crate::scheduler::parse_cron(&cron).map_err(anyhow::Error::msg)?;
+            if app.store.pipeline(&pipeline).await?.is_none() {
+                bail!("no registered pipeline `{pipeline}`; register it first with `kiln pipeline add FILE`");
+            }
+            let s = app.store.add_schedule(&pipeline, &cron).await?;
+            println!("Scheduled `{pipeline}` at \"{cron}\" (UTC) as {}; `kiln serve` runs it", s.id);
+        }
+        ScheduleCommand::List { json } => {
+            let list = app.store.list_schedules().await?;
+            if json {
+                println!("{}", output::json(&list));
+            } else {
+                let rows = list.iter().map(|s| vec![s.id.clone(), s.pipeline.clone(), s.cron.clone()]).collect();
+                println!("{}", output::table(&["id", "pipeline", "cron (UTC)"], rows));
+            }
+        }
+        ScheduleCommand::Remove { id } => {
+            app.store.remove_schedule(&id).await?;
+            println!("Removed schedule {id}");
+        }
+    }
+    Ok(0)
+}

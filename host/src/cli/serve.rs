@@ -1,0 +1,91 @@
+use crate::app::App;
+use crate::worker::{self, WorkerOptions};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::io::Write;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Embedded workers that run queued pipeline runs (0 for none).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    no_scheduler: bool,
+    /// A worker's lease on a job; it is renewed every third of this.
+    #[arg(long, default_value = "30s", value_parser = crate::runtime::parse_duration)]
+    lease: Duration,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// A worker's lease on a job; a job whose worker died is taken over this
+    /// long after its last heartbeat.
+    #[arg(long, default_value = "30s", value_parser = crate::runtime::parse_duration)]
+    lease: Duration,
+}
+
+fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    let (tx, rx) = watch::channel(false);
+    let stop = tx.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        let _ = stop.send(true);
+    });
+    (tx, rx)
+}
+
+pub async fn serve(args: ServeArgs) -> Result<i32> {
+    let app = App::open(true).await?;
+    crate::plugins::ensure_bundled(&app).await?;
+    let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    let (_tx, rx) = shutdown_signal();
+    let mut tasks = Vec::new();
+    for _ in 0..args.workers {
+        tasks.push(tokio::spawn(worker::run(app.clone(), WorkerOptions::new(args.lease), rx.clone())));
+    }
+    if !args.no_scheduler {
+        tasks.push(tokio::spawn(crate::scheduler::run(app.clone(), rx.clone())));
+    }
+    println!(
+        "Kiln listening on http://{addr} (workspace {}, {} worker(s), scheduler {})",
+        app.workspace.dir.display(),
+        args.workers,
+        if args.no_scheduler { "off" } else { "on" }
+    );
+    std::io::stdout().flush()?;
+    let mut stop = rx.clone();
+    axum::serve(listener, crate::api::router(app))
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        })
+        .await?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(0)
+}
+
+pub async fn worker(args: WorkerArgs) -> Result<i32> {
+    let app = App::open(true).await?;
+    crate::plugins::ensure_bundled(&app).await?;
+    let options = WorkerOptions::new(args.lease);
+    println!("Kiln worker {} on {}", options.id, crate::store::redact(&app.workspace.database_url()));
+    std::io::stdout().flush()?;
+    let (_tx, rx) = shutdown_signal();
+    worker::run(app, options, rx).await;
+    Ok(0)
+}
