@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Plugin benchmarks beside their peers (scipy, scikit-learn), same data,
+# Benchmarks beside their peers (scipy, scikit-learn, DVC), same data,
 # same machine, same run. Creates its own venv for the peers.
 #   host/benches/run.sh          full sizes
 #   KILN_BENCH_QUICK=1 host/benches/run.sh   smaller, for a smoke test
@@ -11,6 +11,14 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q numpy scipy scikit-learn
 fi
+if [ ! -x "$venv/bin/dvc" ]; then
+    say "installing DVC into $venv (the pipeline benchmark's peer)"
+    "$venv/bin/pip" install -q dvc
+fi
 export KILN_BENCH_PYTHON="$venv/bin/python"
-say "cargo bench -p kiln --bench plugins (release build)"
+ensure_postgres
+say "building the release kiln binary (the CLI benchmark runs it)"
+cargo build --release -p kiln
+say "cargo bench -p kiln (plugins, pipelines)"
 cargo bench -p kiln --bench plugins
+cargo bench -p kiln --bench pipelines

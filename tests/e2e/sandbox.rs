@@ -132,3 +132,21 @@ fn plugin_logs_and_output_reach_the_run_log_and_live_metrics_are_recorded() {
     }
     assert_eq!(detail["metrics"]["bad.fixture_metric"], 1.5);
 }
+
+#[test]
+fn a_failing_stage_is_retried_as_asked_and_records_its_attempts() {
+    let k = kiln_with_fixture();
+    k.write("d.csv", &tiny_csv());
+    let p = k.write(
+        "retry.toml",
+        "name = \"retry\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n\
+         [stages.bad]\nuses = \"misbehave\"\ndata = \"d\"\nwith = { mode = \"trap\" }\nretries = 2\n",
+    );
+    let v = k.run(&["run", p.to_str().unwrap(), "--json"]).fails().json();
+    let run = k.run(&["runs", "show", v["run_id"].as_str().unwrap(), "--json", "--logs"]).ok().json();
+    let stage = &run["stages"][0];
+    assert_eq!((stage["status"].as_str(), stage["attempts"].as_i64()), (Some("failed"), Some(3)), "{stage}");
+    assert!(stage["error"].as_str().unwrap().contains("trapped"), "{stage}");
+    let lines: Vec<&str> = run["logs"].as_array().unwrap().iter().filter_map(|l| l["message"].as_str()).filter(|m| m.starts_with("attempt ")).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+}
