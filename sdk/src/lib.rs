@@ -29,7 +29,7 @@ pub mod wit;
 
 pub use host_calls::{LogLevel, log, progress, report_metric};
 pub use params::Params;
-pub use table::{Column, ColumnData, Table};
+pub use table::{Column, ColumnData, Table, training_target};
 
 /// Re-exports the export macros rely on; not part of the public API.
 #[doc(hidden)]

@@ -99,3 +99,19 @@ impl Table {
         self.columns.iter().map(|c| c.name.as_str()).collect()
     }
 }
+
+/// Check a trainer's input: rows present, one finite target value per row.
+/// Returns the target values.
+pub fn training_target<'a>(features: &Table, target: &'a Column) -> Result<&'a [f64]> {
+    let y = target.as_numeric()?;
+    if features.rows == 0 {
+        return Err(PluginError::invalid_input("cannot train on a table with no rows"));
+    }
+    if y.len() != features.rows {
+        return Err(PluginError::invalid_input(format!("{} feature rows but {} target values", features.rows, y.len())));
+    }
+    if let Some(row) = y.iter().position(|v| !v.is_finite()) {
+        return Err(PluginError::invalid_column(&target.name, format!("target is missing or not finite at row {}", row + 1)));
+    }
+    Ok(y)
+}

@@ -356,20 +356,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(StageRecord {
-                stage: r.try_get("stage")?,
-                status: r.try_get("status")?,
-                plugin_digest: r.try_get("plugin_digest")?,
-                cache_key: r.try_get("cache_key")?,
-                started_at: r.try_get("started_at")?,
-                ended_at: r.try_get("ended_at")?,
-                peak_memory: r.try_get("peak_memory")?,
-                attempts: r.try_get("attempts")?,
-                error: r.try_get("error")?,
-                outputs: r.try_get("outputs")?,
-            })
-        })
+        .map(stage_from_row)
         .collect::<Result<Vec<_>>>()?;
         let artifacts = sqlx::query("SELECT path, blob, size, media_type FROM artifacts WHERE run_id = $1 ORDER BY path")
             .bind(run_id)
@@ -398,21 +385,7 @@ impl Store {
         .bind(stage)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(StageRecord {
-                stage: r.try_get("stage")?,
-                status: r.try_get("status")?,
-                plugin_digest: r.try_get("plugin_digest")?,
-                cache_key: r.try_get("cache_key")?,
-                started_at: r.try_get("started_at")?,
-                ended_at: r.try_get("ended_at")?,
-                peak_memory: r.try_get("peak_memory")?,
-                attempts: r.try_get("attempts")?,
-                error: r.try_get("error")?,
-                outputs: r.try_get("outputs")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(stage_from_row).transpose()
     }
 
     pub async fn set_run_status(&self, run_id: &str, status: RunStatus) -> Result<()> {
@@ -527,6 +500,21 @@ fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<RunSummary> {
         parent_run_id: row.try_get("parent_run_id")?,
         params: BTreeMap::new(),
         metrics: BTreeMap::new(),
+    })
+}
+
+fn stage_from_row(r: &sqlx::any::AnyRow) -> Result<StageRecord> {
+    Ok(StageRecord {
+        stage: r.try_get("stage")?,
+        status: r.try_get("status")?,
+        plugin_digest: r.try_get("plugin_digest")?,
+        cache_key: r.try_get("cache_key")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        peak_memory: r.try_get("peak_memory")?,
+        attempts: r.try_get("attempts")?,
+        error: r.try_get("error")?,
+        outputs: r.try_get("outputs")?,
     })
 }
 

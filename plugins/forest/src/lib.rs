@@ -56,16 +56,7 @@ impl Trainer for Forest {
     }
 
     fn train(features: Table, target: Column, params: Params) -> Result<ForestModel> {
-        let y = target.as_numeric()?;
-        if features.rows == 0 {
-            return Err(PluginError::invalid_input("cannot train on a table with no rows"));
-        }
-        if y.len() != features.rows {
-            return Err(PluginError::invalid_input(format!("{} feature rows but {} target values", features.rows, y.len())));
-        }
-        if let Some(row) = y.iter().position(|v| !v.is_finite()) {
-            return Err(PluginError::invalid_column(&target.name, format!("target is missing or not finite at row {}", row + 1)));
-        }
+        let y = kiln_sdk::training_target(&features, &target)?;
         let task = match params.str_or("task", "classification")? {
             "classification" => TaskParam::Classification,
             "regression" => TaskParam::Regression,
