@@ -14,5 +14,6 @@ pub mod plugins;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
+pub mod tracking;
 pub mod workspace;
 pub mod worker;

@@ -9,3 +9,4 @@ mod reference;
 mod sandbox;
 mod server;
 mod support;
+mod tracking;

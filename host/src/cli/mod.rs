@@ -1,5 +1,6 @@
 //! The `kiln` command line: a thin shell over the services.
 
+mod experiments;
 mod pipeline;
 mod plugin;
 mod run;
@@ -24,7 +25,10 @@ enum Command {
     Init { dir: Option<PathBuf> },
     /// Run a pipeline file as a tracked run.
     Run(run::RunArgs),
-    /// List and inspect tracked runs.
+    /// Create, list, rename, delete and restore experiments.
+    #[command(subcommand)]
+    Experiments(experiments::ExperimentsCommand),
+    /// List, search, compare and inspect tracked runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
     /// Register, list, inspect and remove plugins.
@@ -59,6 +63,7 @@ pub async fn main() -> Result<i32> {
         }
         Command::Run(args) => run::run(args).await,
         Command::Runs(cmd) => runs::run(cmd).await,
+        Command::Experiments(cmd) => experiments::run(cmd).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,

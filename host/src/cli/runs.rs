@@ -14,6 +14,34 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Search runs with a filter: `metrics.accuracy > 0.9 and params.model = 'forest'`.
+    Search {
+        /// MLflow's filter syntax, plus `or` and parentheses (empty: every run).
+        #[arg(default_value = "")]
+        filter: String,
+        #[arg(long, short)]
+        experiment: Vec<String>,
+        /// e.g. "metrics.accuracy DESC" (repeatable).
+        #[arg(long)]
+        order_by: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        max_results: i64,
+        /// The token a previous page printed.
+        #[arg(long)]
+        page_token: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Params side by side (differences marked) and metrics with the best marked.
+    Compare {
+        #[arg(required = true, num_args = 2..)]
+        ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a run (soft: `kiln runs restore` brings it back).
+    Delete { id: String },
+    Restore { id: String },
     /// Show one run: params, metrics, stages, artifacts.
     Show {
         /// Run id, or a unique prefix of it.
@@ -54,6 +82,91 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                 })
                 .collect();
             println!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
+        }
+        RunsCommand::Search { filter, experiment, order_by, max_results, page_token, json } => {
+            use crate::tracking::filter as f;
+            let parsed = f::parse(&filter).map_err(|e| anyhow::anyhow!("invalid filter: {e}"))?;
+            let order_by = order_by
+                .iter()
+                .map(|o| f::parse_order_by(o).map_err(|e| anyhow::anyhow!("invalid --order-by `{o}`: {e}")))
+                .collect::<Result<Vec<_>>>()?;
+            let offset = match &page_token {
+                Some(t) => t.parse::<i64>().map_err(|_| anyhow::anyhow!("`{t}` is not a page token printed by kiln"))?,
+                None => 0,
+            };
+            if !(1..=50_000).contains(&max_results) {
+                anyhow::bail!("--max-results must be between 1 and 50000, got {max_results}");
+            }
+            let q = crate::store::SearchQuery { experiments: experiment, filter: parsed, order_by, max_results, offset };
+            let (runs, next) = app.store.search_runs(&q).await?;
+            if json {
+                println!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));
+            } else {
+                let rows = runs
+                    .iter()
+                    .map(|r| {
+                        let metrics: Vec<String> = headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
+                        vec![r.id[..12].to_string(), r.experiment.clone(), r.status.as_str().to_string(), output::time_ms(r.start_time), metrics.join(" ")]
+                    })
+                    .collect();
+                println!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
+                if let Some(n) = next {
+                    println!("More: --page-token {n}");
+                }
+            }
+        }
+        RunsCommand::Compare { ids, json } => {
+            let mut runs = Vec::new();
+            for id in &ids {
+                let full = app.store.resolve_run_id(id).await?;
+                runs.push(app.store.get_run(&full).await?.summary);
+            }
+            let c = crate::tracking::compare::compare(&runs);
+            if json {
+                println!("{}", output::json(&c));
+                return Ok(0);
+            }
+            let mut header = vec!["param".to_string()];
+            header.extend(runs.iter().map(|r| r.id[..12].to_string()));
+            let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+            let rows = c
+                .params
+                .iter()
+                .map(|(k, values, differs)| {
+                    let mut row = vec![if *differs { format!("* {k}") } else { format!("  {k}") }];
+                    row.extend(values.iter().map(|v| v.clone().unwrap_or_else(|| "-".into())));
+                    row
+                })
+                .collect();
+            println!("{}", output::table(&header_refs, rows));
+            println!("(* = differs)\n");
+            let mut header = vec!["metric".to_string()];
+            header.extend(runs.iter().map(|r| r.id[..12].to_string()));
+            let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+            let rows = c
+                .metrics
+                .iter()
+                .map(|(k, values, best)| {
+                    let mut row = vec![k.clone()];
+                    row.extend(values.iter().enumerate().map(|(i, v)| match v {
+                        Some(v) if Some(i) == *best && values.iter().filter(|x| x.is_some()).count() > 1 => format!("{} *", output::num(*v)),
+                        Some(v) => output::num(*v),
+                        None => "-".into(),
+                    }));
+                    row
+                })
+                .collect();
+            println!("{}", output::table(&header_refs, rows));
+            println!("(* = best)");
+        }
+        RunsCommand::Delete { id } => {
+            let id = app.store.resolve_run_id(&id).await?;
+            app.store.set_run_stage(&id, "deleted").await?;
+            println!("Deleted run {id} (kiln runs restore {id} brings it back)");
+        }
+        RunsCommand::Restore { id } => {
+            app.store.set_run_stage(&id, "active").await?;
+            println!("Restored run {id}");
         }
         RunsCommand::Show { id, logs, json } => {
             let id = app.store.resolve_run_id(&id).await?;

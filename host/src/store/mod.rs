@@ -5,14 +5,18 @@
 //! driver, so every query here is written once in the common dialect:
 //! `$n` placeholders, text ids, BIGINT milliseconds, JSON as TEXT.
 
+mod experiments;
 mod jobs;
 mod pipelines;
 mod plugins;
 mod runs;
+mod search;
 
+pub use experiments::ExperimentRecord;
 pub use jobs::Job;
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
+pub use search::SearchQuery;
 pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, StageRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -284,7 +284,7 @@ impl Store {
         Ok(runs)
     }
 
-    async fn fill_params_and_metrics(&self, runs: &mut [RunSummary]) -> Result<()> {
+    pub(super) async fn fill_params_and_metrics(&self, runs: &mut [RunSummary]) -> Result<()> {
         if runs.is_empty() {
             return Ok(());
         }
@@ -487,7 +487,7 @@ impl Store {
     }
 }
 
-fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<RunSummary> {
+pub(super) fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<RunSummary> {
     let status: String = row.try_get("status")?;
     Ok(RunSummary {
         id: row.try_get("id")?,

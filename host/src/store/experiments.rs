@@ -1,0 +1,117 @@
+//! Experiments: create, list, rename, delete and restore (soft, as MLflow).
+
+use super::{Result, Store, StoreError, now_ms};
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentRecord {
+    pub id: String,
+    pub name: String,
+    pub lifecycle_stage: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub runs: i64,
+}
+
+impl Store {
+    pub async fn list_experiments(&self, include_deleted: bool) -> Result<Vec<ExperimentRecord>> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.name, e.lifecycle_stage, e.created_at, e.updated_at, \
+             (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id AND r.lifecycle_stage = 'active') AS runs \
+             FROM experiments e ORDER BY e.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let rec = ExperimentRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                lifecycle_stage: r.try_get("lifecycle_stage")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                runs: r.try_get("runs")?,
+            };
+            if include_deleted || rec.lifecycle_stage == "active" {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Create an experiment; its name must be new.
+    pub async fn create_experiment(&self, name: &str) -> Result<String> {
+        if sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_optional(&self.pool).await?.is_some() {
+            return Err(StoreError::Conflict(format!("an experiment named `{name}` already exists")));
+        }
+        self.experiment_id(name).await
+    }
+
+    pub async fn rename_experiment(&self, name: &str, new_name: &str) -> Result<()> {
+        if sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(new_name).fetch_optional(&self.pool).await?.is_some() {
+            return Err(StoreError::Conflict(format!("an experiment named `{new_name}` already exists")));
+        }
+        let done = sqlx::query("UPDATE experiments SET name = $1, updated_at = $2 WHERE name = $3")
+            .bind(new_name)
+            .bind(now_ms())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("experiment `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// Soft-delete (`deleted`) or restore (`active`) an experiment and its runs.
+    pub async fn set_experiment_stage(&self, name: &str, stage: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT id FROM experiments WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("experiment `{name}`")))?;
+        let id: String = row.try_get("id")?;
+        sqlx::query("UPDATE experiments SET lifecycle_stage = $1, updated_at = $2 WHERE id = $3")
+            .bind(stage)
+            .bind(now_ms())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE runs SET lifecycle_stage = $1 WHERE experiment_id = $2").bind(stage).bind(&id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Soft-delete (`deleted`) or restore (`active`) one run.
+    pub async fn set_run_stage(&self, run_id: &str, stage: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE runs SET lifecycle_stage = $1 WHERE id = $2").bind(stage).bind(run_id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("run `{run_id}`")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::both_backends;
+    use crate::store::NewRun;
+
+    both_backends!(experiment_lifecycle, |store| {
+        store.create_experiment("a").await.unwrap();
+        assert!(store.create_experiment("a").await.unwrap_err().to_string().contains("already exists"));
+        let run = store.create_run(NewRun { experiment: "a".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
+        store.rename_experiment("a", "b").await.unwrap();
+        let list = store.list_experiments(false).await.unwrap();
+        assert_eq!((list[0].name.as_str(), list[0].runs), ("b", 1));
+        store.set_experiment_stage("b", "deleted").await.unwrap();
+        assert!(store.list_experiments(false).await.unwrap().is_empty());
+        assert!(store.list_runs(None, 10).await.unwrap().is_empty(), "runs of a deleted experiment are hidden");
+        store.set_experiment_stage("b", "active").await.unwrap();
+        assert_eq!(store.list_runs(None, 10).await.unwrap()[0].id, run);
+        store.set_run_stage(&run, "deleted").await.unwrap();
+        assert!(store.list_runs(None, 10).await.unwrap().is_empty());
+    });
+}
