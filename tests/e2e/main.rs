@@ -2,6 +2,7 @@
 //! real Wasm plugins (fixtures that misbehave on purpose included).
 
 mod bad_input;
+mod mlflow;
 mod plugins;
 mod postgres;
 mod quickstart;

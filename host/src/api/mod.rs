@@ -3,6 +3,7 @@
 //! CLI calls.
 
 mod error;
+mod mlflow;
 mod pipelines;
 
 use crate::app::App;
@@ -19,6 +20,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/pipeline-runs/{id}", get(pipelines::status))
         .route("/api/v1/pipeline-runs/{id}/events", get(pipelines::events))
         .route("/api/v1/pipeline-runs/{id}/cancel", post(pipelines::cancel))
+        .merge(mlflow::router())
         .with_state(app)
 }
 

@@ -97,7 +97,7 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             if !(1..=50_000).contains(&max_results) {
                 anyhow::bail!("--max-results must be between 1 and 50000, got {max_results}");
             }
-            let q = crate::store::SearchQuery { experiments: experiment, filter: parsed, order_by, max_results, offset };
+            let q = crate::store::SearchQuery { experiments: experiment, filter: parsed, order_by, max_results, offset, ..Default::default() };
             let (runs, next) = app.store.search_runs(&q).await?;
             if json {
                 println!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));

@@ -14,25 +14,72 @@ pub struct ExperimentRecord {
     pub runs: i64,
 }
 
+fn record_from_row(r: &sqlx::any::AnyRow) -> Result<ExperimentRecord> {
+    Ok(ExperimentRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        lifecycle_stage: r.try_get("lifecycle_stage")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        runs: r.try_get("runs")?,
+    })
+}
+
+const SELECT: &str = "SELECT e.id, e.name, e.lifecycle_stage, e.created_at, e.updated_at, \
+    (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id AND r.lifecycle_stage = 'active') AS runs FROM experiments e";
+
 impl Store {
-    pub async fn list_experiments(&self, include_deleted: bool) -> Result<Vec<ExperimentRecord>> {
-        let rows = sqlx::query(
-            "SELECT e.id, e.name, e.lifecycle_stage, e.created_at, e.updated_at, \
-             (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id AND r.lifecycle_stage = 'active') AS runs \
-             FROM experiments e ORDER BY e.name",
+    /// MLflow clients log to experiment "0" when none is set: it exists as
+    /// `Default`.
+    pub async fn ensure_default_experiment(&self) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO experiments (id, name, created_at, updated_at) VALUES ('0', 'Default', $1, $2) ON CONFLICT DO NOTHING")
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn experiment_by_id(&self, id: &str) -> Result<Option<ExperimentRecord>> {
+        let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE e.id = $1"));
+        sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.as_ref().map(record_from_row).transpose()
+    }
+
+    pub async fn experiment_by_name(&self, name: &str) -> Result<Option<ExperimentRecord>> {
+        let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE e.name = $1"));
+        sqlx::query(sql).bind(name).fetch_optional(&self.pool).await?.as_ref().map(record_from_row).transpose()
+    }
+
+    pub async fn experiment_tags(&self, id: &str) -> Result<Vec<(String, String)>> {
+        sqlx::query("SELECT key, value FROM experiment_tags WHERE experiment_id = $1 ORDER BY key")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect()
+    }
+
+    pub async fn set_experiment_tag(&self, id: &str, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
         )
-        .fetch_all(&self.pool)
+        .bind(id)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    pub async fn list_experiments(&self, include_deleted: bool) -> Result<Vec<ExperimentRecord>> {
+        let sql = sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY e.name"));
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         let mut out = Vec::new();
-        for r in rows {
-            let rec = ExperimentRecord {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                lifecycle_stage: r.try_get("lifecycle_stage")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-                runs: r.try_get("runs")?,
-            };
+        for r in &rows {
+            let rec = record_from_row(r)?;
             if include_deleted || rec.lifecycle_stage == "active" {
                 out.push(rec);
             }
@@ -64,10 +111,11 @@ impl Store {
         Ok(())
     }
 
-    /// Soft-delete (`deleted`) or restore (`active`) an experiment and its runs.
+    /// Soft-delete (`deleted`) or restore (`active`) an experiment (by name
+    /// or id) and its runs.
     pub async fn set_experiment_stage(&self, name: &str, stage: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT id FROM experiments WHERE name = $1")
+        let row = sqlx::query("SELECT id FROM experiments WHERE name = $1 OR id = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?

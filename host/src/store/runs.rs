@@ -152,6 +152,71 @@ impl Store {
         Ok(id)
     }
 
+    /// Create a run the way MLflow clients do: in an experiment given by
+    /// id, with their start time and user.
+    pub async fn create_run_in(&self, experiment_id: &str, name: &str, user: &str, start_time: i64, source: &str) -> Result<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query(
+            "INSERT INTO runs (id, experiment_id, name, status, start_time, source, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(experiment_id)
+        .bind(name)
+        .bind(RunStatus::Running.as_str())
+        .bind(start_time)
+        .bind(source)
+        .bind(user)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Set status, end time and name (each when given).
+    pub async fn update_run(&self, run_id: &str, status: Option<RunStatus>, end_time: Option<i64>, name: Option<&str>) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) WHERE id = $4",
+        )
+        .bind(status.map(|s| s.as_str()))
+        .bind(end_time)
+        .bind(name)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("run `{run_id}`")));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2").bind(run_id).bind(key).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("tag `{key}` of run `{run_id}`")));
+        }
+        Ok(())
+    }
+
+    /// Latest value of every metric of a run, with step and timestamp.
+    pub async fn latest_metrics(&self, run_id: &str) -> Result<Vec<MetricPoint>> {
+        sqlx::query("SELECT key, step, timestamp, value, is_nan FROM latest_metrics WHERE run_id = $1 ORDER BY key")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(metric_from_row)
+            .collect()
+    }
+
+    /// Experiment id, user and lifecycle stage of a run.
+    pub async fn run_extras(&self, run_id: &str) -> Result<(String, String, String)> {
+        let r = sqlx::query("SELECT experiment_id, user_id, lifecycle_stage FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))?;
+        Ok((r.try_get("experiment_id")?, r.try_get("user_id")?, r.try_get("lifecycle_stage")?))
+    }
+
     /// Params are immutable once logged (as in MLflow): logging the same
     /// value again is fine, a different value is a conflict.
     pub async fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {

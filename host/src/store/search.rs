@@ -11,6 +11,8 @@ use sqlx::AssertSqlSafe;
 pub struct SearchQuery {
     /// Experiment names; empty means all.
     pub experiments: Vec<String>,
+    /// Experiment ids (the MLflow API names experiments by id); empty means all.
+    pub experiment_ids: Vec<String>,
     pub filter: Option<Filter>,
     pub order_by: Vec<OrderBy>,
     pub max_results: i64,
@@ -106,6 +108,10 @@ impl Store {
         if !q.experiments.is_empty() {
             let names: Vec<String> = q.experiments.iter().map(|n| sql.arg(Arg::Text(n.clone()))).collect();
             sql.text.push_str(&format!(" AND e.name IN ({})", names.join(", ")));
+        }
+        if !q.experiment_ids.is_empty() {
+            let ids: Vec<String> = q.experiment_ids.iter().map(|n| sql.arg(Arg::Text(n.clone()))).collect();
+            sql.text.push_str(&format!(" AND e.id IN ({})", ids.join(", ")));
         }
         if let Some(f) = &q.filter {
             sql.text.push_str(" AND ");

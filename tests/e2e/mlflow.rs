@@ -1,0 +1,49 @@
+//! The real MLflow client (mlflow-skinny from PyPI, in a venv this test
+//! makes under target/) logs to `kiln serve`, and Kiln's CLI sees the same.
+
+use crate::support::{Kiln, repo_root};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A Python with mlflow-skinny, created on first use.
+fn mlflow_python() -> PathBuf {
+    let venv = repo_root().join("target/mlflow-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python).args(["-c", "import mlflow"]).output().is_ok_and(|o| o.status.success());
+    if !ready {
+        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success();
+        assert!(ok, "python3 -m venv failed");
+        let ok = Command::new(venv.join("bin/pip")).args(["install", "-q", "mlflow-skinny"]).status().unwrap().success();
+        assert!(ok, "pip install mlflow-skinny failed");
+    }
+    python
+}
+
+#[test]
+fn the_mlflow_client_logs_to_kiln_and_kiln_sees_it() {
+    let python = mlflow_python();
+    let k = Kiln::new();
+    let server = k.serve(&["--workers", "0", "--no-scheduler"]);
+    let out = Command::new(python)
+        .arg(repo_root().join("examples/mlflow/client.py"))
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "client.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let run_id = serde_json::from_str::<serde_json::Value>(stdout.trim().lines().last().unwrap()).unwrap()["run_id"].as_str().unwrap().to_string();
+
+    let run = k.run(&["runs", "show", &run_id, "--json"]).ok().json();
+    assert_eq!(run["experiment"], "mlflow-compat");
+    assert_eq!(run["status"], "FINISHED");
+    assert_eq!(run["params"]["alpha"], "0.5");
+    assert_eq!(run["params"]["layers"], "3");
+    assert_eq!(run["metrics"]["loss"], 0.2);
+    assert_eq!(run["metrics"]["accuracy"], 0.91);
+    assert_eq!(run["tags"]["team"], "ml-core");
+    let paths: Vec<&str> = run["artifacts"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["model/weights.bin", "notes.txt"]);
+    let found = k.run(&["runs", "search", "params.model = 'ridge' and metrics.loss < 0.5", "--json"]).ok().json();
+    assert_eq!(found["runs"][0]["id"], run_id.as_str());
+}
