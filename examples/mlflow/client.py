@@ -59,6 +59,26 @@ assert inner == [("model/weights.bin", 10240)], inner
 local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="notes.txt")
 assert pathlib.Path(local).read_text() == "hello from mlflow"
 
+# Model registry: register two versions, alias one, move stages.
+client.create_registered_model("compat-model")
+v1 = client.create_model_version("compat-model", source=f"runs:/{run_id}/model", run_id=run_id)
+v2 = client.create_model_version("compat-model", source=f"runs:/{run_id}/model", run_id=run_id)
+assert (v1.version, v2.version) in [(1, 2), ("1", "2")], (v1.version, v2.version)
+client.set_registered_model_alias("compat-model", "champion", v2.version)
+assert str(client.get_model_version_by_alias("compat-model", "champion").version) == "2"
+client.transition_model_version_stage("compat-model", v1.version, "Production")
+client.transition_model_version_stage("compat-model", v2.version, "Production", archive_existing_versions=True)
+assert client.get_model_version("compat-model", v1.version).current_stage == "Archived"
+latest = client.get_latest_versions("compat-model", stages=["Production"])
+assert [str(v.version) for v in latest] == ["2"], latest
+model = client.get_registered_model("compat-model")
+assert model.aliases == {"champion": "2"} or model.aliases == {"champion": 2}, model.aliases
+try:
+    client.create_registered_model("compat-model")
+    raise SystemExit("registering a model twice must fail")
+except mlflow.exceptions.MlflowException as e:
+    assert e.error_code == "RESOURCE_ALREADY_EXISTS", e.error_code
+
 # MLflow's errors come back as MLflow exceptions.
 try:
     client.log_param(run_id, "alpha", 0.7)

@@ -49,6 +49,16 @@ pub fn router() -> Router<App> {
         .route(&p("metrics/get-history"), get(metric_history))
         .route(&p("artifacts/list"), get(list_run_artifacts))
         .route(&p("logged-models/search"), post(search_logged_models))
+        .route(&p("registered-models/create"), post(create_model))
+        .route(&p("registered-models/get"), get(get_model))
+        .route(&p("registered-models/search"), get(search_models).post(search_models))
+        .route(&p("registered-models/delete"), axum::routing::delete(delete_model))
+        .route(&p("registered-models/get-latest-versions"), get(latest_versions_get).post(latest_versions))
+        .route(&p("registered-models/alias"), get(get_by_alias).post(set_alias).delete(delete_alias))
+        .route(&p("model-versions/create"), post(create_version))
+        .route(&p("model-versions/get"), get(get_version))
+        .route(&p("model-versions/search"), get(search_versions))
+        .route(&p("model-versions/transition-stage"), post(transition_stage))
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list_artifacts))
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",
@@ -568,4 +578,167 @@ async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, 
     let points = app.store.metric_history(id, key).await?;
     let metrics: Vec<Value> = points.into_iter().map(|m| json!({"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step})).collect();
     Ok(Json(json!({"metrics": metrics})))
+}
+
+// ---- model registry -------------------------------------------------------
+
+async fn version_json(app: &App, v: &crate::store::VersionRecord) -> Result<Value, MlflowError> {
+    let aliases: Vec<String> = app.store.aliases(&v.name).await?.into_iter().filter(|(_, n)| *n == v.version).map(|(a, _)| a).collect();
+    Ok(json!({
+        "name": v.name, "version": v.version.to_string(), "creation_timestamp": v.created_at,
+        "last_updated_timestamp": v.updated_at, "current_stage": v.stage, "description": v.description,
+        "source": v.source, "run_id": v.run_id.clone().unwrap_or_default(), "status": "READY", "tags": [], "aliases": aliases,
+    }))
+}
+
+async fn model_json(app: &App, name: &str) -> Result<Value, MlflowError> {
+    let m = app.store.model(name).await.map_err(|_| not_found(format!("Registered Model with name={name} not found")))?;
+    let versions = app.store.versions(name).await?;
+    // Latest version per stage, as MLflow reports them.
+    let mut latest: std::collections::BTreeMap<String, &crate::store::VersionRecord> = Default::default();
+    for v in &versions {
+        latest.insert(v.stage.clone(), v);
+    }
+    let mut latest_json = Vec::new();
+    for v in latest.values() {
+        latest_json.push(version_json(app, v).await?);
+    }
+    let aliases: Vec<Value> = app.store.aliases(name).await?.into_iter().map(|(a, v)| json!({"alias": a, "version": v.to_string()})).collect();
+    Ok(json!({
+        "name": m.name, "creation_timestamp": m.created_at, "last_updated_timestamp": m.updated_at,
+        "description": m.description, "latest_versions": latest_json, "aliases": aliases, "tags": [],
+    }))
+}
+
+fn version_number(body: &Value) -> Result<i64, MlflowError> {
+    let text = match body.get("version") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(invalid("Missing value for required parameter 'version'")),
+    };
+    text.parse().map_err(|_| invalid(format!("Model version must be an integer, got '{text}'")))
+}
+
+async fn create_model(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let name = required(&body, &["name"])?;
+    app.store.create_model(&name, &text(&body, &["description"]).unwrap_or_default()).await.map_err(|e| match e {
+        StoreError::Conflict(m) => MlflowError { status: StatusCode::BAD_REQUEST, code: "RESOURCE_ALREADY_EXISTS", message: m },
+        other => other.into(),
+    })?;
+    Ok(Json(json!({"registered_model": model_json(&app, &name).await?})))
+}
+
+async fn get_model(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
+    let name = q.get("name").ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
+    Ok(Json(json!({"registered_model": model_json(&app, name).await?})))
+}
+
+async fn search_models(State(app): State<App>) -> R {
+    let mut out = Vec::new();
+    for m in app.store.list_models().await? {
+        out.push(model_json(&app, &m.name).await?);
+    }
+    Ok(Json(json!({"registered_models": out})))
+}
+
+async fn delete_model(State(app): State<App>, Query(q): Query<HashMap<String, String>>, body: Option<Json<Value>>) -> R {
+    let name = body.and_then(|Json(b)| text(&b, &["name"])).or_else(|| q.get("name").cloned()).ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
+    app.store.delete_model(&name).await?;
+    Ok(Json(json!({})))
+}
+
+async fn latest_versions_get(state: State<App>, Query(q): Query<HashMap<String, String>>) -> R {
+    let stages: Vec<Value> = q.get("stages").map(|s| vec![json!(s)]).unwrap_or_default();
+    latest_versions(state, Json(json!({"name": q.get("name"), "stages": stages}))).await
+}
+
+async fn latest_versions(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let name = required(&body, &["name"])?;
+    app.store.model(&name).await.map_err(|_| not_found(format!("Registered Model with name={name} not found")))?;
+    let wanted: Vec<String> = body.get("stages").and_then(|s| s.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(|s| s.to_ascii_lowercase())).collect();
+    let mut latest: std::collections::BTreeMap<String, crate::store::VersionRecord> = Default::default();
+    for v in app.store.versions(&name).await? {
+        if wanted.is_empty() || wanted.contains(&v.stage.to_ascii_lowercase()) {
+            latest.insert(v.stage.clone(), v);
+        }
+    }
+    let mut out = Vec::new();
+    for v in latest.values() {
+        out.push(version_json(&app, v).await?);
+    }
+    Ok(Json(json!({"model_versions": out})))
+}
+
+async fn create_version(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let name = required(&body, &["name"])?;
+    let source = required(&body, &["source"])?;
+    let run_id = text(&body, &["run_id"]).filter(|r| !r.is_empty());
+    if let Some(r) = &run_id {
+        app.store.run_extras(r).await.map_err(|_| not_found(format!("Run '{r}' not found")))?;
+    }
+    let v = app
+        .store
+        .create_version(&name, &source, run_id.as_deref(), &text(&body, &["description"]).unwrap_or_default())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => not_found(format!("Registered Model with name={name} not found")),
+            other => other.into(),
+        })?;
+    Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
+}
+
+async fn get_version(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
+    let name = q.get("name").ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
+    let version = version_number(&json!({"version": q.get("version")}))?;
+    let v = app.store.version(name, version).await?;
+    Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
+}
+
+/// `filter=name='m'` (the form clients send); other filters are refused.
+async fn search_versions(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
+    let f = q.get("filter").cloned().unwrap_or_default();
+    let name = f
+        .trim()
+        .strip_prefix("name")
+        .map(str::trim_start)
+        .and_then(|r| r.strip_prefix('='))
+        .map(|r| r.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+        .ok_or_else(|| invalid(format!("Unsupported model version filter '{f}': use name='MODEL'")))?;
+    let mut out = Vec::new();
+    for v in app.store.versions(&name).await? {
+        out.push(version_json(&app, &v).await?);
+    }
+    Ok(Json(json!({"model_versions": out})))
+}
+
+async fn transition_stage(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let name = required(&body, &["name"])?;
+    let version = version_number(&body)?;
+    let stage = required(&body, &["stage"])?;
+    let archive = body.get("archive_existing_versions").and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true"))).unwrap_or(false);
+    let v = app.store.transition_stage(&name, version, &stage, archive).await?;
+    Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
+}
+
+async fn set_alias(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let name = required(&body, &["name"])?;
+    let alias = required(&body, &["alias"])?;
+    if alias.eq_ignore_ascii_case("latest") || alias.starts_with('v') && alias[1..].chars().all(|c| c.is_ascii_digit()) {
+        return Err(invalid(format!("'{alias}' is reserved and cannot be used as an alias")));
+    }
+    app.store.set_alias(&name, &alias, version_number(&body)?).await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_alias(State(app): State<App>, Query(q): Query<HashMap<String, String>>, body: Option<Json<Value>>) -> R {
+    let b = body.map(|Json(b)| b).unwrap_or_else(|| json!({"name": q.get("name"), "alias": q.get("alias")}));
+    app.store.delete_alias(&required(&b, &["name"])?, &required(&b, &["alias"])?).await?;
+    Ok(Json(json!({})))
+}
+
+async fn get_by_alias(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
+    let name = q.get("name").ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
+    let alias = q.get("alias").ok_or_else(|| invalid("Missing value for required parameter 'alias'"))?;
+    let v = app.store.version_by_alias(name, alias).await?;
+    Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
 }

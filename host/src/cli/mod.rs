@@ -1,6 +1,7 @@
 //! The `kiln` command line: a thin shell over the services.
 
 mod experiments;
+mod models;
 mod pipeline;
 mod plugin;
 mod run;
@@ -28,6 +29,9 @@ enum Command {
     /// Create, list, rename, delete and restore experiments.
     #[command(subcommand)]
     Experiments(experiments::ExperimentsCommand),
+    /// The model registry: registered models, versions, stages, aliases.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// List, search, compare and inspect tracked runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -64,6 +68,7 @@ pub async fn main() -> Result<i32> {
         Command::Run(args) => run::run(args).await,
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Experiments(cmd) => experiments::run(cmd).await,
+        Command::Models(cmd) => models::run(cmd).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,

@@ -9,6 +9,7 @@ mod experiments;
 mod jobs;
 mod pipelines;
 mod plugins;
+mod registry;
 mod runs;
 mod search;
 
@@ -16,6 +17,7 @@ pub use experiments::ExperimentRecord;
 pub use jobs::Job;
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
+pub use registry::{ModelRecord, VersionRecord};
 pub use search::SearchQuery;
 pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, StageRecord};
 
@@ -63,6 +65,7 @@ fn migrator() -> Migrator {
     let migrations = vec![
         migration(1, "init", include_str!("../../migrations/0001_init.sql")),
         migration(2, "schedules", include_str!("../../migrations/0002_schedules.sql")),
+        migration(3, "registry source", include_str!("../../migrations/0003_registry_source.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

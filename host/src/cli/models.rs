@@ -1,0 +1,65 @@
+use crate::app::App;
+use crate::output;
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Registered models with their latest version and aliases.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One model's versions: stage, aliases, source run.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: ModelsCommand) -> Result<i32> {
+    let app = App::open(true).await?;
+    match cmd {
+        ModelsCommand::List { json } => {
+            let mut rows = Vec::new();
+            let mut out = Vec::new();
+            for m in app.store.list_models().await? {
+                let versions = app.store.versions(&m.name).await?;
+                let aliases = app.store.aliases(&m.name).await?;
+                let latest = versions.last().map(|v| v.version);
+                rows.push(vec![
+                    m.name.clone(),
+                    latest.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    aliases.iter().map(|(a, v)| format!("{a}=v{v}")).collect::<Vec<_>>().join(" "),
+                    output::time_ms(m.updated_at),
+                ]);
+                out.push(serde_json::json!({"name": m.name, "latest_version": latest, "aliases": aliases, "updated_at": m.updated_at}));
+            }
+            if json {
+                println!("{}", output::json(&out));
+            } else {
+                println!("{}", output::table(&["name", "latest", "aliases", "updated (UTC)"], rows));
+            }
+        }
+        ModelsCommand::Show { name, json } => {
+            let model = app.store.model(&name).await?;
+            let versions = app.store.versions(&name).await?;
+            let aliases = app.store.aliases(&name).await?;
+            if json {
+                println!("{}", output::json(&serde_json::json!({"model": model, "versions": versions, "aliases": aliases})));
+            } else {
+                println!("model  {}\n", model.name);
+                let rows = versions
+                    .iter()
+                    .map(|v| {
+                        let a: Vec<&str> = aliases.iter().filter(|(_, n)| *n == v.version).map(|(a, _)| a.as_str()).collect();
+                        vec![v.version.to_string(), v.stage.clone(), a.join(" "), v.run_id.clone().unwrap_or_default(), v.source.clone()]
+                    })
+                    .collect();
+                println!("{}", output::table(&["version", "stage", "aliases", "run", "source"], rows));
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,222 @@
+//! The model registry: registered models, numbered versions, stages and
+//! aliases.
+
+use super::{Result, Store, StoreError, now_ms};
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRecord {
+    pub name: String,
+    pub description: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRecord {
+    pub name: String,
+    pub version: i64,
+    pub run_id: Option<String>,
+    pub source: String,
+    pub stage: String,
+    pub description: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// MLflow's stages.
+pub const STAGES: &[&str] = &["None", "Staging", "Production", "Archived"];
+
+fn version_from_row(r: &sqlx::any::AnyRow) -> Result<VersionRecord> {
+    Ok(VersionRecord {
+        name: r.try_get("name")?,
+        version: r.try_get("version")?,
+        run_id: r.try_get("run_id")?,
+        source: r.try_get("source")?,
+        stage: r.try_get("stage")?,
+        description: r.try_get("description")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const VERSION_COLUMNS: &str = "name, version, run_id, source, stage, description, created_at, updated_at";
+
+impl Store {
+    pub async fn create_model(&self, name: &str, description: &str) -> Result<ModelRecord> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO registered_models (name, description, created_at, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("Registered Model (name={name}) already exists.")));
+        }
+        Ok(ModelRecord { name: name.into(), description: description.into(), created_at: now, updated_at: now })
+    }
+
+    pub async fn model(&self, name: &str) -> Result<ModelRecord> {
+        let r = sqlx::query("SELECT name, description, created_at, updated_at FROM registered_models WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name}")))?;
+        Ok(ModelRecord { name: r.try_get("name")?, description: r.try_get("description")?, created_at: r.try_get("created_at")?, updated_at: r.try_get("updated_at")? })
+    }
+
+    pub async fn list_models(&self) -> Result<Vec<ModelRecord>> {
+        sqlx::query("SELECT name, description, created_at, updated_at FROM registered_models ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(ModelRecord { name: r.try_get("name")?, description: r.try_get("description")?, created_at: r.try_get("created_at")?, updated_at: r.try_get("updated_at")? }))
+            .collect()
+    }
+
+    pub async fn delete_model(&self, name: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM model_version_tags WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM registered_models WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("Registered Model with name={name}")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Add the next version of a model (1, 2, 3, ...).
+    pub async fn create_version(&self, name: &str, source: &str, run_id: Option<&str>, description: &str) -> Result<VersionRecord> {
+        let mut tx = self.begin_write().await?;
+        if sqlx::query("SELECT name FROM registered_models WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?.is_none() {
+            return Err(StoreError::NotFound(format!("Registered Model with name={name}")));
+        }
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM model_versions WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
+        let version: i64 = row.try_get::<i64, _>("v")? + 1;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO model_versions (name, version, run_id, blob, plugin_digest, stage, description, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, '', '', 'None', $4, $5, $6, $7)",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(run_id)
+        .bind(description)
+        .bind(source)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE registered_models SET updated_at = $1 WHERE name = $2").bind(now).bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.version(name, version).await
+    }
+
+    pub async fn version(&self, name: &str, version: i64) -> Result<VersionRecord> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 AND version = $2"));
+        let row = sqlx::query(sql).bind(name).bind(version).fetch_optional(&self.pool).await?;
+        row.as_ref()
+            .map(version_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("Model Version (name={name}, version={version})")))
+    }
+
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 ORDER BY version"));
+        sqlx::query(sql).bind(name).fetch_all(&self.pool).await?.iter().map(version_from_row).collect()
+    }
+
+    /// Move a version to a stage; optionally archive the others in it.
+    pub async fn transition_stage(&self, name: &str, version: i64, stage: &str, archive_existing: bool) -> Result<VersionRecord> {
+        let stage = STAGES
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(stage))
+            .ok_or_else(|| StoreError::Conflict(format!("Invalid Model Version stage: {stage}. Value must be one of {}.", STAGES.join(", "))))?;
+        self.version(name, version).await?;
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        if archive_existing && (*stage == "Staging" || *stage == "Production") {
+            sqlx::query("UPDATE model_versions SET stage = 'Archived', updated_at = $1 WHERE name = $2 AND stage = $3 AND version != $4")
+                .bind(now)
+                .bind(name)
+                .bind(*stage)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE model_versions SET stage = $1, updated_at = $2 WHERE name = $3 AND version = $4")
+            .bind(*stage)
+            .bind(now)
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.version(name, version).await
+    }
+
+    pub async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<()> {
+        self.version(name, version).await?;
+        sqlx::query("INSERT INTO model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
+            .bind(name)
+            .bind(alias)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
+        sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2").bind(name).bind(alias).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// (alias, version) pairs of a model.
+    pub async fn aliases(&self, name: &str) -> Result<Vec<(String, i64)>> {
+        sqlx::query("SELECT alias, version FROM model_aliases WHERE name = $1 ORDER BY alias")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("alias")?, r.try_get("version")?)))
+            .collect()
+    }
+
+    pub async fn version_by_alias(&self, name: &str, alias: &str) -> Result<VersionRecord> {
+        let row = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
+            .bind(name)
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("Registered model alias {alias} of model {name}")))?;
+        self.version(name, row.try_get("version")?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::both_backends;
+
+    both_backends!(versions_stages_aliases, |store| {
+        store.create_model("m", "").await.unwrap();
+        assert!(store.create_model("m", "").await.unwrap_err().to_string().contains("already exists"));
+        let v1 = store.create_version("m", "runs:/a/model", None, "").await.unwrap();
+        let v2 = store.create_version("m", "runs:/b/model", None, "").await.unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        store.transition_stage("m", 1, "production", false).await.unwrap();
+        let v2 = store.transition_stage("m", 2, "Production", true).await.unwrap();
+        assert_eq!(v2.stage, "Production");
+        assert_eq!(store.version("m", 1).await.unwrap().stage, "Archived", "archive_existing moved v1 out");
+        assert!(store.transition_stage("m", 2, "Prod", false).await.is_err());
+        store.set_alias("m", "champion", 2).await.unwrap();
+        assert_eq!(store.version_by_alias("m", "champion").await.unwrap().version, 2);
+        assert!(store.set_alias("m", "x", 9).await.is_err(), "an alias needs an existing version");
+        store.delete_model("m").await.unwrap();
+        assert!(store.model("m").await.is_err());
+    });
+}
