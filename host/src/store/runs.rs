@@ -502,13 +502,7 @@ impl Store {
     }
 
     pub async fn run_logs(&self, run_id: &str) -> Result<Vec<LogRecord>> {
-        sqlx::query("SELECT stage, level, message, at FROM run_logs WHERE run_id = $1 ORDER BY seq")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok(LogRecord { stage: r.try_get("stage")?, level: r.try_get("level")?, message: r.try_get("message")?, at: r.try_get("at")? }))
-            .collect()
+        Ok(self.run_logs_after(run_id, 0).await?.into_iter().map(|(_, l)| l).collect())
     }
 
     pub async fn add_artifact(&self, run_id: &str, path: &str, blob: &str, size: i64, media_type: &str) -> Result<()> {
