@@ -30,6 +30,9 @@ with mlflow.start_run(run_name="compat") as run:
     mlflow.log_artifact(str(files / "notes.txt"))
     mlflow.log_artifacts(str(files / "model"), artifact_path="model")
     run_id = run.info.run_id
+    with mlflow.start_run(run_name="child", nested=True) as child:
+        mlflow.log_metric("fold_accuracy", 0.9)
+        child_id = child.info.run_id
 
 client = MlflowClient()
 history = client.get_metric_history(run_id, "loss")
@@ -38,7 +41,7 @@ assert abs(history[-1].value - 0.2) < 1e-12, history
 
 found = mlflow.search_runs(
     experiment_names=["mlflow-compat"],
-    filter_string="metrics.accuracy > 0.9 and params.model = 'ridge'",
+    filter_string="metrics.accuracy > 0.9 and params.model = 'ridge' and attributes.run_name = 'compat'",
     order_by=["metrics.f1 DESC"],
     output_format="list",
 )
@@ -86,4 +89,4 @@ try:
 except mlflow.exceptions.MlflowException as e:
     assert e.error_code == "INVALID_PARAMETER_VALUE", e.error_code
 
-print(json.dumps({"run_id": run_id}))
+print(json.dumps({"run_id": run_id, "child_id": child_id}))

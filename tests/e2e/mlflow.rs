@@ -32,7 +32,10 @@ fn the_mlflow_client_logs_to_kiln_and_kiln_sees_it() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "client.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let run_id = serde_json::from_str::<serde_json::Value>(stdout.trim().lines().last().unwrap()).unwrap()["run_id"].as_str().unwrap().to_string();
+    let ids = serde_json::from_str::<serde_json::Value>(stdout.trim().lines().last().unwrap()).unwrap();
+    let run_id = ids["run_id"].as_str().unwrap().to_string();
+    let child = k.run(&["runs", "show", ids["child_id"].as_str().unwrap(), "--json"]).ok().json();
+    assert_eq!(child["parent_run_id"], run_id.as_str(), "a nested MLflow run is a child run in Kiln");
 
     let run = k.run(&["runs", "show", &run_id, "--json"]).ok().json();
     assert_eq!(run["experiment"], "mlflow-compat");

@@ -387,7 +387,13 @@ async fn create_run(State(app): State<App>, Json(body): Json<Value>) -> R {
         .unwrap_or_else(|| format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let start = int(&body, "start_time")?.unwrap_or_else(now_ms);
     let user = text(&body, &["user_id"]).unwrap_or_default();
-    let id = app.store.create_run_in(&experiment_id, &name, &user, start, "mlflow").await?;
+    // `start_run(nested=True)` names the parent in a tag; Kiln records it
+    // as the run's parent so nesting shows in listings and lineage.
+    let parent = tags.iter().find(|(k, _)| k == "mlflow.parentRunId").map(|(_, v)| v.clone());
+    if let Some(p) = &parent {
+        app.store.run_extras(p).await.map_err(|_| not_found(format!("Parent run '{p}' not found")))?;
+    }
+    let id = app.store.create_run_in(&experiment_id, parent.as_deref(), &name, &user, start, "mlflow").await?;
     let mut tags = tags;
     if !tags.iter().any(|(k, _)| k == "mlflow.runName") {
         tags.push(("mlflow.runName".into(), name));

@@ -154,13 +154,22 @@ impl Store {
 
     /// Create a run the way MLflow clients do: in an experiment given by
     /// id, with their start time and user.
-    pub async fn create_run_in(&self, experiment_id: &str, name: &str, user: &str, start_time: i64, source: &str) -> Result<String> {
+    pub async fn create_run_in(
+        &self,
+        experiment_id: &str,
+        parent: Option<&str>,
+        name: &str,
+        user: &str,
+        start_time: i64,
+        source: &str,
+    ) -> Result<String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         sqlx::query(
-            "INSERT INTO runs (id, experiment_id, name, status, start_time, source, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO runs (id, experiment_id, parent_run_id, name, status, start_time, source, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(experiment_id)
+        .bind(parent)
         .bind(name)
         .bind(RunStatus::Running.as_str())
         .bind(start_time)
