@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `kiln` binary, real SQLite and PostgreSQL,
 //! real Wasm plugins (fixtures that misbehave on purpose included).
 
+mod api;
 mod bad_input;
 mod mlflow;
 mod plugins;

@@ -5,6 +5,7 @@
 mod error;
 mod mlflow;
 mod pipelines;
+mod tracking;
 
 use crate::app::App;
 use axum::Router;
@@ -20,6 +21,23 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/pipeline-runs/{id}", get(pipelines::status))
         .route("/api/v1/pipeline-runs/{id}/events", get(pipelines::events))
         .route("/api/v1/pipeline-runs/{id}/cancel", post(pipelines::cancel))
+        .route("/api/v1/openapi.json", get(tracking::openapi))
+        .route("/api/v1/experiments", get(tracking::list_experiments).post(tracking::create_experiment))
+        .route("/api/v1/experiments/{name}", axum::routing::patch(tracking::rename_experiment).delete(tracking::delete_experiment))
+        .route("/api/v1/experiments/{name}/restore", post(tracking::restore_experiment))
+        .route("/api/v1/runs", post(tracking::create_run))
+        .route("/api/v1/runs/search", post(tracking::search_runs))
+        .route("/api/v1/runs/{id}", get(tracking::get_run).patch(tracking::update_run).delete(tracking::delete_run))
+        .route("/api/v1/runs/{id}/restore", post(tracking::restore_run))
+        .route("/api/v1/runs/{id}/log", post(tracking::log_batch))
+        .route("/api/v1/runs/{id}/metrics/{key}", get(tracking::metric_history))
+        .route("/api/v1/runs/{id}/artifacts", get(tracking::list_artifacts))
+        .route(
+            "/api/v1/runs/{id}/artifacts/{*path}",
+            get(tracking::download_artifact)
+                .put(tracking::upload_artifact)
+                .layer(axum::extract::DefaultBodyLimit::max(2 << 30)),
+        )
         .merge(mlflow::router())
         .with_state(app)
 }

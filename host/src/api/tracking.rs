@@ -1,0 +1,242 @@
+//! Kiln's own tracking API under `/api/v1/`: experiments, runs, batch
+//! logging, metric history, search, artifacts. The same store calls the
+//! CLI makes; JSON shapes are the CLI's `--json` shapes.
+
+use super::ApiError;
+use crate::app::App;
+use crate::store::{MetricPoint, NewRun, RunStatus, SearchQuery, now_ms};
+use crate::tracking::filter;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+type R = Result<Json<Value>, ApiError>;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+pub async fn list_experiments(State(app): State<App>) -> R {
+    Ok(Json(json!(app.store.list_experiments(false).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameBody {
+    name: String,
+}
+
+pub async fn create_experiment(State(app): State<App>, Json(b): Json<NameBody>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if b.name.trim().is_empty() {
+        return Err(bad("`name` must not be empty"));
+    }
+    let id = app.store.create_experiment(&b.name).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": b.name}))))
+}
+
+pub async fn rename_experiment(State(app): State<App>, Path(name): Path<String>, Json(b): Json<NameBody>) -> R {
+    app.store.rename_experiment(&name, &b.name).await?;
+    Ok(Json(json!({"name": b.name})))
+}
+
+pub async fn delete_experiment(State(app): State<App>, Path(name): Path<String>) -> R {
+    app.store.set_experiment_stage(&name, "deleted").await?;
+    Ok(Json(json!({"name": name, "lifecycle_stage": "deleted"})))
+}
+
+pub async fn restore_experiment(State(app): State<App>, Path(name): Path<String>) -> R {
+    app.store.set_experiment_stage(&name, "active").await?;
+    Ok(Json(json!({"name": name, "lifecycle_stage": "active"})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    experiment: String,
+    name: Option<String>,
+    parent_run_id: Option<String>,
+}
+
+pub async fn create_run(State(app): State<App>, Json(b): Json<CreateRun>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if let Some(p) = &b.parent_run_id {
+        app.store.get_run(p).await?;
+    }
+    let name = b.name.unwrap_or_else(|| b.experiment.clone());
+    let id = app.store.create_run(NewRun { experiment: b.experiment, name, parent: b.parent_run_id, source: "api".into() }).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "status": "RUNNING"}))))
+}
+
+pub async fn get_run(State(app): State<App>, Path(id): Path<String>) -> R {
+    Ok(Json(json!(app.store.get_run(&id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRun {
+    status: Option<String>,
+    end_time: Option<i64>,
+    name: Option<String>,
+}
+
+pub async fn update_run(State(app): State<App>, Path(id): Path<String>, Json(b): Json<UpdateRun>) -> R {
+    let status = match b.status.as_deref() {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| bad(format!("`status` must be RUNNING, SCHEDULED, FINISHED, FAILED or KILLED, got `{s}`")))?),
+        None => None,
+    };
+    let end = b.end_time.or(status.filter(|s| !matches!(s, RunStatus::Running | RunStatus::Scheduled)).map(|_| now_ms()));
+    app.store.update_run(&id, status, end, b.name.as_deref()).await?;
+    Ok(Json(json!(app.store.get_run(&id).await?)))
+}
+
+pub async fn delete_run(State(app): State<App>, Path(id): Path<String>) -> R {
+    app.store.set_run_stage(&id, "deleted").await?;
+    Ok(Json(json!({"id": id, "lifecycle_stage": "deleted"})))
+}
+
+pub async fn restore_run(State(app): State<App>, Path(id): Path<String>) -> R {
+    app.store.set_run_stage(&id, "active").await?;
+    Ok(Json(json!({"id": id, "lifecycle_stage": "active"})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricIn {
+    key: String,
+    value: Option<f64>,
+    #[serde(default)]
+    step: i64,
+    timestamp: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogBatch {
+    #[serde(default)]
+    params: BTreeMap<String, Value>,
+    #[serde(default)]
+    metrics: Vec<MetricIn>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+/// Largest batch one request may log.
+const MAX_BATCH: usize = 10_000;
+
+fn check_key(kind: &str, key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 250 {
+        return Err(bad(format!("{kind} key `{key}` must be 1 to 250 characters")));
+    }
+    if key.starts_with('/') || key.split(['/', '\\']).any(|p| p == "..") {
+        return Err(bad(format!("{kind} key `{key}` may not start with `/` or contain `..`")));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/runs/{id}/log`: params, metrics and tags in one
+/// transaction each; everything is checked before anything is written.
+pub async fn log_batch(State(app): State<App>, Path(id): Path<String>, Json(b): Json<LogBatch>) -> R {
+    app.store.get_run(&id).await?;
+    if b.params.len() + b.metrics.len() + b.tags.len() > MAX_BATCH {
+        return Err(bad(format!("a batch holds at most {MAX_BATCH} params, metrics and tags together")));
+    }
+    let now = now_ms();
+    let mut points = Vec::with_capacity(b.metrics.len());
+    for m in &b.metrics {
+        check_key("metric", &m.key)?;
+        let value = m.value.filter(|v| v.is_finite()).ok_or_else(|| bad(format!("metric `{}` needs a finite number as `value`", m.key)))?;
+        points.push(MetricPoint { key: m.key.clone(), value, step: m.step, timestamp: m.timestamp.unwrap_or(now) });
+    }
+    let mut params = Vec::new();
+    for (k, v) in &b.params {
+        check_key("param", k)?;
+        params.push((k.clone(), match v { Value::String(s) => s.clone(), other => other.to_string() }));
+    }
+    for k in b.tags.keys() {
+        check_key("tag", k)?;
+    }
+    app.store.log_params(&id, &params).await?;
+    app.store.log_metrics(&id, &points).await?;
+    app.store.set_tags(&id, &b.tags.into_iter().collect::<Vec<_>>()).await?;
+    Ok(Json(json!({"params": params.len(), "metrics": points.len()})))
+}
+
+pub async fn metric_history(State(app): State<App>, Path((id, key)): Path<(String, String)>) -> R {
+    app.store.get_run(&id).await?;
+    Ok(Json(json!(app.store.metric_history(&id, &key).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    experiments: Vec<String>,
+    #[serde(default)]
+    order_by: Vec<String>,
+    max_results: Option<i64>,
+    page_token: Option<String>,
+}
+
+pub async fn search_runs(State(app): State<App>, Json(b): Json<SearchBody>) -> R {
+    let parsed = filter::parse(&b.filter).map_err(|e| bad(format!("invalid filter: {e}")))?;
+    let order_by = b
+        .order_by
+        .iter()
+        .map(|o| filter::parse_order_by(o).map_err(|e| bad(format!("invalid order_by `{o}`: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_results = b.max_results.unwrap_or(100);
+    if !(1..=50_000).contains(&max_results) {
+        return Err(bad(format!("`max_results` must be between 1 and 50000, got {max_results}")));
+    }
+    let offset = match &b.page_token {
+        Some(t) => t.parse().map_err(|_| bad(format!("`{t}` is not a page token this API returned")))?,
+        None => 0,
+    };
+    let (runs, next) = app
+        .store
+        .search_runs(&SearchQuery { experiments: b.experiments, filter: parsed, order_by, max_results, offset, ..Default::default() })
+        .await?;
+    Ok(Json(json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})))
+}
+
+pub async fn list_artifacts(State(app): State<App>, Path(id): Path<String>) -> R {
+    Ok(Json(json!(app.store.get_run(&id).await?.artifacts)))
+}
+
+pub async fn upload_artifact(
+    State(app): State<App>,
+    Path((id, path)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    app.store.get_run(&id).await?;
+    if path.split('/').any(|p| p == ".." || p.is_empty()) {
+        return Err(bad(format!("artifact path `{path}` may not contain empty or `..` segments")));
+    }
+    let blob = app.blobs.put(&body).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the artifact failed: {e}")))?;
+    let media = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
+    app.store.add_artifact(&id, &path, &blob, body.len() as i64, media).await?;
+    Ok((StatusCode::CREATED, Json(json!({"path": path, "size": body.len(), "blob": blob}))))
+}
+
+pub async fn download_artifact(State(app): State<App>, Path((id, path)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let run = app.store.get_run(&id).await?;
+    let a = run
+        .artifacts
+        .iter()
+        .find(|a| a.path == path)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("run `{id}` has no artifact `{path}`")))?;
+    let bytes = app.blobs.get(&a.blob).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("artifact `{path}`: {e}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, a.media_type.clone())], bytes).into_response())
+}
+
+/// The OpenAPI document of `/api/v1/`, kept beside the routes it describes
+/// (tests/e2e/api.rs checks every route it calls is documented).
+pub async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+}
