@@ -2,7 +2,7 @@
 //! first-party plugins bundled into the binary.
 
 use crate::app::App;
-use crate::runtime::{Limits, LoadedPlugin, PluginDescription};
+use crate::runtime::{Limits, LoadedPlugin};
 use crate::store::{PluginRecord, StoreError, now_ms};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -33,9 +33,10 @@ pub struct LimitOverrides {
 /// passes: it is a component, targets a known world and WIT version,
 /// imports nothing outside the allowed set, and `describe` answers sanely.
 pub async fn add(app: &App, bytes: &[u8], bundled: bool, limits: LimitOverrides) -> Result<(PluginRecord, bool)> {
-    let info = app.runtime.inspect(bytes)?;
     let digest = sha256_digest(bytes);
+    // One compile: loading checks the component and classifies it.
     let loaded = app.runtime.load(&digest, bytes)?;
+    let info = loaded.info.clone();
     let d = app.runtime.describe(&loaded, &Limits { timeout: Duration::from_secs(30), memory_bytes: 256 << 20 }).await?;
     let record = PluginRecord {
         digest,
@@ -170,15 +171,4 @@ pub fn validate_params(record: &PluginRecord, params: &serde_json::Value) -> Res
         })
         .collect();
     if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
-}
-
-/// What `describe` says, for display.
-pub fn description_of(record: &PluginRecord) -> PluginDescription {
-    PluginDescription {
-        name: record.name.clone(),
-        version: record.version.clone(),
-        kind: record.kind.parse().unwrap_or(kiln_sdk::PluginKind::Trainer),
-        summary: record.summary.clone(),
-        params_schema: serde_json::from_str(&record.params_schema).unwrap_or_default(),
-    }
 }

@@ -45,7 +45,7 @@ pub struct CallReport {
     pub elapsed_ms: u64,
 }
 
-pub fn new_store(engine: &Engine, limits: &Limits, _call: &str) -> Store<HostState> {
+pub fn new_store(engine: &Engine, limits: &Limits) -> Store<HostState> {
     let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
     let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
     // No preopens, no env, no args, no socket address allowed, no name

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 pub use call::{CallReport, HostEvent, LogLine, ReportedMetric};
@@ -130,20 +130,16 @@ impl Runtime {
         Ok(Runtime { engine, linker, cache_dir, loaded: Mutex::new(HashMap::new()), ticker_stop })
     }
 
-    /// Check that `bytes` are a component Kiln can run: a known world, a
-    /// supported WIT version, and no import outside the allowed set.
-    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, RuntimeError> {
-        inspect::check_header(bytes)?;
-        let component = Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
-        inspect::classify(&self.engine, &component)
-    }
-
-    /// Compile (or load from the disk cache) and pre-instantiate a plugin.
-    /// `digest` names the bytes (`sha256:<hex>`); loaded plugins are kept.
+    /// Check, compile (or load from the disk cache) and pre-instantiate a
+    /// plugin. `digest` names the bytes (`sha256:<hex>`); loaded plugins are
+    /// kept. Refused here, with a typed error: a file that is not Wasm, a
+    /// core module, an unknown world, an unsupported WIT version, an import
+    /// outside the allowed set; `plugin.info` says what was found.
     pub fn load(&self, digest: &str, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, RuntimeError> {
         if let Some(p) = self.loaded.lock().unwrap().get(digest) {
             return Ok(p.clone());
         }
+        inspect::check_header(bytes)?;
         let component = cache::load_or_compile(&self.engine, &self.cache_dir, digest, bytes)?;
         let info = inspect::classify(&self.engine, &component)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
@@ -163,7 +159,7 @@ impl Runtime {
 
     /// Call `describe` and check what it returns.
     pub async fn describe(&self, plugin: &LoadedPlugin, limits: &Limits) -> Result<PluginDescription, RuntimeError> {
-        let mut store = call::new_store(&self.engine, limits, "describe");
+        let mut store = call::new_store(&self.engine, limits);
         let result = match &plugin.pre {
             WorldPre::Trainer(pre) => async {
                 pre.instantiate_async(&mut store).await?.kiln_plugin_trainer().call_describe(&mut store).await
@@ -196,7 +192,7 @@ impl Runtime {
         limits: &Limits,
     ) -> Result<(Vec<u8>, CallReport), RuntimeError> {
         let WorldPre::Trainer(pre) = &plugin.pre else { return Err(wrong_kind(plugin, PluginKind::Trainer)) };
-        let mut store = call::new_store(&self.engine, limits, "train");
+        let mut store = call::new_store(&self.engine, limits);
         let features = convert::table_to_wit(features);
         let target = convert::column_to_wit(target);
         let result = async {
@@ -228,7 +224,7 @@ impl Runtime {
     ) -> Result<(Table, CallReport), RuntimeError> {
         let WorldPre::Trainer(pre) = &plugin.pre else { return Err(wrong_kind(plugin, PluginKind::Trainer)) };
         let rows = features.rows;
-        let mut store = call::new_store(&self.engine, limits, "predict");
+        let mut store = call::new_store(&self.engine, limits);
         let features = convert::table_to_wit(features);
         let result = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -254,7 +250,7 @@ impl Runtime {
         limits: &Limits,
     ) -> Result<(Evaluation, CallReport), RuntimeError> {
         let WorldPre::Evaluator(pre) = &plugin.pre else { return Err(wrong_kind(plugin, PluginKind::Evaluator)) };
-        let mut store = call::new_store(&self.engine, limits, "evaluate");
+        let mut store = call::new_store(&self.engine, limits);
         let actual = convert::column_to_wit(actual);
         let predictions = convert::table_to_wit(predictions);
         let result = async {
@@ -278,7 +274,7 @@ impl Runtime {
         let WorldPre::DriftDetector(pre) = &plugin.pre else {
             return Err(wrong_kind(plugin, PluginKind::DriftDetector));
         };
-        let mut store = call::new_store(&self.engine, limits, "detect");
+        let mut store = call::new_store(&self.engine, limits);
         let reference = convert::table_to_wit(reference);
         let current = convert::table_to_wit(current);
         let result = async {
@@ -293,7 +289,7 @@ impl Runtime {
     /// Instantiate the plugin in a fresh store and drop it: the per-call
     /// overhead a benchmark measures.
     pub async fn instantiate_only(&self, plugin: &LoadedPlugin, limits: &Limits) -> Result<(), RuntimeError> {
-        let mut store = call::new_store(&self.engine, limits, "instantiate");
+        let mut store = call::new_store(&self.engine, limits);
         let r = match &plugin.pre {
             WorldPre::Trainer(p) => p.instantiate_async(&mut store).await.map(drop),
             WorldPre::Evaluator(p) => p.instantiate_async(&mut store).await.map(drop),
