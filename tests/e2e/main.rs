@@ -3,7 +3,6 @@
 
 mod api;
 mod bad_input;
-mod load;
 mod mlflow;
 mod plugins;
 mod postgres;
