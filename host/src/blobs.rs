@@ -80,6 +80,123 @@ impl BlobStore {
     pub fn contains(&self, id: &str) -> bool {
         self.path_of(id).map(|p| p.exists()).unwrap_or(false)
     }
+
+    /// A blob's size in bytes, without reading it.
+    pub fn size(&self, id: &str) -> Result<u64, BlobError> {
+        let path = self.path_of(id)?;
+        std::fs::metadata(&path).map(|m| m.len()).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => BlobError::Missing(id.to_string()),
+            _ => BlobError::Io { path: path.clone(), source },
+        })
+    }
+
+    /// Start a blob whose bytes arrive in pieces (an upload of any size):
+    /// they go to a temporary file and into the hash as they come, so memory
+    /// stays constant.
+    pub fn writer(&self) -> Result<BlobWriter, BlobError> {
+        let dir = self.root.join(".tmp");
+        std::fs::create_dir_all(&dir).map_err(|source| BlobError::Io { path: dir.clone(), source })?;
+        let tmp = dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&tmp).map_err(|source| BlobError::Io { path: tmp.clone(), source })?;
+        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: blake3::Hasher::new(), size: 0 })
+    }
+
+    /// A blob's bytes in chunks, hashed on the way out: if the bytes on disk
+    /// no longer match the id, the stream ends in an error instead of
+    /// finishing (an HTTP response is then cut short, never completed with
+    /// corrupt content).
+    pub fn read_stream(
+        &self,
+        id: &str,
+    ) -> Result<(u64, impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static), BlobError> {
+        let path = self.path_of(id)?;
+        let file = std::fs::File::open(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => BlobError::Missing(id.to_string()),
+            _ => BlobError::Io { path: path.clone(), source },
+        })?;
+        let size = file.metadata().map_err(|source| BlobError::Io { path: path.clone(), source })?.len();
+        struct Reading {
+            file: std::fs::File,
+            hasher: blake3::Hasher,
+            id: String,
+        }
+        // `None` once the stream has ended (at the end of the bytes or
+        // after an error).
+        let state = Some(Reading { file, hasher: blake3::Hasher::new(), id: id.to_string() });
+        let stream = futures_util::stream::unfold(state, |st| async move {
+            let st = st?;
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut st = st;
+                let mut buf = vec![0u8; 256 * 1024];
+                let n = st.file.read(&mut buf)?;
+                buf.truncate(n);
+                st.hasher.update(&buf);
+                Ok::<_, std::io::Error>((buf, st))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+            match read {
+                Ok((buf, st)) if buf.is_empty() => {
+                    let actual = st.hasher.finalize().to_hex().to_string();
+                    if actual == st.id {
+                        return None;
+                    }
+                    let e = BlobError::Corrupt { id: st.id, actual };
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+                Ok((buf, st)) => Some((Ok(buf), Some(st))),
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        Ok((size, stream))
+    }
+}
+
+/// A blob being written; see [`BlobStore::writer`]. Dropped unfinished, it
+/// removes its temporary file: no partial blob is ever visible.
+pub struct BlobWriter {
+    store: BlobStore,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    hasher: blake3::Hasher,
+    size: u64,
+}
+
+impl BlobWriter {
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        let file = self.file.as_mut().expect("a BlobWriter is not used after finish");
+        file.write_all(chunk).map_err(|source| BlobError::Io { path: self.tmp.clone(), source })?;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Sync the bytes and move them into place; returns (blob id, size).
+    pub fn finish(mut self) -> Result<(String, u64), BlobError> {
+        let file = self.file.take().expect("finish is called once");
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| BlobError::Io { path: p, source }
+        };
+        file.sync_all().map_err(io(&self.tmp))?;
+        drop(file);
+        let id = self.hasher.finalize().to_hex().to_string();
+        let path = self.store.path_of(&id)?;
+        if !path.exists() {
+            let dir = path.parent().unwrap();
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            std::fs::rename(&self.tmp, &path).map_err(io(&path))?;
+        }
+        Ok((id, self.size))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
 
 #[cfg(test)]
@@ -98,5 +215,34 @@ mod tests {
         assert!(matches!(blobs.get(&id), Err(BlobError::Corrupt { .. })));
         assert!(matches!(blobs.get(&"0".repeat(64)), Err(BlobError::Missing(_))));
         assert!(matches!(blobs.get("../etc/passwd"), Err(BlobError::BadId(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn streamed_blobs_match_whole_ones_and_corruption_cuts_the_stream() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::new(dir.path());
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut w = blobs.writer().unwrap();
+        for chunk in data.chunks(65_537) {
+            w.write(chunk).unwrap();
+        }
+        let (id, size) = w.finish().unwrap();
+        assert_eq!((id.as_str(), size), (BlobStore::id_of(&data).as_str(), data.len() as u64));
+        assert_eq!(blobs.size(&id).unwrap(), size);
+        let (n, stream) = blobs.read_stream(&id).unwrap();
+        let chunks: Vec<_> = stream.collect().await;
+        assert_eq!(n, size);
+        assert_eq!(chunks.into_iter().map(Result::unwrap).collect::<Vec<_>>().concat(), data);
+        // An abandoned upload leaves nothing behind.
+        let mut w = blobs.writer().unwrap();
+        w.write(b"half").unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
+        // Corrupt the blob: the stream ends in an error.
+        std::fs::write(dir.path().join(&id[..2]).join(&id[2..]), &data[1..]).unwrap();
+        let (_, stream) = blobs.read_stream(&id).unwrap();
+        let chunks: Vec<_> = stream.collect().await;
+        assert!(chunks.last().unwrap().as_ref().is_err_and(|e| e.to_string().contains("corrupt")));
     }
 }

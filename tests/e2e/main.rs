@@ -3,6 +3,7 @@
 
 mod api;
 mod bad_input;
+mod load;
 mod mlflow;
 mod plugins;
 mod postgres;

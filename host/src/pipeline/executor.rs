@@ -311,7 +311,7 @@ impl PluginExecutor {
             .collect();
         store.log_metrics(&self.run_id, &points).await?;
         if let Some(blob) = &outputs.model_blob {
-            let size = self.app.blobs.get(blob).map(|b| b.len() as i64).unwrap_or(0);
+            let size = self.app.blobs.size(blob).map(|n| n as i64).unwrap_or(0);
             store.add_artifact(&self.run_id, &format!("{}/model.bin", stage.name), blob, size, "application/octet-stream").await?;
             store
                 .add_lineage(&LineageEdge {
@@ -324,7 +324,7 @@ impl PluginExecutor {
                 .await?;
         }
         if let Some(blob) = &outputs.report_blob {
-            let size = self.app.blobs.get(blob).map(|b| b.len() as i64).unwrap_or(0);
+            let size = self.app.blobs.size(blob).map(|n| n as i64).unwrap_or(0);
             store.add_artifact(&self.run_id, &format!("{}/report.json", stage.name), blob, size, "application/json").await?;
         }
         if result.status == StageStatus::Ran

@@ -6,6 +6,7 @@
 //! `$n` placeholders, text ids, BIGINT milliseconds, JSON as TEXT.
 
 mod experiments;
+mod group;
 mod jobs;
 mod pipelines;
 mod plugins;
@@ -19,7 +20,7 @@ pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
 pub use registry::{ModelRecord, VersionRecord};
 pub use search::SearchQuery;
-pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, StageRecord};
+pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -56,6 +57,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    writer: group::GroupWriter,
 }
 
 fn migrator() -> Migrator {
@@ -100,7 +102,8 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         migrator().run(&pool).await?;
-        Ok(Store { pool, backend })
+        let writer = group::GroupWriter::spawn(pool.clone(), backend);
+        Ok(Store { pool, backend, writer })
     }
 
     /// A write transaction. On SQLite it takes the write lock up front

@@ -1,10 +1,11 @@
 //! Experiments, runs, params, metrics, tags, logs, artifacts and stage
 //! records.
 
+use super::group::TrackingWrite;
 use super::{Result, Store, StoreError, now_ms};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// MLflow's run statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,6 +110,23 @@ pub struct RunDetail {
     pub tags: BTreeMap<String, String>,
     pub stages: Vec<StageRecord>,
     pub artifacts: Vec<ArtifactRecord>,
+}
+
+/// A run as MLflow's API shows it: info, params, latest metrics, tags.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub id: String,
+    pub name: String,
+    pub experiment_id: String,
+    pub user_id: String,
+    pub status: String,
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub lifecycle_stage: String,
+    pub parent_run_id: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub metrics: Vec<MetricPoint>,
+    pub tags: Vec<(String, String)>,
 }
 
 impl Store {
@@ -229,69 +247,29 @@ impl Store {
     /// Params are immutable once logged (as in MLflow): logging the same
     /// value again is fine, a different value is a conflict.
     pub async fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for (key, value) in params {
-            let existing = sqlx::query("SELECT value FROM params WHERE run_id = $1 AND key = $2")
-                .bind(run_id)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match existing {
-                Some(row) => {
-                    let old: String = row.try_get("value")?;
-                    if &old != value {
-                        return Err(StoreError::Conflict(format!(
-                            "param `{key}` of run {run_id} is already `{old}`; params cannot change (tried `{value}`)"
-                        )));
-                    }
-                }
-                None => {
-                    sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3)")
-                        .bind(run_id)
-                        .bind(key)
-                        .bind(value)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        self.log_batch(run_id, &[], params, &[]).await
     }
 
-    /// Append metric points and keep `latest_metrics` current, in one
-    /// transaction.
+    /// Append metric points and keep `latest_metrics` current, atomically.
     pub async fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for p in points {
-            let (value, is_nan) = if p.value.is_nan() { (None, 1i64) } else { (Some(p.value), 0i64) };
-            sqlx::query("INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(run_id)
-                .bind(&p.key)
-                .bind(p.step)
-                .bind(p.timestamp)
-                .bind(value)
-                .bind(is_nan)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
-                 value = excluded.value, is_nan = excluded.is_nan \
-                 WHERE excluded.step > latest_metrics.step \
-                    OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)",
-            )
-            .bind(run_id)
-            .bind(&p.key)
-            .bind(p.step)
-            .bind(p.timestamp)
-            .bind(value)
-            .bind(is_nan)
-            .execute(&mut *tx)
-            .await?;
+        self.log_batch(run_id, points, &[], &[]).await
+    }
+
+    /// Metrics, params and tags of one run, all or nothing, through the
+    /// group-commit writer (see `group.rs`).
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[MetricPoint],
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        if metrics.is_empty() && params.is_empty() && tags.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
-        Ok(())
+        self.writer
+            .write(TrackingWrite { run_id: run_id.to_string(), metrics: metrics.to_vec(), params: params.to_vec(), tags: tags.to_vec() })
+            .await
     }
 
     /// Every point logged for one metric, by step.
@@ -307,19 +285,7 @@ impl Store {
     }
 
     pub async fn set_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for (key, value) in tags {
-            sqlx::query(
-                "INSERT INTO tags (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(run_id)
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.log_batch(run_id, &[], &[], tags).await
     }
 
     pub async fn finish_run(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
@@ -386,6 +352,72 @@ impl Store {
             runs[index[&run_id]].metrics.insert(row.try_get("key")?, if is_nan == 1 { f64::NAN } else { value.unwrap_or(f64::NAN) });
         }
         Ok(())
+    }
+
+    /// Many runs at once, in the order of `ids` (unknown ids are left out):
+    /// four queries per thousand runs, however many runs, so a search
+    /// returning a thousand runs does not make a thousand round trips.
+    pub async fn run_views(&self, ids: &[String]) -> Result<Vec<RunView>> {
+        let mut views: Vec<RunView> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let query = |sql: String| {
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(id.as_str());
+                }
+                q
+            };
+            let rows = query(format!(
+                "SELECT id, name, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, parent_run_id \
+                 FROM runs WHERE id IN ({list})"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut found: HashMap<String, RunView> = HashMap::with_capacity(rows.len());
+            for r in &rows {
+                let id: String = r.try_get("id")?;
+                found.insert(
+                    id.clone(),
+                    RunView {
+                        id,
+                        name: r.try_get("name")?,
+                        experiment_id: r.try_get("experiment_id")?,
+                        user_id: r.try_get("user_id")?,
+                        status: r.try_get("status")?,
+                        start_time: r.try_get("start_time")?,
+                        end_time: r.try_get("end_time")?,
+                        lifecycle_stage: r.try_get("lifecycle_stage")?,
+                        parent_run_id: r.try_get("parent_run_id")?,
+                        params: Vec::new(),
+                        metrics: Vec::new(),
+                        tags: Vec::new(),
+                    },
+                );
+            }
+            for r in query(format!("SELECT run_id, key, value FROM params WHERE run_id IN ({list}) ORDER BY run_id, key")).fetch_all(&self.pool).await? {
+                if let Some(v) = found.get_mut(&r.try_get::<String, _>("run_id")?) {
+                    v.params.push((r.try_get("key")?, r.try_get("value")?));
+                }
+            }
+            for r in query(format!("SELECT run_id, key, value FROM tags WHERE run_id IN ({list}) ORDER BY run_id, key")).fetch_all(&self.pool).await? {
+                if let Some(v) = found.get_mut(&r.try_get::<String, _>("run_id")?) {
+                    v.tags.push((r.try_get("key")?, r.try_get("value")?));
+                }
+            }
+            for r in query(format!(
+                "SELECT run_id, key, step, timestamp, value, is_nan FROM latest_metrics WHERE run_id IN ({list}) ORDER BY run_id, key"
+            ))
+            .fetch_all(&self.pool)
+            .await?
+            {
+                if let Some(v) = found.get_mut(&r.try_get::<String, _>("run_id")?) {
+                    v.metrics.push(metric_from_row(&r)?);
+                }
+            }
+            views.extend(chunk.iter().filter_map(|id| found.remove(id)));
+        }
+        Ok(views)
     }
 
     /// A full run id from an id or a unique prefix of at least 4 characters.
