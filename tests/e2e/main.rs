@@ -2,9 +2,11 @@
 //! real Wasm plugins (fixtures that misbehave on purpose included).
 
 mod api;
+mod artifacts;
 mod bad_input;
 mod load;
 mod mlflow;
+mod mlflow_validation;
 mod plugins;
 mod postgres;
 mod quickstart;

@@ -4,7 +4,7 @@
 //! MLflow's codes and statuses.
 
 use crate::app::App;
-use crate::store::{MetricPoint, RunStatus, SearchQuery, StoreError, now_ms};
+use crate::store::{MetricPoint, RunStatus, RunView, SearchQuery, StoreError, now_ms};
 use crate::tracking::filter;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,10 +14,12 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-/// MLflow's validation limits.
-const MAX_KEY: usize = 250;
+/// MLflow's validation limits (mlflow/utils/validation.py), in characters
+/// and entities.
+pub(crate) const MAX_KEY: usize = 250;
 const MAX_PARAM_VALUE: usize = 6000;
 const MAX_TAG_VALUE: usize = 8000;
+const MAX_EXPERIMENT_TAG_VALUE: usize = 20_000;
 const MAX_BATCH_METRICS: usize = 1000;
 const MAX_BATCH_PARAMS: usize = 100;
 const MAX_BATCH_TAGS: usize = 100;
@@ -62,7 +64,7 @@ pub fn router() -> Router<App> {
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list_artifacts))
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",
-            get(download_artifact).put(upload_artifact).layer(axum::extract::DefaultBodyLimit::max(MAX_ARTIFACT)),
+            get(download_artifact).put(upload_artifact),
         )
 }
 
@@ -71,9 +73,6 @@ pub fn router() -> Router<App> {
 async fn search_logged_models() -> Json<Value> {
     Json(json!({"models": []}))
 }
-
-/// Largest artifact one PUT may carry (held in memory while it is hashed).
-const MAX_ARTIFACT: usize = 2 << 30;
 
 /// `<experiment>/<run>/artifacts[/<path>]` → (run id, path inside the run).
 fn split_artifact_path(path: &str) -> Result<(String, String), MlflowError> {
@@ -112,19 +111,19 @@ async fn upload_artifact(
     State(app): State<App>,
     axum::extract::Path(path): axum::extract::Path<String>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> R {
     let (run_id, rel) = split_artifact_path(&path)?;
     if rel.is_empty() {
         return Err(invalid("an artifact needs a file name"));
     }
-    app.store.run_extras(&run_id).await.map_err(|_| not_found(format!("Run '{run_id}' not found")))?;
-    let blob = app.blobs.put(&body).map_err(|e| {
-        tracing::error!("storing an artifact: {e}");
-        MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: "could not store the artifact".into() }
+    app.store.run_extras(&run_id).await.map_err(|_| no_run(&run_id))?;
+    let (blob, size) = super::artifacts::receive(&app.blobs, body).await.map_err(|e| {
+        tracing::error!("storing artifact {rel} of run {run_id}: {e}");
+        MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: format!("could not store the artifact: {e}") }
     })?;
     let media = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
-    app.store.add_artifact(&run_id, &rel, &blob, body.len() as i64, media).await?;
+    app.store.add_artifact(&run_id, &rel, &blob, size as i64, media).await?;
     Ok(Json(json!({})))
 }
 
@@ -132,11 +131,10 @@ async fn download_artifact(State(app): State<App>, axum::extract::Path(path): ax
     let (run_id, rel) = split_artifact_path(&path)?;
     let run = app.store.get_run(&run_id).await?;
     let a = run.artifacts.iter().find(|a| a.path == rel).ok_or_else(|| not_found(format!("artifact '{rel}' of run '{run_id}'")))?;
-    let bytes = app.blobs.get(&a.blob).map_err(|e| {
+    super::artifacts::send(&app.blobs, &a.blob, &a.media_type).map_err(|e| {
         tracing::error!("reading artifact {rel}: {e}");
         MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: format!("artifact '{rel}' cannot be read: {e}") }
-    })?;
-    Ok(([(axum::http::header::CONTENT_TYPE, a.media_type.clone())], bytes).into_response())
+    })
 }
 
 async fn list_artifacts(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
@@ -145,8 +143,8 @@ async fn list_artifacts(State(app): State<App>, Query(q): Query<HashMap<String, 
 }
 
 async fn list_run_artifacts(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
-    let run_id = q.get("run_id").or(q.get("run_uuid")).ok_or_else(|| invalid("Missing value for required parameter 'run_id'"))?;
-    let (experiment, _, _) = app.store.run_extras(run_id).await.map_err(|_| not_found(format!("Run '{run_id}' not found")))?;
+    let run_id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
+    let (experiment, _, _) = app.store.run_extras(run_id).await.map_err(|_| no_run(run_id))?;
     let path = q.get("path").cloned().unwrap_or_default();
     let files: Vec<Value> = children(&app, run_id, path.trim_matches('/'))
         .await?
@@ -201,7 +199,7 @@ fn text(body: &Value, keys: &[&str]) -> Option<String> {
 }
 
 fn required(body: &Value, keys: &[&str]) -> Result<String, MlflowError> {
-    text(body, keys).filter(|s| !s.is_empty()).ok_or_else(|| invalid(format!("Missing value for required parameter '{}'", keys[0])))
+    text(body, keys).filter(|s| !s.is_empty()).ok_or_else(|| missing(keys[0]))
 }
 
 /// int64 fields arrive as JSON numbers or, from protobuf's JSON, as strings.
@@ -214,28 +212,211 @@ fn int(body: &Value, key: &str) -> Result<Option<i64>, MlflowError> {
     }
 }
 
-fn number(v: Option<&Value>, key: &str) -> Result<f64, MlflowError> {
-    match v {
-        Some(Value::Number(n)) => Ok(n.as_f64().unwrap_or(f64::NAN)),
-        Some(Value::String(s)) => match s.as_str() {
-            "NaN" => Ok(f64::NAN),
-            "Infinity" | "inf" => Ok(f64::INFINITY),
-            "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
-            _ => s.parse().map_err(|_| invalid(format!("Got invalid value {s} for metric '{key}'"))),
-        },
-        _ => Err(invalid(format!("Missing value for required parameter 'value' of metric '{key}'"))),
+/// MLflow's "required parameter" message (server/handlers.py).
+fn missing(path: &str) -> MlflowError {
+    invalid(format!("Missing value for required parameter '{path}'. See the API docs for more information about request parameters."))
+}
+
+fn no_run(id: &str) -> MlflowError {
+    not_found(format!("Run with id={id} not found"))
+}
+
+/// A JSON value as Python's `json.dumps` writes it in MLflow's messages
+/// (non-ASCII escaped).
+fn py_json(v: &Value) -> String {
+    let mut out = String::new();
+    for c in v.to_string().chars() {
+        if (c as u32) < 0x7f {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// A float as Python's `str` writes it (`1.0`, `nan`, `inf`).
+fn py_float(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if v.fract() == 0.0 && v.abs() < 1e16 {
+        format!("{v:.1}")
+    } else {
+        v.to_string()
     }
 }
 
-/// MLflow's name rules: not empty, not too long, no path tricks.
-fn check_key(kind: &str, key: &str) -> Result<(), MlflowError> {
-    if key.is_empty() || key.len() > MAX_KEY {
-        return Err(invalid(format!("{kind} name '{key}' must be 1 to {MAX_KEY} characters")));
+fn py_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
     }
-    if key.starts_with('/') || key.split(['/', '\\']).any(|part| part == "..") {
-        return Err(invalid(format!("Invalid {kind} name: '{key}'. Names may not start with '/' or contain '..' path segments")));
+}
+
+/// `Invalid value … for parameter '…' supplied…`, MLflow's `invalid_value`.
+fn invalid_value(path: &str, value: &Value, message: Option<&str>) -> MlflowError {
+    let value = py_json(value);
+    invalid(match message {
+        Some(m) => format!("Invalid value {value} for parameter '{path}' supplied: {m}"),
+        None => format!("Invalid value {value} for parameter '{path}' supplied."),
+    })
+}
+
+/// The message MLflow's request schema gives a field of the wrong type.
+fn wrong_type(path: &str, value: &Value) -> MlflowError {
+    let hint = format!(" Hint: Value was of type '{}'. See the API docs for more information about request parameters.", py_type(value));
+    invalid_value(path, value, Some(&hint))
+}
+
+/// `field` inside an entity at `path` (`metrics[2]` in a batch, `` for a
+/// single call), as MLflow's `append_to_json_path` names it.
+fn at(path: &str, field: &str) -> String {
+    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
+}
+
+/// A required, non-empty string field.
+fn required_str(body: &Value, key: &str, path: &str) -> Result<String, MlflowError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Err(missing(&at(path, key))),
+        Some(Value::String(s)) if s.is_empty() => Err(missing(&at(path, key))),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(wrong_type(&at(path, key), other)),
+    }
+}
+
+/// The run id of a run-scoped call: required, and in a batch shaped as
+/// MLflow's `_validate_run_id` wants.
+fn run_id(body: &Value) -> Result<String, MlflowError> {
+    let key = if body.get("run_id").is_some() || body.get("run_uuid").is_none() { "run_id" } else { "run_uuid" };
+    required_str(body, key, "")
+}
+
+/// A double field: a JSON number, or a string as protobuf's JSON and
+/// MLflow's client send NaN and the infinities (`"NaN"`, `"Infinity"`,
+/// `"-Infinity"`; Python's `float()` spellings are taken too).
+fn double(v: Option<&Value>, path: &str) -> Result<f64, MlflowError> {
+    match v {
+        None | Some(Value::Null) => Err(missing(path)),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| wrong_type(path, &Value::Number(n.clone()))),
+        Some(Value::String(s)) if s.is_empty() => Err(missing(path)),
+        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| wrong_type(path, &Value::String(s.clone()))),
+        Some(other) => Err(wrong_type(path, other)),
+    }
+}
+
+/// A double as protobuf's JSON writes it, which is how MLflow's server
+/// answers and its client reads: NaN and the infinities as strings.
+fn double_json(v: f64) -> Value {
+    if v.is_nan() {
+        json!("NaN")
+    } else if v == f64::INFINITY {
+        json!("Infinity")
+    } else if v == f64::NEG_INFINITY {
+        json!("-Infinity")
+    } else {
+        json!(v)
+    }
+}
+
+fn metric_json(m: &MetricPoint) -> Value {
+    json!({"key": m.key, "value": double_json(m.value), "timestamp": m.timestamp, "step": m.step})
+}
+
+/// Why a metric, param or tag name breaks MLflow's rules (on a POSIX
+/// server), if it does.
+#[derive(Debug, PartialEq)]
+pub(crate) enum NameProblem {
+    /// A character outside letters, digits, `_ - . : /` and space.
+    Characters,
+    /// As a file path the name would be another name: `a/../b`, `/a`,
+    /// `a//b`, `./a`, `a/`, `..`. Holds what it resolves to.
+    Resolves(String),
+}
+
+pub(crate) const NAME_CHARACTERS: &str =
+    "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/).";
+
+/// MLflow's `validate_param_and_metric_name` and `path_not_unique`.
+pub(crate) fn name_problem(name: &str) -> Option<NameProblem> {
+    if !name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '/' | '.' | '-' | ' ' | ':')) {
+        return Some(NameProblem::Characters);
+    }
+    let norm = normpath(name);
+    if norm != name || norm == "." || norm.starts_with("..") || norm.starts_with('/') {
+        return Some(NameProblem::Resolves(norm));
+    }
+    None
+}
+
+/// Python's `posixpath.normpath`.
+fn normpath(path: &str) -> String {
+    if path.is_empty() {
+        return ".".into();
+    }
+    let slashes = if path.starts_with("//") && !path.starts_with("///") {
+        2
+    } else {
+        usize::from(path.starts_with('/'))
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if !(slashes == 0 && parts.is_empty()) && parts.last() != Some(&"..") => {
+                parts.pop();
+            }
+            _ => parts.push(part),
+        }
+    }
+    let out = format!("{}{}", "/".repeat(slashes), parts.join("/"));
+    if out.is_empty() { ".".into() } else { out }
+}
+
+/// MLflow's `_validate_metric_name` / `_validate_param_name` /
+/// `_validate_tag_name`, with its messages.
+fn check_name(name: &str, path: &str) -> Result<(), MlflowError> {
+    let value = Value::String(name.to_string());
+    match name_problem(name) {
+        None => Ok(()),
+        Some(NameProblem::Characters) => Err(invalid_value(path, &value, Some(NAME_CHARACTERS))),
+        Some(NameProblem::Resolves(norm)) => Err(invalid_value(
+            path,
+            &value,
+            Some(&format!(
+                "Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '{norm}'"
+            )),
+        )),
+    }
+}
+
+/// MLflow's `_validate_length_limit` without truncation (names).
+fn check_length(entity: &str, limit: usize, value: &str) -> Result<(), MlflowError> {
+    if value.chars().count() > limit {
+        return Err(invalid(format!("'{entity}' exceeds the maximum length of {limit} characters")));
     }
     Ok(())
+}
+
+/// MLflow's `_validate_length_limit(..., truncate=True)`: overlong param
+/// and tag values are cut to the limit with a warning
+/// (`MLFLOW_TRUNCATE_LONG_VALUES` is on by default), not refused.
+fn truncated(entity: &str, key: &str, limit: usize, value: String) -> String {
+    match value.char_indices().nth(limit) {
+        None => value,
+        Some((cut, _)) => {
+            tracing::warn!("{entity} of '{key}' ({} characters) is truncated to {limit} characters to meet the length limit", value.chars().count());
+            value[..cut].to_string()
+        }
+    }
 }
 
 async fn experiment_json(app: &App, id: &str) -> Result<Value, MlflowError> {
@@ -261,24 +442,23 @@ async fn create_experiment(State(app): State<App>, Json(body): Json<Value>) -> R
             message: format!("Experiment '{name}' already exists."),
         });
     }
+    let tags = list(&body, "tags")?.iter().map(experiment_tag).collect::<Result<Vec<_>, _>>()?;
     let id = app.store.create_experiment(&name).await?;
-    for t in body.get("tags").and_then(|t| t.as_array()).into_iter().flatten() {
-        if let (Some(k), Some(v)) = (t["key"].as_str(), t["value"].as_str()) {
-            app.store.set_experiment_tag(&id, k, v).await?;
-        }
+    for (k, v) in &tags {
+        app.store.set_experiment_tag(&id, k, v).await?;
     }
     Ok(Json(json!({"experiment_id": id})))
 }
 
 async fn get_experiment(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
     app.store.ensure_default_experiment().await?;
-    let id = q.get("experiment_id").ok_or_else(|| invalid("Missing value for required parameter 'experiment_id'"))?;
+    let id = q.get("experiment_id").ok_or_else(|| missing("experiment_id"))?;
     Ok(Json(json!({"experiment": experiment_json(&app, id).await?})))
 }
 
 async fn get_experiment_by_name(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
     app.store.ensure_default_experiment().await?;
-    let name = q.get("experiment_name").ok_or_else(|| invalid("Missing value for required parameter 'experiment_name'"))?;
+    let name = q.get("experiment_name").ok_or_else(|| missing("experiment_name"))?;
     let e = app.store.experiment_by_name(name).await?.ok_or_else(|| not_found(format!("Could not find experiment with name '{name}'")))?;
     Ok(Json(json!({"experiment": experiment_json(&app, &e.id).await?})))
 }
@@ -328,44 +508,35 @@ async fn restore_experiment(State(app): State<App>, Json(body): Json<Value>) -> 
 
 async fn set_experiment_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
     let id = required(&body, &["experiment_id"])?;
-    let key = required(&body, &["key"])?;
-    check_key("tag", &key)?;
+    let (key, value) = experiment_tag(&body)?;
     app.store.experiment_by_id(&id).await?.ok_or_else(|| not_found(format!("No Experiment with id={id} exists")))?;
-    app.store.set_experiment_tag(&id, &key, &text(&body, &["value"]).unwrap_or_default()).await?;
+    app.store.set_experiment_tag(&id, &key, &value).await?;
     Ok(Json(json!({})))
 }
 
 async fn run_json(app: &App, run_id: &str) -> Result<Value, MlflowError> {
-    let run = app.store.get_run(run_id).await.map_err(|e| match e {
-        StoreError::NotFound(_) => not_found(format!("Run '{run_id}' not found")),
-        other => other.into(),
-    })?;
-    let (experiment_id, user, stage) = app.store.run_extras(run_id).await?;
-    let metrics: Vec<Value> = app
-        .store
-        .latest_metrics(run_id)
-        .await?
-        .into_iter()
-        .map(|m| json!({"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}))
-        .collect();
-    let s = &run.summary;
-    let mut tags: Vec<Value> = run.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
-    if !run.tags.contains_key("mlflow.runName") {
-        tags.push(json!({"key": "mlflow.runName", "value": s.name}));
+    let views = app.store.run_views(&[run_id.to_string()]).await?;
+    views.first().map(view_json).ok_or_else(|| no_run(run_id))
+}
+
+fn view_json(v: &RunView) -> Value {
+    let mut tags: Vec<Value> = v.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    if !v.tags.iter().any(|(k, _)| k == "mlflow.runName") {
+        tags.push(json!({"key": "mlflow.runName", "value": v.name}));
     }
-    Ok(json!({
+    json!({
         "info": {
-            "run_id": s.id, "run_uuid": s.id, "run_name": s.name, "experiment_id": experiment_id,
-            "user_id": user, "status": s.status.as_str(), "start_time": s.start_time, "end_time": s.end_time,
-            "artifact_uri": format!("mlflow-artifacts:/{experiment_id}/{}/artifacts", s.id), "lifecycle_stage": stage,
+            "run_id": v.id, "run_uuid": v.id, "run_name": v.name, "experiment_id": v.experiment_id,
+            "user_id": v.user_id, "status": v.status, "start_time": v.start_time, "end_time": v.end_time,
+            "artifact_uri": format!("mlflow-artifacts:/{}/{}/artifacts", v.experiment_id, v.id), "lifecycle_stage": v.lifecycle_stage,
         },
         "data": {
-            "metrics": metrics,
-            "params": s.params.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+            "metrics": v.metrics.iter().map(metric_json).collect::<Vec<_>>(),
+            "params": v.params.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
             "tags": tags,
         },
         "inputs": {},
-    }))
+    })
 }
 
 async fn create_run(State(app): State<App>, Json(body): Json<Value>) -> R {
@@ -403,17 +574,20 @@ async fn create_run(State(app): State<App>, Json(body): Json<Value>) -> R {
 }
 
 async fn get_run(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
-    let id = q.get("run_id").or(q.get("run_uuid")).ok_or_else(|| invalid("Missing value for required parameter 'run_id'"))?;
+    let id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
     Ok(Json(json!({"run": run_json(&app, id).await?})))
 }
 
-async fn existing_run(app: &App, body: &Value) -> Result<String, MlflowError> {
-    let id = required(body, &["run_id", "run_uuid"])?;
-    let (_, _, stage) = app.store.run_extras(&id).await.map_err(|_| not_found(format!("Run '{id}' not found")))?;
+/// A run that exists and is not deleted, as MLflow requires for logging.
+async fn active_run(app: &App, id: &str) -> Result<(), MlflowError> {
+    let (_, _, stage) = app.store.run_extras(id).await.map_err(|e| match e {
+        StoreError::NotFound(_) => no_run(id),
+        other => other.into(),
+    })?;
     if stage != "active" {
         return Err(invalid(format!("The run {id} must be in the 'active' state. Current state is {stage}.")));
     }
-    Ok(id)
+    Ok(())
 }
 
 async fn update_run(State(app): State<App>, Json(body): Json<Value>) -> R {
@@ -440,94 +614,149 @@ async fn restore_run(State(app): State<App>, Json(body): Json<Value>) -> R {
     Ok(Json(json!({})))
 }
 
-fn metric_point(m: &Value) -> Result<MetricPoint, MlflowError> {
-    let key = required(m, &["key"])?;
-    check_key("metric", &key)?;
-    Ok(MetricPoint {
-        value: number(m.get("value"), &key)?,
-        timestamp: int(m, "timestamp")?.unwrap_or_else(now_ms),
-        step: int(m, "step")?.unwrap_or(0),
-        key,
-    })
+/// A metric of a `log-metric` call (`path` empty) or the `metrics[i]` of a
+/// batch, checked as MLflow's `_validate_metric` does, in its order.
+fn metric_point(m: &Value, path: &str) -> Result<MetricPoint, MlflowError> {
+    let key = required_str(m, "key", path)?;
+    let value = double(m.get("value"), &at(path, "value"))?;
+    check_name(&key, &at(path, "name"))?;
+    let timestamp = int(m, "timestamp")?.unwrap_or_else(now_ms);
+    if timestamp < 0 {
+        return Err(invalid_value(
+            &at(path, "timestamp"),
+            &json!(timestamp),
+            Some(&format!("metric '{key}' (value={}). Timestamp must be a nonnegative long (64-bit integer) ", py_float(value))),
+        ));
+    }
+    let step = int(m, "step")?.unwrap_or(0);
+    check_length("Metric name", MAX_KEY, &key)?;
+    Ok(MetricPoint { key, value, timestamp, step })
 }
 
-fn param_pair(p: &Value) -> Result<(String, String), MlflowError> {
-    let key = required(p, &["key"])?;
-    check_key("param", &key)?;
+fn param_pair(p: &Value, path: &str) -> Result<(String, String), MlflowError> {
+    let key = required_str(p, "key", path)?;
+    check_name(&key, &at(path, "key"))?;
+    check_length("Param key", MAX_KEY, &key)?;
     let value = match p.get("value") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
     };
-    if value.len() > MAX_PARAM_VALUE {
-        return Err(invalid(format!("Param value for '{key}' had length {}, which exceeded length limit of {MAX_PARAM_VALUE}", value.len())));
-    }
+    let value = truncated("Param value", &key, MAX_PARAM_VALUE, value);
     Ok((key, value))
 }
 
-fn tag_pair(t: &Value) -> Result<(String, String), MlflowError> {
-    let key = required(t, &["key"])?;
-    check_key("tag", &key)?;
-    let value = text(t, &["value"]).unwrap_or_default();
-    if value.len() > MAX_TAG_VALUE {
-        return Err(invalid(format!("Tag value for '{key}' had length {}, which exceeded length limit of {MAX_TAG_VALUE}", value.len())));
-    }
+fn tag_pair(t: &Value, path: &str) -> Result<(String, String), MlflowError> {
+    let key = required_str(t, "key", path)?;
+    check_name(&key, &at(path, "key"))?;
+    check_length(&at(path, "key"), MAX_KEY, &key)?;
+    let value = truncated("Tag value", &key, MAX_TAG_VALUE, text(t, &["value"]).unwrap_or_default());
     Ok((key, value))
 }
+
+/// An experiment tag, as MLflow's `_validate_experiment_tag` checks it
+/// (values are refused, not truncated, past 20,000 characters).
+fn experiment_tag(t: &Value) -> Result<(String, String), MlflowError> {
+    let key = required_str(t, "key", "")?;
+    check_name(&key, "key")?;
+    check_length("key", MAX_KEY, &key)?;
+    let value = text(t, &["value"]).unwrap_or_default();
+    check_length("value", MAX_EXPERIMENT_TAG_VALUE, &value)?;
+    Ok((key, value))
+}
+
+/// A list field of a batch: absent is empty, anything but a list is
+/// refused as MLflow's schema refuses it.
+fn list<'a>(body: &'a Value, key: &str) -> Result<&'a [Value], MlflowError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(other) => Err(wrong_type(key, other)),
+    }
+}
+
+fn batch_limit(entity: &str, limit: usize, length: usize) -> Result<(), MlflowError> {
+    if length > limit {
+        return Err(invalid(format!(
+            "A batch logging request can contain at most {limit} {entity}. Got {length} {entity}. Please split up {entity} across multiple requests and try again."
+        )));
+    }
+    Ok(())
+}
+
+// MLflow checks what is logged before it looks the run up, so a bad name
+// on an unknown run is a 400, as there.
 
 async fn log_metric(State(app): State<App>, Json(body): Json<Value>) -> R {
-    let id = existing_run(&app, &body).await?;
-    app.store.log_metrics(&id, &[metric_point(&body)?]).await?;
+    let id = run_id(&body)?;
+    let point = metric_point(&body, "")?;
+    active_run(&app, &id).await?;
+    app.store.log_metrics(&id, &[point]).await?;
     Ok(Json(json!({})))
 }
 
 async fn log_param(State(app): State<App>, Json(body): Json<Value>) -> R {
-    let id = existing_run(&app, &body).await?;
-    app.store.log_params(&id, &[param_pair(&body)?]).await?;
+    let id = run_id(&body)?;
+    let param = param_pair(&body, "")?;
+    active_run(&app, &id).await?;
+    app.store.log_params(&id, &[param]).await?;
     Ok(Json(json!({})))
 }
 
 async fn set_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
-    let id = existing_run(&app, &body).await?;
-    app.store.set_tags(&id, &[tag_pair(&body)?]).await?;
+    let id = run_id(&body)?;
+    let tag = tag_pair(&body, "")?;
+    active_run(&app, &id).await?;
+    app.store.set_tags(&id, &[tag]).await?;
     Ok(Json(json!({})))
 }
 
 async fn delete_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
-    let id = existing_run(&app, &body).await?;
-    app.store.delete_tag(&id, &required(&body, &["key"])?).await?;
+    let id = run_id(&body)?;
+    let key = required_str(&body, "key", "")?;
+    active_run(&app, &id).await?;
+    app.store.delete_tag(&id, &key).await?;
     Ok(Json(json!({})))
 }
 
+/// MLflow's order: run id shape, every entity, the batch limits, duplicate
+/// param keys, then the run. Nothing is written unless all of it passes.
 async fn log_batch(State(app): State<App>, Json(body): Json<Value>) -> R {
-    let id = existing_run(&app, &body).await?;
-    let list = |k: &str| body.get(k).and_then(|v| v.as_array()).cloned().unwrap_or_default();
-    let (metrics, params, tags) = (list("metrics"), list("params"), list("tags"));
-    if metrics.len() > MAX_BATCH_METRICS || params.len() > MAX_BATCH_PARAMS || tags.len() > MAX_BATCH_TAGS {
+    let id = run_id(&body)?;
+    let (metrics, params, tags) = (list(&body, "metrics")?, list(&body, "params")?, list(&body, "tags")?);
+    let mut first = id.chars();
+    if !(first.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.chars().count() <= 256
+        && first.all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+    {
+        return Err(invalid_value("run_id", &json!(id), None));
+    }
+    let metrics = metrics.iter().enumerate().map(|(i, m)| metric_point(m, &format!("metrics[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+    let params = params.iter().enumerate().map(|(i, p)| param_pair(p, &format!("params[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+    let tags = tags.iter().enumerate().map(|(i, t)| tag_pair(t, &format!("tags[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+    batch_limit("metrics", MAX_BATCH_METRICS, metrics.len())?;
+    batch_limit("params", MAX_BATCH_PARAMS, params.len())?;
+    batch_limit("tags", MAX_BATCH_TAGS, tags.len())?;
+    batch_limit("metrics, params, and tags", MAX_BATCH_TOTAL, metrics.len() + params.len() + tags.len())?;
+    let mut seen = std::collections::HashSet::new();
+    let dupes: Vec<String> = params.iter().filter(|(k, _)| !seen.insert(k.as_str())).map(|(k, _)| format!("'{k}'")).collect();
+    if !dupes.is_empty() {
         return Err(invalid(format!(
-            "A batch logging request can contain at most {MAX_BATCH_METRICS} metrics, {MAX_BATCH_PARAMS} params and {MAX_BATCH_TAGS} tags; got {} metrics, {} params, {} tags",
-            metrics.len(),
-            params.len(),
-            tags.len()
+            "Duplicate parameter keys have been submitted: [{}]. Please ensure the request contains only one param value per param key.",
+            dupes.join(", ")
         )));
     }
-    if metrics.len() + params.len() + tags.len() > MAX_BATCH_TOTAL {
-        return Err(invalid(format!("A batch logging request can contain at most {MAX_BATCH_TOTAL} entities in total")));
-    }
-    // Everything is checked before anything is written.
-    let metrics = metrics.iter().map(metric_point).collect::<Result<Vec<_>, _>>()?;
-    let params = params.iter().map(param_pair).collect::<Result<Vec<_>, _>>()?;
-    let tags = tags.iter().map(tag_pair).collect::<Result<Vec<_>, _>>()?;
-    app.store.log_params(&id, &params).await?;
-    app.store.log_metrics(&id, &metrics).await?;
-    app.store.set_tags(&id, &tags).await?;
+    active_run(&app, &id).await?;
+    // One write: a batch is stored whole or not at all.
+    app.store.log_batch(&id, &metrics, &params, &tags).await?;
     Ok(Json(json!({})))
 }
 
 /// Dataset inputs are accepted and recorded as tags (`mlflow.input.<name>`)
 /// until datasets are first-class.
 async fn log_inputs(State(app): State<App>, Json(body): Json<Value>) -> R {
-    let id = existing_run(&app, &body).await?;
+    let id = run_id(&body)?;
+    active_run(&app, &id).await?;
     let mut tags = Vec::new();
     for d in body.get("datasets").and_then(|v| v.as_array()).into_iter().flatten() {
         let ds = &d["dataset"];
@@ -566,10 +795,8 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> R {
     };
     let q = SearchQuery { experiment_ids, filter: parsed, order_by, max_results, offset, ..Default::default() };
     let (runs, next) = app.store.search_runs(&q).await?;
-    let mut out = Vec::with_capacity(runs.len());
-    for r in &runs {
-        out.push(run_json(&app, &r.id).await?);
-    }
+    let ids: Vec<String> = runs.into_iter().map(|r| r.id).collect();
+    let out: Vec<Value> = app.store.run_views(&ids).await?.iter().map(view_json).collect();
     let mut resp = json!({"runs": out});
     if let Some(n) = next {
         resp["next_page_token"] = json!(n.to_string());
@@ -577,13 +804,50 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> R {
     Ok(Json(resp))
 }
 
-async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
-    let id = q.get("run_id").or(q.get("run_uuid")).ok_or_else(|| invalid("Missing value for required parameter 'run_id'"))?;
-    let key = q.get("metric_key").ok_or_else(|| invalid("Missing value for required parameter 'metric_key'"))?;
-    app.store.run_extras(id).await.map_err(|_| not_found(format!("Run '{id}' not found")))?;
+async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {
+    let id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
+    let key = q.get("metric_key").filter(|s| !s.is_empty()).ok_or_else(|| missing("metric_key"))?;
+    app.store.run_extras(id).await.map_err(|e| match e {
+        StoreError::NotFound(_) => no_run(id),
+        other => other.into(),
+    })?;
+    // Paged when the client asks (`max_results`, `page_token`), whole
+    // otherwise, as MLflow's server does.
+    let offset: usize = match q.get("page_token").filter(|t| !t.is_empty()) {
+        Some(t) => t.parse().map_err(|_| invalid(format!("Invalid page token '{t}'")))?,
+        None => 0,
+    };
+    let limit = match q.get("max_results").filter(|t| !t.is_empty()) {
+        Some(n) => Some(n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("Invalid value {n} for parameter 'max_results' supplied")))?),
+        None => None,
+    };
     let points = app.store.metric_history(id, key).await?;
-    let metrics: Vec<Value> = points.into_iter().map(|m| json!({"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step})).collect();
-    Ok(Json(json!({"metrics": metrics})))
+    let end = limit.map_or(points.len(), |l| (offset + l).min(points.len()));
+    let page = points.get(offset.min(points.len())..end).unwrap_or_default();
+    // Serialised straight from the points: a history of 100k points is
+    // too many for a tree of `Value`s.
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        metrics: Vec<Point<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<String>,
+    }
+    #[derive(serde::Serialize)]
+    struct Point<'a> {
+        key: &'a str,
+        #[serde(serialize_with = "double")]
+        value: f64,
+        timestamp: i64,
+        step: i64,
+    }
+    fn double<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { double_json(*v).serialize(s) }
+    }
+    use serde::Serialize;
+    let next_page_token = (end < points.len()).then(|| end.to_string());
+    let body = Page { metrics: page.iter().map(|m| Point { key: &m.key, value: m.value, timestamp: m.timestamp, step: m.step }).collect(), next_page_token };
+    let bytes = serde_json::to_vec(&body).map_err(|e| invalid(e.to_string()))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 // ---- model registry -------------------------------------------------------
@@ -620,7 +884,7 @@ fn version_number(body: &Value) -> Result<i64, MlflowError> {
     let text = match body.get("version") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(invalid("Missing value for required parameter 'version'")),
+        _ => return Err(missing("version")),
     };
     text.parse().map_err(|_| invalid(format!("Model version must be an integer, got '{text}'")))
 }
@@ -635,7 +899,7 @@ async fn create_model(State(app): State<App>, Json(body): Json<Value>) -> R {
 }
 
 async fn get_model(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
-    let name = q.get("name").ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
+    let name = q.get("name").ok_or_else(|| missing("name"))?;
     Ok(Json(json!({"registered_model": model_json(&app, name).await?})))
 }
 
@@ -648,7 +912,7 @@ async fn search_models(State(app): State<App>) -> R {
 }
 
 async fn delete_model(State(app): State<App>, Query(q): Query<HashMap<String, String>>, body: Option<Json<Value>>) -> R {
-    let name = body.and_then(|Json(b)| text(&b, &["name"])).or_else(|| q.get("name").cloned()).ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
+    let name = body.and_then(|Json(b)| text(&b, &["name"])).or_else(|| q.get("name").cloned()).ok_or_else(|| missing("name"))?;
     app.store.delete_model(&name).await?;
     Ok(Json(json!({})))
 }
@@ -680,7 +944,7 @@ async fn create_version(State(app): State<App>, Json(body): Json<Value>) -> R {
     let source = required(&body, &["source"])?;
     let run_id = text(&body, &["run_id"]).filter(|r| !r.is_empty());
     if let Some(r) = &run_id {
-        app.store.run_extras(r).await.map_err(|_| not_found(format!("Run '{r}' not found")))?;
+        app.store.run_extras(r).await.map_err(|_| no_run(r))?;
     }
     let v = app
         .store
@@ -694,7 +958,7 @@ async fn create_version(State(app): State<App>, Json(body): Json<Value>) -> R {
 }
 
 async fn get_version(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
-    let name = q.get("name").ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
+    let name = q.get("name").ok_or_else(|| missing("name"))?;
     let version = version_number(&json!({"version": q.get("version")}))?;
     let v = app.store.version(name, version).await?;
     Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
@@ -743,8 +1007,8 @@ async fn delete_alias(State(app): State<App>, Query(q): Query<HashMap<String, St
 }
 
 async fn get_by_alias(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
-    let name = q.get("name").ok_or_else(|| invalid("Missing value for required parameter 'name'"))?;
-    let alias = q.get("alias").ok_or_else(|| invalid("Missing value for required parameter 'alias'"))?;
+    let name = q.get("name").ok_or_else(|| missing("name"))?;
+    let alias = q.get("alias").ok_or_else(|| missing("alias"))?;
     let v = app.store.version_by_alias(name, alias).await?;
     Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
 }

@@ -2,6 +2,7 @@
 //! JSON wire formats. Handlers are thin: they call the same services the
 //! CLI calls.
 
+mod artifacts;
 mod error;
 mod mlflow;
 mod pipelines;
@@ -16,6 +17,8 @@ pub use error::ApiError;
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
+        // MLflow's liveness probe, for tools that check it.
+        .route("/health", get(|| async { "OK" }))
         .route("/api/v1/pipelines", post(pipelines::register).get(pipelines::list))
         .route("/api/v1/pipelines/{name}/runs", post(pipelines::submit))
         .route("/api/v1/pipeline-runs/{id}", get(pipelines::status))
@@ -34,9 +37,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/runs/{id}/artifacts", get(tracking::list_artifacts))
         .route(
             "/api/v1/runs/{id}/artifacts/{*path}",
-            get(tracking::download_artifact)
-                .put(tracking::upload_artifact)
-                .layer(axum::extract::DefaultBodyLimit::max(2 << 30)),
+            get(tracking::download_artifact).put(tracking::upload_artifact),
         )
         .merge(mlflow::router())
         .with_state(app)

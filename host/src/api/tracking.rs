@@ -3,10 +3,12 @@
 //! CLI makes; JSON shapes are the CLI's `--json` shapes.
 
 use super::ApiError;
+use super::mlflow::{MAX_KEY, NameProblem, name_problem};
 use crate::app::App;
 use crate::store::{MetricPoint, NewRun, RunStatus, SearchQuery, now_ms};
 use crate::tracking::filter;
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -106,7 +108,9 @@ pub async fn restore_run(State(app): State<App>, Path(id): Path<String>) -> R {
 #[serde(deny_unknown_fields)]
 pub struct MetricIn {
     key: String,
-    value: Option<f64>,
+    /// Any JSON, so a string such as `"NaN"` gets this API's message
+    /// rather than a deserialisation error.
+    value: Option<Value>,
     #[serde(default)]
     step: i64,
     timestamp: Option<i64>,
@@ -126,41 +130,77 @@ pub struct LogBatch {
 /// Largest batch one request may log.
 const MAX_BATCH: usize = 10_000;
 
-fn check_key(kind: &str, key: &str) -> Result<(), ApiError> {
-    if key.is_empty() || key.len() > 250 {
-        return Err(bad(format!("{kind} key `{key}` must be 1 to 250 characters")));
+/// A metric, param or tag name must follow MLflow's rules (so what is
+/// logged here reads and logs the same through MLflow clients); `field`
+/// names where the name was in the request.
+fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
+    let len = key.chars().count();
+    if len == 0 {
+        return Err(bad(format!("{field} must not be empty")));
     }
-    if key.starts_with('/') || key.split(['/', '\\']).any(|p| p == "..") {
-        return Err(bad(format!("{kind} key `{key}` may not start with `/` or contain `..`")));
+    if len > MAX_KEY {
+        let start: String = key.chars().take(40).collect();
+        return Err(bad(format!("{field} {start:?}… is {len} characters long; names are at most {MAX_KEY} characters")));
     }
-    Ok(())
+    match name_problem(key) {
+        None => Ok(()),
+        Some(NameProblem::Characters) => {
+            let c = key.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '/' | '.' | '-' | ' ' | ':'))).unwrap_or('?');
+            Err(bad(format!(
+                "{field} {key:?} contains {c:?}; names may only contain letters, digits, underscores, dashes, periods, spaces, colons and slashes"
+            )))
+        }
+        Some(NameProblem::Resolves(norm)) => Err(bad(format!(
+            "{field} {key:?} would resolve to {norm:?} as a file path; names may not start or end with `/`, or contain `//`, `.` or `..` segments"
+        ))),
+    }
 }
 
-/// `POST /api/v1/runs/{id}/log`: params, metrics and tags in one
-/// transaction each; everything is checked before anything is written.
-pub async fn log_batch(State(app): State<App>, Path(id): Path<String>, Json(b): Json<LogBatch>) -> R {
-    app.store.get_run(&id).await?;
-    if b.params.len() + b.metrics.len() + b.tags.len() > MAX_BATCH {
-        return Err(bad(format!("a batch holds at most {MAX_BATCH} params, metrics and tags together")));
+/// `POST /api/v1/runs/{id}/log`: params, metrics and tags, stored whole or
+/// not at all; everything is checked before anything is written.
+pub async fn log_batch(State(app): State<App>, Path(id): Path<String>, body: Result<Json<LogBatch>, JsonRejection>) -> R {
+    let Json(b) = body.map_err(|r| {
+        let status = if r.status() == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { r.status() };
+        ApiError::new(status, format!("the request body is not a log batch: {}", r.body_text()))
+    })?;
+    let total = b.params.len() + b.metrics.len() + b.tags.len();
+    if total > MAX_BATCH {
+        return Err(bad(format!(
+            "a batch holds at most {MAX_BATCH} params, metrics and tags together; this one has {total} ({} metrics, {} params, {} tags): split it across requests",
+            b.metrics.len(),
+            b.params.len(),
+            b.tags.len()
+        )));
     }
     let now = now_ms();
     let mut points = Vec::with_capacity(b.metrics.len());
-    for m in &b.metrics {
-        check_key("metric", &m.key)?;
-        let value = m.value.filter(|v| v.is_finite()).ok_or_else(|| bad(format!("metric `{}` needs a finite number as `value`", m.key)))?;
+    for (i, m) in b.metrics.iter().enumerate() {
+        check_key(&format!("metrics[{i}].key"), &m.key)?;
+        let value = match &m.value {
+            Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite()),
+            _ => None,
+        };
+        let value = value.ok_or_else(|| {
+            let got = match &m.value {
+                None => "nothing".to_string(),
+                Some(v @ Value::String(_)) => format!("{v} (a string; the MLflow API under /api/2.0/mlflow takes \"NaN\" and \"Infinity\")"),
+                Some(v) => v.to_string(),
+            };
+            bad(format!("metric `{}` needs a finite number as `value` (metrics[{i}].value), got {got}", m.key))
+        })?;
         points.push(MetricPoint { key: m.key.clone(), value, step: m.step, timestamp: m.timestamp.unwrap_or(now) });
     }
     let mut params = Vec::new();
     for (k, v) in &b.params {
-        check_key("param", k)?;
+        check_key("params key", k)?;
         params.push((k.clone(), match v { Value::String(s) => s.clone(), other => other.to_string() }));
     }
     for k in b.tags.keys() {
-        check_key("tag", k)?;
+        check_key("tags key", k)?;
     }
-    app.store.log_params(&id, &params).await?;
-    app.store.log_metrics(&id, &points).await?;
-    app.store.set_tags(&id, &b.tags.into_iter().collect::<Vec<_>>()).await?;
+    app.store.get_run(&id).await?;
+    // One write: a batch is stored whole or not at all.
+    app.store.log_batch(&id, &points, &params, &b.tags.into_iter().collect::<Vec<_>>()).await?;
     Ok(Json(json!({"params": params.len(), "metrics": points.len()})))
 }
 
@@ -212,16 +252,18 @@ pub async fn upload_artifact(
     State(app): State<App>,
     Path((id, path)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     app.store.get_run(&id).await?;
     if path.split('/').any(|p| p == ".." || p.is_empty()) {
         return Err(bad(format!("artifact path `{path}` may not contain empty or `..` segments")));
     }
-    let blob = app.blobs.put(&body).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the artifact failed: {e}")))?;
+    let (blob, size) = super::artifacts::receive(&app.blobs, body)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing artifact `{path}` failed: {e}")))?;
     let media = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
-    app.store.add_artifact(&id, &path, &blob, body.len() as i64, media).await?;
-    Ok((StatusCode::CREATED, Json(json!({"path": path, "size": body.len(), "blob": blob}))))
+    app.store.add_artifact(&id, &path, &blob, size as i64, media).await?;
+    Ok((StatusCode::CREATED, Json(json!({"path": path, "size": size, "blob": blob}))))
 }
 
 pub async fn download_artifact(State(app): State<App>, Path((id, path)): Path<(String, String)>) -> Result<Response, ApiError> {
@@ -231,8 +273,8 @@ pub async fn download_artifact(State(app): State<App>, Path((id, path)): Path<(S
         .iter()
         .find(|a| a.path == path)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("run `{id}` has no artifact `{path}`")))?;
-    let bytes = app.blobs.get(&a.blob).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("artifact `{path}`: {e}")))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, a.media_type.clone())], bytes).into_response())
+    super::artifacts::send(&app.blobs, &a.blob, &a.media_type)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("artifact `{path}`: {e}")))
 }
 
 /// The OpenAPI document of `/api/v1/`, kept beside the routes it describes

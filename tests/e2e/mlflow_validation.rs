@@ -1,0 +1,313 @@
+//! Bad input over HTTP: MLflow's API answers with MLflow's status, error
+//! code and message (mlflow/utils/validation.py, server/handlers.py), takes
+//! NaN and ±Infinity as MLflow's client sends them and gives them back as
+//! MLflow's server does; Kiln's `/api/v1` refuses the same bad names and
+//! batches with a message that names the field and the value. Nothing a
+//! refused request carried is stored.
+
+use crate::support::{Kiln, Process, http};
+use serde_json::{Value, json};
+
+fn serve(k: &Kiln) -> Process {
+    k.serve(&["--workers", "0", "--no-scheduler"])
+}
+
+fn send(url: &str, body: Option<&Value>) -> (u16, Value) {
+    let agent = http();
+    let mut resp = match body {
+        Some(b) => agent.post(url).header("content-type", "application/json").send(b.to_string()),
+        None => agent.get(url).call(),
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn mlflow_post(server: &Process, endpoint: &str, body: Value) -> (u16, Value) {
+    send(&format!("{}/api/2.0/mlflow/{endpoint}", server.url), Some(&body))
+}
+
+fn mlflow_get(server: &Process, endpoint_and_query: &str) -> (u16, Value) {
+    send(&format!("{}/api/2.0/mlflow/{endpoint_and_query}", server.url), None)
+}
+
+fn create_run(server: &Process) -> String {
+    let (code, body) = mlflow_post(server, "runs/create", json!({"experiment_id": "0", "start_time": 1}));
+    assert_eq!(code, 200, "{body}");
+    body["run"]["info"]["run_id"].as_str().unwrap().to_string()
+}
+
+/// An MLflow error: the status, `error_code` and the exact message.
+#[track_caller]
+fn assert_mlflow_error((code, body): (u16, Value), status: u16, error_code: &str, message: &str) {
+    assert_eq!(code, status, "{body}");
+    assert_eq!(body["error_code"], error_code, "{body}");
+    assert_eq!(body["message"], message, "{body}");
+}
+
+fn run_data(server: &Process, run: &str) -> Value {
+    let (code, body) = mlflow_get(server, &format!("runs/get?run_id={run}"));
+    assert_eq!(code, 200, "{body}");
+    body["run"]["data"].clone()
+}
+
+/// `key → value` of a run's `data.metrics` / `data.params` / `data.tags`.
+fn entries(data: &Value, kind: &str) -> std::collections::BTreeMap<String, Value> {
+    data[kind].as_array().map(|a| a.iter().map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].clone())).collect()).unwrap_or_default()
+}
+
+fn history(server: &Process, run: &str, key: &str) -> Vec<(i64, Value)> {
+    let (code, body) = mlflow_get(server, &format!("metrics/get-history?run_id={run}&metric_key={key}"));
+    assert_eq!(code, 200, "{body}");
+    body["metrics"].as_array().unwrap().iter().map(|m| (m["step"].as_i64().unwrap(), m["value"].clone())).collect()
+}
+
+#[test]
+fn nan_and_infinities_round_trip_through_the_mlflow_api_as_protobuf_json_strings() {
+    let k = Kiln::new();
+    let server = serve(&k);
+    let run = create_run(&server);
+
+    // As MLflow's client sends them: protobuf JSON strings for the doubles.
+    for (step, value) in [json!("NaN"), json!("Infinity"), json!("-Infinity"), json!(1.5)].into_iter().enumerate() {
+        let (code, body) = mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "loss", "value": value, "timestamp": 10, "step": step}));
+        assert_eq!(code, 200, "{value}: {body}");
+    }
+    let batch = json!({"run_id": run, "metrics": [
+        {"key": "gain", "value": "Infinity", "timestamp": 10, "step": 0},
+        {"key": "gain", "value": "NaN", "timestamp": 10, "step": 1},
+        {"key": "gain", "value": "-Infinity", "timestamp": 10, "step": 2},
+        {"key": "last_nan", "value": "NaN", "timestamp": 10, "step": 0},
+        {"key": "last_inf", "value": "Infinity", "timestamp": 10, "step": 0},
+    ]});
+    let (code, body) = mlflow_post(&server, "runs/log-batch", batch);
+    assert_eq!(code, 200, "{body}");
+
+    // Read back as MLflow's server writes doubles: "NaN", "Infinity", "-Infinity".
+    assert_eq!(history(&server, &run, "loss"), [(0, json!("NaN")), (1, json!("Infinity")), (2, json!("-Infinity")), (3, json!(1.5))]);
+    assert_eq!(history(&server, &run, "gain"), [(0, json!("Infinity")), (1, json!("NaN")), (2, json!("-Infinity"))]);
+    let latest = entries(&run_data(&server, &run), "metrics");
+    assert_eq!(latest["loss"], json!(1.5));
+    assert_eq!(latest["gain"], json!("-Infinity"));
+    assert_eq!(latest["last_nan"], json!("NaN"));
+    assert_eq!(latest["last_inf"], json!("Infinity"));
+    // runs/search shares runs/get's rendering.
+    let (code, found) = mlflow_post(&server, "runs/search", json!({"experiment_ids": ["0"]}));
+    assert_eq!(code, 200, "{found}");
+    let found = entries(&found["runs"][0]["data"], "metrics");
+    assert_eq!((&found["last_nan"], &found["gain"]), (&json!("NaN"), &json!("-Infinity")));
+}
+
+#[test]
+fn bad_names_unknown_runs_and_oversized_batches_get_mlflows_codes_and_messages() {
+    let k = Kiln::new();
+    let server = serve(&k);
+    let run = create_run(&server);
+    let metric = |key: &str| json!({"run_id": run, "key": key, "value": 1.0, "timestamp": 10, "step": 0});
+    let resolves = |value: &str, path: &str, to: &str| {
+        format!("Invalid value \"{value}\" for parameter '{path}' supplied: Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '{to}'")
+    };
+    let characters = |json_value: &str, path: &str| {
+        format!("Invalid value {json_value} for parameter '{path}' supplied: Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/).")
+    };
+    let bad = 400;
+    let ipv = "INVALID_PARAMETER_VALUE";
+
+    // Names that would be other names as file paths.
+    assert_mlflow_error(mlflow_post(&server, "runs/log-metric", metric("a/../b")), bad, ipv, &resolves("a/../b", "name", "b"));
+    assert_mlflow_error(mlflow_post(&server, "runs/log-metric", metric("/abs")), bad, ipv, &resolves("/abs", "name", "/abs"));
+    assert_mlflow_error(mlflow_post(&server, "runs/log-metric", metric("a//b")), bad, ipv, &resolves("a//b", "name", "a/b"));
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-parameter", json!({"run_id": run, "key": "..", "value": "1"})),
+        bad,
+        ipv,
+        &resolves("..", "key", ".."),
+    );
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/set-tag", json!({"run_id": run, "key": "dir/", "value": "v"})),
+        bad,
+        ipv,
+        &resolves("dir/", "key", "dir"),
+    );
+    // Characters outside MLflow's set (a backslash is a Windows path separator).
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-parameter", json!({"run_id": run, "key": "a\\b", "value": "1"})),
+        bad,
+        ipv,
+        &characters("\"a\\\\b\"", "key"),
+    );
+    assert_mlflow_error(mlflow_post(&server, "runs/log-metric", metric("f1@macro")), bad, ipv, &characters("\"f1@macro\"", "name"));
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/set-tag", json!({"run_id": run, "key": "é!", "value": "v"})),
+        bad,
+        ipv,
+        &characters("\"\\u00e9!\"", "key"),
+    );
+
+    // Length limits on names: 250 characters (not bytes).
+    let long = "k".repeat(251);
+    assert_mlflow_error(mlflow_post(&server, "runs/log-metric", metric(&long)), bad, ipv, "'Metric name' exceeds the maximum length of 250 characters");
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-parameter", json!({"run_id": run, "key": long, "value": "1"})),
+        bad,
+        ipv,
+        "'Param key' exceeds the maximum length of 250 characters",
+    );
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/set-tag", json!({"run_id": run, "key": long, "value": "v"})),
+        bad,
+        ipv,
+        "'key' exceeds the maximum length of 250 characters",
+    );
+    assert_mlflow_error(
+        mlflow_post(&server, "experiments/set-experiment-tag", json!({"experiment_id": "0", "key": long, "value": "v"})),
+        bad,
+        ipv,
+        "'key' exceeds the maximum length of 250 characters",
+    );
+    let wide = "é".repeat(250);
+    assert_eq!(mlflow_post(&server, "runs/log-metric", metric(&wide)).0, 200, "250 two-byte characters are within the limit");
+
+    // Values MLflow cannot read as a double, and missing fields.
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "m", "value": "abc", "timestamp": 10})),
+        bad,
+        ipv,
+        "Invalid value \"abc\" for parameter 'value' supplied:  Hint: Value was of type 'str'. See the API docs for more information about request parameters.",
+    );
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "m", "timestamp": 10})),
+        bad,
+        ipv,
+        "Missing value for required parameter 'value'. See the API docs for more information about request parameters.",
+    );
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "m", "value": 1, "timestamp": -1})),
+        bad,
+        ipv,
+        "Invalid value -1 for parameter 'timestamp' supplied: metric 'm' (value=1.0). Timestamp must be a nonnegative long (64-bit integer) ",
+    );
+
+    // Unknown runs.
+    let ghost = "0123456789abcdef0123456789abcdef";
+    let nf = "RESOURCE_DOES_NOT_EXIST";
+    let gone = format!("Run with id={ghost} not found");
+    assert_mlflow_error(mlflow_post(&server, "runs/log-metric", json!({"run_id": ghost, "key": "m", "value": 1, "timestamp": 10})), 404, nf, &gone);
+    assert_mlflow_error(mlflow_post(&server, "runs/log-parameter", json!({"run_id": ghost, "key": "p", "value": "1"})), 404, nf, &gone);
+    assert_mlflow_error(mlflow_post(&server, "runs/set-tag", json!({"run_id": ghost, "key": "t", "value": "1"})), 404, nf, &gone);
+    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": ghost, "params": [{"key": "p", "value": "1"}]})), 404, nf, &gone);
+    assert_mlflow_error(mlflow_get(&server, &format!("runs/get?run_id={ghost}")), 404, nf, &gone);
+    assert_mlflow_error(mlflow_get(&server, &format!("metrics/get-history?run_id={ghost}&metric_key=m")), 404, nf, &gone);
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": "../etc", "metrics": []})),
+        bad,
+        ipv,
+        "Invalid value \"../etc\" for parameter 'run_id' supplied.",
+    );
+
+    // Oversized batches, each limit on its own.
+    let metrics = |n: usize| (0..n).map(|i| json!({"key": format!("bm{i}"), "value": i, "timestamp": 10, "step": 0})).collect::<Vec<_>>();
+    let pairs = |prefix: &str, n: usize| (0..n).map(|i| json!({"key": format!("{prefix}{i}"), "value": "v"})).collect::<Vec<_>>();
+    let limit = |n: usize, entity: &str, got: usize| {
+        format!("A batch logging request can contain at most {n} {entity}. Got {got} {entity}. Please split up {entity} across multiple requests and try again.")
+    };
+    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": metrics(1001)})), bad, ipv, &limit(1000, "metrics", 1001));
+    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "params": pairs("bp", 101)})), bad, ipv, &limit(100, "params", 101));
+    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "tags": pairs("bt", 101)})), bad, ipv, &limit(100, "tags", 101));
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": metrics(1000), "params": pairs("bp", 1)})),
+        bad,
+        ipv,
+        &limit(1000, "metrics, params, and tags", 1001),
+    );
+    // Bad entities inside a batch are named by their place in it.
+    let mut two = metrics(2);
+    two[1]["key"] = json!("a//b");
+    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": two})), bad, ipv, &resolves("a//b", "metrics[1].name", "a/b"));
+    let mut tags = pairs("bt", 2);
+    tags[1]["key"] = json!(long);
+    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "tags": tags})), bad, ipv, "'tags[1].key' exceeds the maximum length of 250 characters");
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "params": [{"key": "d", "value": "1"}, {"key": "d", "value": "1"}]})),
+        bad,
+        ipv,
+        "Duplicate parameter keys have been submitted: ['d']. Please ensure the request contains only one param value per param key.",
+    );
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": [{"key": "m", "value": "NaN", "timestamp": 10}, {"value": 1, "timestamp": 10}]})),
+        bad,
+        ipv,
+        "Missing value for required parameter 'metrics[1].key'. See the API docs for more information about request parameters.",
+    );
+
+    // Names MLflow accepts are accepted; overlong param and tag values are
+    // cut to the limit, as MLflow does by default (MLFLOW_TRUNCATE_LONG_VALUES).
+    for key in ["a/b", "with space", "colon:ok", "ünïcödé", "a.b-c_d"] {
+        assert_eq!(mlflow_post(&server, "runs/log-metric", metric(key)).0, 200, "{key}");
+    }
+    let (code, body) = mlflow_post(&server, "runs/log-parameter", json!({"run_id": run, "key": "long_param", "value": "x".repeat(6001)}));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = mlflow_post(&server, "runs/set-tag", json!({"run_id": run, "key": "long_tag", "value": "y".repeat(8001)}));
+    assert_eq!(code, 200, "{body}");
+
+    // Nothing any refused request carried was stored.
+    let data = run_data(&server, &run);
+    let metrics: Vec<String> = entries(&data, "metrics").into_keys().collect();
+    let mut expected = vec!["a.b-c_d".to_string(), "a/b".into(), "colon:ok".into(), "with space".into(), "ünïcödé".into(), wide.clone()];
+    expected.sort();
+    assert_eq!(metrics, expected);
+    let params = entries(&data, "params");
+    assert_eq!(params.keys().collect::<Vec<_>>(), ["long_param"]);
+    assert_eq!(params["long_param"].as_str().unwrap().len(), 6000);
+    let tags = entries(&data, "tags");
+    assert!(tags.keys().all(|t| t == "long_tag" || t.starts_with("mlflow.")), "{tags:?}");
+    assert_eq!(tags["long_tag"].as_str().unwrap().len(), 8000);
+}
+
+#[test]
+fn kilns_api_refuses_the_same_bad_input_naming_the_field_and_value() {
+    let k = Kiln::new();
+    let server = serve(&k);
+    let api = format!("{}/api/v1", server.url);
+    let (code, body) = send(&format!("{api}/experiments"), Some(&json!({"name": "exp"})));
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = send(&format!("{api}/runs"), Some(&json!({"experiment": "exp", "name": "r"})));
+    assert_eq!(code, 201, "{body}");
+    let run = body["id"].as_str().unwrap().to_string();
+    let log = |body: Value| send(&format!("{api}/runs/{run}/log"), Some(&body));
+    #[track_caller]
+    fn refused((code, body): (u16, Value), status: u16, parts: &[&str]) {
+        assert_eq!(code, status, "{body}");
+        let message = body["error"].as_str().unwrap_or_else(|| panic!("no `error` in {body}"));
+        for p in parts {
+            assert!(message.contains(p), "`{p}` is not in: {message}");
+        }
+    }
+    let long = "k".repeat(251);
+    let ok = json!({"key": "fine", "value": 1.0});
+
+    refused(log(json!({"metrics": [ok.clone(), {"key": "a/../b", "value": 1.0}]})), 400, &["metrics[1].key", "\"a/../b\"", "\"b\""]);
+    refused(log(json!({"metrics": [{"key": "/abs", "value": 1.0}]})), 400, &["metrics[0].key", "\"/abs\""]);
+    refused(log(json!({"params": {"a\\b": "1"}})), 400, &["params key", "\"a\\\\b\"", "'\\\\'"]);
+    refused(log(json!({"params": {"f1@macro": "1"}})), 400, &["params key", "\"f1@macro\"", "'@'"]);
+    refused(log(json!({"tags": {"dir/": "v"}})), 400, &["tags key", "\"dir/\""]);
+    refused(log(json!({"tags": {long.clone(): "v"}})), 400, &["tags key", "kkkk", "251 characters", "at most 250"]);
+    refused(log(json!({"metrics": [{"key": "", "value": 1.0}]})), 400, &["metrics[0].key", "empty"]);
+    refused(log(json!({"metrics": [{"key": "loss", "value": "NaN"}]})), 400, &["metric `loss`", "metrics[0].value", "\"NaN\""]);
+    refused(log(json!({"metrics": [{"key": "loss", "value": "Infinity"}]})), 400, &["metrics[0].value", "\"Infinity\""]);
+    refused(log(json!({"tags": {"t": 1}})), 400, &["tags.t", "integer"]);
+    let many: Vec<Value> = (0..10_001).map(|i| json!({"key": format!("m{i}"), "value": 1.0})).collect();
+    refused(log(json!({"metrics": many})), 400, &["at most 10000", "10001", "10001 metrics"]);
+    refused(send(&format!("{api}/runs/0123456789abcdef0123456789abcdef/log"), Some(&json!({"metrics": [ok]}))), 404, &["0123456789abcdef0123456789abcdef"]);
+
+    // Names MLflow accepts are fine here too; nothing refused was stored.
+    let (code, body) = log(json!({"metrics": [{"key": "a/b", "value": 1.0}, {"key": "ünï code:1", "value": 2.0}], "params": {"p.q": "1"}}));
+    assert_eq!(code, 200, "{body}");
+    let (code, shown) = send(&format!("{api}/runs/{run}"), None);
+    assert_eq!(code, 200, "{shown}");
+    let metrics: Vec<&String> = shown["metrics"].as_object().unwrap().keys().collect();
+    assert_eq!(metrics, ["a/b", "ünï code:1"]);
+    assert_eq!(shown["params"].as_object().unwrap().keys().collect::<Vec<_>>(), ["p.q"]);
+    assert!(shown["tags"].as_object().is_none_or(|t| t.is_empty()), "{shown}");
+}
