@@ -74,6 +74,10 @@ pub async fn add(app: &App, bytes: &[u8], bundled: bool, limits: LimitOverrides)
 
 /// Register the bundled plugins that are not registered yet.
 pub async fn ensure_bundled(app: &App) -> Result<()> {
+    // One registration at a time in this process: `serve` registers in the
+    // background while a request may ask for a bundled plugin.
+    static REGISTERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = REGISTERING.lock().await;
     for (name, bytes) in BUNDLED {
         let digest = sha256_digest(bytes);
         if app.store.plugin_by_digest(&digest).await?.is_none() {
@@ -99,7 +103,13 @@ pub async fn resolve(app: &App, reference: &str) -> Result<PluginRecord> {
         Some((n, v)) => (n, Some(v)),
         None => (reference, None),
     };
-    let candidates = app.store.plugins_named(name).await?;
+    let mut candidates = app.store.plugins_named(name).await?;
+    if candidates.is_empty() && BUNDLED.iter().any(|(n, _)| *n == name) {
+        // A fresh workspace whose server is still registering its bundled
+        // plugins in the background: wait for that.
+        ensure_bundled(app).await?;
+        candidates = app.store.plugins_named(name).await?;
+    }
     if candidates.is_empty() {
         let known: Vec<String> = app.store.list_plugins().await?.into_iter().map(|p| p.name).collect();
         bail!("no plugin named `{name}` is registered (known: {}); register one with `kiln plugin add FILE.wasm`", dedup(known).join(", "));

@@ -821,9 +821,14 @@ async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, 
         Some(n) => Some(n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("Invalid value {n} for parameter 'max_results' supplied")))?),
         None => None,
     };
-    let points = app.store.metric_history(id, key).await?;
-    let end = limit.map_or(points.len(), |l| (offset + l).min(points.len()));
-    let page = points.get(offset.min(points.len())..end).unwrap_or_default();
+    // One more than asked tells whether there is a next page.
+    let want = limit.map_or(i64::MAX, |l| l as i64 + 1);
+    let mut page = app.store.metric_history_page(id, key, offset as i64, want).await?;
+    let more = limit.is_some_and(|l| page.len() > l);
+    if let Some(l) = limit {
+        page.truncate(l);
+    }
+    let end = offset + page.len();
     // Serialised straight from the points: a history of 100k points is
     // too many for a tree of `Value`s.
     #[derive(serde::Serialize)]
@@ -844,7 +849,7 @@ async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, 
         if v.is_finite() { s.serialize_f64(*v) } else { double_json(*v).serialize(s) }
     }
     use serde::Serialize;
-    let next_page_token = (end < points.len()).then(|| end.to_string());
+    let next_page_token = more.then(|| end.to_string());
     let body = Page { metrics: page.iter().map(|m| Point { key: &m.key, value: m.value, timestamp: m.timestamp, step: m.step }).collect(), next_page_token };
     let bytes = serde_json::to_vec(&body).map_err(|e| invalid(e.to_string()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())

@@ -49,17 +49,31 @@ fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
 
 pub async fn serve(args: ServeArgs) -> Result<i32> {
     let app = App::open(true).await?;
-    crate::plugins::ensure_bundled(&app).await?;
     let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
     let (_tx, rx) = shutdown_signal();
-    let mut tasks = Vec::new();
-    for _ in 0..args.workers {
-        tasks.push(tokio::spawn(worker::run(app.clone(), WorkerOptions::new(args.lease), rx.clone())));
-    }
-    if !args.no_scheduler {
-        tasks.push(tokio::spawn(crate::scheduler::run(app.clone(), rx.clone())));
-    }
+    // Registering the bundled plugins compiles them on a fresh workspace
+    // (a few hundred ms): serve requests meanwhile, and start the workers
+    // and the scheduler, which run plugins, once it is done. A request that
+    // needs a bundled plugin first waits for it (`plugins::resolve`).
+    let background = {
+        let (app, rx, workers, lease, scheduler) = (app.clone(), rx.clone(), args.workers, args.lease, !args.no_scheduler);
+        tokio::spawn(async move {
+            if let Err(e) = crate::plugins::ensure_bundled(&app).await {
+                tracing::error!("registering the bundled plugins: {e:#}");
+            }
+            let mut tasks = Vec::new();
+            for _ in 0..workers {
+                tasks.push(tokio::spawn(worker::run(app.clone(), WorkerOptions::new(lease), rx.clone())));
+            }
+            if scheduler {
+                tasks.push(tokio::spawn(crate::scheduler::run(app.clone(), rx.clone())));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+    };
     println!(
         "Kiln listening on http://{addr} (workspace {}, {} worker(s), scheduler {})",
         app.workspace.dir.display(),
@@ -73,9 +87,7 @@ pub async fn serve(args: ServeArgs) -> Result<i32> {
             let _ = stop.wait_for(|v| *v).await;
         })
         .await?;
-    for t in tasks {
-        let _ = t.await;
-    }
+    let _ = background.await;
     Ok(0)
 }
 

@@ -5,6 +5,7 @@
 //! driver, so every query here is written once in the common dialect:
 //! `$n` placeholders, text ids, BIGINT milliseconds, JSON as TEXT.
 
+mod datasets;
 mod experiments;
 mod group;
 mod jobs;
@@ -14,6 +15,7 @@ mod registry;
 mod runs;
 mod search;
 
+pub use datasets::{DatasetVersion, NewDatasetVersion};
 pub use experiments::ExperimentRecord;
 pub use jobs::Job;
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
@@ -68,6 +70,8 @@ fn migrator() -> Migrator {
         migration(1, "init", include_str!("../../migrations/0001_init.sql")),
         migration(2, "schedules", include_str!("../../migrations/0002_schedules.sql")),
         migration(3, "registry source", include_str!("../../migrations/0003_registry_source.sql")),
+        migration(4, "datasets", include_str!("../../migrations/0004_datasets.sql")),
+        migration(5, "metric history index", include_str!("../../migrations/0005_metric_history_index.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
