@@ -90,6 +90,76 @@ impl BlobStore {
         })
     }
 
+    /// Store a file already hashed to `id` by copying it in (the kernel
+    /// makes that a reflink on filesystems that share extents, through
+    /// copy_file_range). Returns whether the blob is new. Blobs are made
+    /// read-only, so a hard link out of the store cannot be edited by
+    /// accident. The caller re-checks the source afterwards: a file that
+    /// changed during the copy must not be recorded under `id`.
+    pub fn put_file(&self, id: &str, src: &Path) -> Result<bool, BlobError> {
+        let path = self.path_of(id)?;
+        if path.exists() {
+            return Ok(false);
+        }
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| BlobError::Io { path: p, source }
+        };
+        let tmp_dir = self.root.join(".tmp");
+        std::fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
+        let tmp = tmp_dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let result = (|| {
+            std::fs::copy(src, &tmp).map_err(io(src))?;
+            let f = std::fs::File::open(&tmp).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+            let mut perms = f.metadata().map_err(io(&tmp))?.permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(&tmp, perms).map_err(io(&tmp))?;
+            let dir = path.parent().unwrap();
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map(|()| true)
+    }
+
+    /// Put a blob's bytes at `dest` (replacing what is there): a hard link
+    /// when `hardlink` (instant, shares the read-only blob), else a copy.
+    /// Written beside `dest` first and renamed, so `dest` is never half
+    /// written.
+    pub fn restore_to(&self, id: &str, dest: &Path, hardlink: bool) -> Result<(), BlobError> {
+        let path = self.path_of(id)?;
+        if !path.exists() {
+            return Err(BlobError::Missing(id.to_string()));
+        }
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| BlobError::Io { path: p, source }
+        };
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let tmp = dir.join(format!(".kiln-tmp-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let result = (|| {
+            if hardlink {
+                std::fs::hard_link(&path, &tmp).map_err(io(&tmp))?;
+            } else {
+                std::fs::copy(&path, &tmp).map_err(io(&tmp))?;
+                // The copy is the user's file: writable, unlike the blob.
+                let mut perms = std::fs::metadata(&tmp).map_err(io(&tmp))?.permissions();
+                #[allow(clippy::permissions_set_readonly_false)]
+                perms.set_readonly(false);
+                std::fs::set_permissions(&tmp, perms).map_err(io(&tmp))?;
+            }
+            std::fs::rename(&tmp, dest).map_err(io(dest))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
     /// Start a blob whose bytes arrive in pieces (an upload of any size):
     /// they go to a temporary file and into the hash as they come, so memory
     /// stays constant.

@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod blobs;
 pub mod cli;
+pub mod data;
 pub mod dataset;
 pub mod output;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 mod api;
 mod artifacts;
 mod bad_input;
+mod data;
 mod load;
 mod mlflow;
 mod mlflow_validation;

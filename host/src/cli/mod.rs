@@ -1,5 +1,6 @@
 //! The `kiln` command line: a thin shell over the services.
 
+mod data;
 mod experiments;
 mod models;
 mod pipeline;
@@ -35,6 +36,9 @@ enum Command {
     /// List, search, compare and inspect tracked runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Version data: add, status, checkout, list, show, diff.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Register, list, inspect and remove plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -69,6 +73,7 @@ pub async fn main() -> Result<i32> {
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Experiments(cmd) => experiments::run(cmd).await,
         Command::Models(cmd) => models::run(cmd).await,
+        Command::Data(cmd) => data::run(cmd).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,

@@ -1,0 +1,238 @@
+use crate::app::App;
+use crate::data::{self, AddOptions, DataState, profile};
+use crate::output;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Version a file or a directory: store its content once, register a
+    /// dataset version, write PATH.kiln for git and git-ignore PATH.
+    Add {
+        path: PathBuf,
+        /// The dataset's name (default: the file stem or folder name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Store a CSV/Parquet file as opaque data, without schema and profile.
+        #[arg(long)]
+        no_profile: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which tracked paths are unchanged, modified or missing.
+    Status {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore tracked paths to the versions their pointer files name.
+    Checkout {
+        paths: Vec<PathBuf>,
+        /// Overwrite changes no version holds, and remove files a
+        /// directory version does not have.
+        #[arg(long)]
+        force: bool,
+        /// Hard-link files out of the blob store instead of copying them
+        /// (instant; the files are read-only).
+        #[arg(long)]
+        hardlink: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Datasets with their latest version.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A dataset version (NAME, NAME@VERSION or NAME@latest): its schema,
+    /// column profile, and the runs that read it.
+    Show {
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Schema changes and profile shifts between two versions.
+    Diff {
+        old: String,
+        new: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: DataCommand) -> Result<i32> {
+    let app = App::open(true).await?;
+    match cmd {
+        DataCommand::Add { path, name, no_profile, json } => {
+            let added = data::add(&app, &path, AddOptions { name, profile: !no_profile }).await?;
+            let v = &added.version;
+            if json {
+                println!(
+                    "{}",
+                    output::json(&serde_json::json!({
+                        "name": v.name, "version": v.version, "hash": v.hash, "kind": v.kind, "size": v.size, "files": v.files,
+                        "created": added.created, "pointer": added.pointer, "new_blobs": added.new_blobs, "new_bytes": added.new_bytes,
+                    }))
+                );
+            } else {
+                let what = if added.created { "added as" } else { "unchanged: already" };
+                println!(
+                    "{} {what} {}@{} ({}, {} file{}, {} new in the blob store)",
+                    path.display(),
+                    v.name,
+                    v.version,
+                    output::bytes(v.size as u64),
+                    v.files,
+                    if v.files == 1 { "" } else { "s" },
+                    output::bytes(added.new_bytes)
+                );
+                println!("commit {} to git; {} is git-ignored", added.pointer.display(), path.display());
+            }
+            Ok(0)
+        }
+        DataCommand::Status { paths, json } => {
+            let entries = data::status(&app, &paths)?;
+            let changed = entries.iter().filter(|e| e.state != DataState::Unchanged).count();
+            if json {
+                println!("{}", output::json(&entries));
+            } else if entries.is_empty() {
+                println!("no tracked data (add some with `kiln data add PATH`)");
+            } else {
+                let rows = entries
+                    .iter()
+                    .map(|e| {
+                        let state = serde_json::to_value(e.state).unwrap().as_str().unwrap_or("").to_string();
+                        vec![e.path.clone(), format!("{}@{}", e.name, e.version), state, e.detail.clone()]
+                    })
+                    .collect();
+                println!("{}", output::table(&["path", "version", "state", "detail"], rows));
+            }
+            // Like `git diff --exit-code`: scripts can ask whether anything changed.
+            Ok(if changed > 0 { 1 } else { 0 })
+        }
+        DataCommand::Checkout { paths, force, hardlink, json } => {
+            let done = data::checkout(&app, &paths, force, hardlink)?;
+            if json {
+                println!("{}", output::json(&done));
+            } else {
+                for d in &done {
+                    let what = match (d.restored, d.removed) {
+                        (0, 0) => "already up to date".to_string(),
+                        (r, 0) => format!("restored {r} file{}", if r == 1 { "" } else { "s" }),
+                        (r, x) => format!("restored {r}, removed {x}"),
+                    };
+                    println!("{}  {}@{}  {what}", d.path, d.name, d.version);
+                }
+            }
+            Ok(0)
+        }
+        DataCommand::List { json } => {
+            let list = app.store.list_datasets().await?;
+            if json {
+                let out: Vec<_> = list.iter().map(|(v, n)| serde_json::json!({"latest": v, "versions": n})).collect();
+                println!("{}", output::json(&out));
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|(v, n)| {
+                        vec![
+                            v.name.clone(),
+                            v.version.to_string(),
+                            n.to_string(),
+                            v.kind.clone(),
+                            output::bytes(v.size as u64),
+                            v.files.to_string(),
+                            v.path.clone(),
+                            output::time_ms(v.created_at),
+                        ]
+                    })
+                    .collect();
+                println!("{}", output::table(&["name", "latest", "versions", "kind", "size", "files", "path", "added (UTC)"], rows));
+            }
+            Ok(0)
+        }
+        DataCommand::Show { reference, json } => {
+            let (name, version) = data::parse_ref(&reference)?;
+            let v = app.store.dataset_version(&name, version).await?;
+            let runs = app.store.dataset_usage(&v.name, v.version).await?;
+            let schema: Option<profile::Schema> = v.schema_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored schema")?;
+            let prof: Option<profile::Profile> = v.profile_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored profile")?;
+            if json {
+                let runs: Vec<_> = runs.iter().map(|(r, i)| serde_json::json!({"run_id": r, "input": i})).collect();
+                println!("{}", output::json(&serde_json::json!({"version": v, "schema": schema, "profile": prof, "runs": runs})));
+                return Ok(0);
+            }
+            println!("dataset  {}@{}", v.name, v.version);
+            println!("hash     {}", v.hash);
+            println!("kind     {} ({}, {} file{})", v.kind, output::bytes(v.size as u64), v.files, if v.files == 1 { "" } else { "s" });
+            println!("path     {}", v.path);
+            println!("added    {}", output::time_ms(v.created_at));
+            if let Some(p) = &prof {
+                println!("rows     {}\n", p.rows);
+                println!("{}", render_profile(p));
+            } else if v.format.is_empty() {
+                println!("\n(no profile: not a CSV or Parquet file)");
+            } else {
+                println!("\n(no profile: added with --no-profile)");
+            }
+            if runs.is_empty() {
+                println!("\nno runs have read this version");
+            } else {
+                println!("\nread by");
+                for (r, i) in runs {
+                    println!("  run {r} (input `{i}`)");
+                }
+            }
+            Ok(0)
+        }
+        DataCommand::Diff { old, new, json } => {
+            let load = |r: &str| {
+                let r = r.to_string();
+                let app = app.clone();
+                async move {
+                    let (name, version) = data::parse_ref(&r)?;
+                    let v = app.store.dataset_version(&name, version).await?;
+                    let (Some(s), Some(p)) = (v.schema_json.as_deref(), v.profile_json.as_deref()) else {
+                        anyhow::bail!("{}@{} has no profile to compare (it is not a CSV or Parquet file, or was added with --no-profile)", v.name, v.version);
+                    };
+                    Ok::<_, anyhow::Error>((v.clone(), (serde_json::from_str::<profile::Schema>(s)?, serde_json::from_str::<profile::Profile>(p)?)))
+                }
+            };
+            let (a, pa) = load(&old).await?;
+            let (b, pb) = load(&new).await?;
+            let d = profile::diff(&pa, &pb);
+            if json {
+                println!("{}", output::json(&d));
+            } else {
+                println!("{}@{} → {}@{}\n", a.name, a.version, b.name, b.version);
+                println!("{d}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// One row per column: type, count, missing, then numbers or top values.
+fn render_profile(p: &profile::Profile) -> String {
+    let rows = p
+        .columns
+        .iter()
+        .map(|c| {
+            let mut row = vec![c.name.clone(), c.data_type.clone(), c.count.to_string(), c.missing.to_string()];
+            match (&c.numeric, &c.text) {
+                (Some(n), _) => {
+                    let median = n.quantiles.iter().find(|(q, _)| *q == 0.5).map(|(_, v)| output::num(*v)).unwrap_or_default();
+                    row.extend([output::num(n.mean), output::num(n.std), output::num(n.min), median, output::num(n.max), String::new()]);
+                }
+                (None, Some(t)) => {
+                    let top: Vec<String> = t.top.iter().take(3).map(|(v, n)| format!("{v} ({n})")).collect();
+                    row.extend(["".into(), "".into(), "".into(), "".into(), "".into(), format!("{} distinct: {}", t.distinct, top.join(", "))]);
+                }
+                _ => row.extend(std::iter::repeat_n(String::new(), 6)),
+            }
+            row
+        })
+        .collect();
+    output::table(&["column", "type", "count", "missing", "mean", "std", "min", "median", "max", "top values"], rows)
+}

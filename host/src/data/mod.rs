@@ -1,0 +1,466 @@
+//! Data versioning: `kiln data add` hashes a file or a directory with
+//! BLAKE3, stores the bytes once in the blob store, registers a numbered
+//! dataset version (with a schema and column profile for CSV and Parquet)
+//! and writes a pointer file for git; `status` and `checkout` compare and
+//! restore the workspace against the pointers.
+//!
+//! Order of an `add`, so that an interruption never leaves a visible half:
+//! hash (and profile) → blobs (each written to a temporary file and renamed)
+//! → the version row (one transaction) → the pointer (temporary file and
+//! rename) → `.gitignore`. Re-running an interrupted add finds the blobs
+//! already there and completes the rest.
+
+pub mod hashing;
+pub mod pointer;
+pub mod profile;
+mod state;
+
+use crate::app::App;
+use crate::blobs::BlobStore;
+use crate::store::{DatasetVersion, NewDatasetVersion};
+use anyhow::{Context, Result, bail};
+use pointer::Pointer;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use state::State;
+use std::path::{Path, PathBuf};
+
+/// The list of files a directory version holds; stored as a blob, and its
+/// hash is the version's hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub files: Vec<ManifestEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Relative to the directory, `/`-separated.
+    pub path: String,
+    pub hash: String,
+    pub size: u64,
+}
+
+pub struct AddOptions {
+    pub name: Option<String>,
+    pub profile: bool,
+}
+
+#[derive(Debug)]
+pub struct Added {
+    pub version: DatasetVersion,
+    /// False when this content already was a version of the name.
+    pub created: bool,
+    pub pointer: PathBuf,
+    pub new_blobs: u64,
+    pub new_bytes: u64,
+}
+
+/// The tabular formats a version is profiled for, by extension.
+pub fn format_of(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("csv") => "csv",
+        Some("tsv") => "tsv",
+        Some("parquet" | "pq") => "parquet",
+        _ => "",
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 200 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+        bail!("dataset name {name:?} must be 1 to 200 letters, digits, `_`, `-` or `.` (use --name)");
+    }
+    Ok(())
+}
+
+/// The data path given on the command line, made absolute and checked to
+/// lie inside the workspace (pointers are committed beside it).
+fn resolve(app: &App, path: &Path) -> Result<PathBuf> {
+    let root = app.workspace.root().canonicalize().context("resolving the workspace folder")?;
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let abs = if meta.file_type().is_symlink() {
+        // Keep the link's own name (the pointer sits beside it); its
+        // target is read through it.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        parent.canonicalize().with_context(|| format!("cannot read {}", parent.display()))?.join(path.file_name().unwrap())
+    } else {
+        path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?
+    };
+    if !abs.starts_with(&root) || abs == root {
+        bail!("{} is outside the workspace {} (data is tracked from inside it, where its pointer file is committed)", path.display(), root.display());
+    }
+    if abs.components().any(|c| c.as_os_str() == crate::workspace::DIR_NAME) {
+        bail!("{} is inside Kiln's own folder {}", path.display(), crate::workspace::DIR_NAME);
+    }
+    if abs.extension().is_some_and(|e| e == pointer::EXTENSION) {
+        bail!("{} is a pointer file; give the data path it names", path.display());
+    }
+    Ok(abs)
+}
+
+fn relative(app: &App, abs: &Path) -> String {
+    let root = app.workspace.root().canonicalize().unwrap_or_else(|_| app.workspace.root().to_path_buf());
+    abs.strip_prefix(&root).unwrap_or(abs).to_string_lossy().into_owned()
+}
+
+/// A progress bar on stderr for long work (hidden when stderr is not a
+/// terminal, and for short work).
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    if total < (256 << 20) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// The files under `dir`, following symlinks (a loop is an error), sorted.
+fn walk_files(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let at = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| dir.display().to_string());
+            match e.loop_ancestor() {
+                Some(a) => anyhow::anyhow!("symlink loop: {at} leads back to {}", a.display()),
+                None => anyhow::anyhow!("cannot read {at}: {}", e.io_error().map(|e| e.to_string()).unwrap_or_else(|| e.to_string())),
+            }
+        })?;
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            files.push((rel, entry.path().to_path_buf(), size));
+        }
+    }
+    Ok(files)
+}
+
+/// Hash files in parallel (cache first) and copy the new ones into the
+/// blob store; each source is re-checked after its copy.
+fn store_files(blobs: &BlobStore, state: &State, files: &[(String, PathBuf, u64)], what: &str) -> Result<(Vec<ManifestEntry>, u64, u64)> {
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    let bar = progress_bar(total, what);
+    let results: Vec<Result<(ManifestEntry, Option<u64>)>> = files
+        .par_iter()
+        .map(|(rel, path, _)| {
+            let (hash, before) = state.hash(path, &|n| bar.inc(n))?;
+            let created = blobs.put_file(&hash, path).with_context(|| format!("storing {}", path.display()))?;
+            if created && hashing::stamp(path)? != before {
+                // Changed between the hash and the copy: the blob holds
+                // unknown bytes under this hash. Nothing has recorded it
+                // yet; refuse so that nothing does.
+                return Err(hashing::HashError::Changed { path: path.clone() }.into());
+            }
+            Ok((ManifestEntry { path: rel.clone(), hash, size: before.size }, created.then_some(before.size)))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut entries = Vec::with_capacity(files.len());
+    let (mut new_blobs, mut new_bytes) = (0, 0);
+    for r in results {
+        let (entry, created) = r?;
+        if let Some(n) = created {
+            new_blobs += 1;
+            new_bytes += n;
+        }
+        entries.push(entry);
+    }
+    Ok((entries, new_blobs, new_bytes))
+}
+
+/// `kiln data add PATH`.
+pub async fn add(app: &App, path: &Path, opts: AddOptions) -> Result<Added> {
+    let abs = resolve(app, path)?;
+    let stem = if abs.is_dir() { abs.file_name() } else { abs.file_stem() };
+    let name = opts.name.clone().unwrap_or_else(|| stem.unwrap_or_default().to_string_lossy().into_owned());
+    check_name(&name)?;
+    let (blobs, kiln_dir) = (app.blobs.clone(), app.workspace.dir.clone());
+    let work_path = abs.clone();
+    let profile = opts.profile;
+    // Hashing, copying and profiling are blocking work for all cores.
+    let done = tokio::task::spawn_blocking(move || -> Result<_> {
+        let state = State::load(&kiln_dir);
+        let abs = work_path;
+        let result = if abs.is_dir() {
+            let files = walk_files(&abs)?;
+            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &files, "hashing")?;
+            let size = entries.iter().map(|e| e.size).sum::<u64>();
+            let count = entries.len() as u64;
+            let manifest = serde_json::to_vec(&Manifest { files: entries })?;
+            let hash = blobs.put(&manifest)?;
+            (hash, "dir", size, count, String::new(), None, new_blobs, new_bytes)
+        } else {
+            let format = format_of(&abs);
+            // Profile before storing anything: a malformed file is refused
+            // whole unless the user asks for opaque storage.
+            let profiled = if profile && !format.is_empty() {
+                profile::profile_path(&abs)
+                    .map_err(|e| anyhow::anyhow!("{e}\n(to store it as opaque data without a profile, add it with --no-profile)"))?
+            } else {
+                None
+            };
+            let rel = abs.file_name().unwrap().to_string_lossy().into_owned();
+            let len = std::fs::metadata(&abs).map(|m| m.len()).unwrap_or(0);
+            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &[(rel, abs.clone(), len)], "hashing")?;
+            let e = &entries[0];
+            let profiled = profiled.map(|(schema, profile)| (serde_json::to_string(&schema), serde_json::to_string(&profile)));
+            let profiled = match profiled {
+                Some((Ok(s), Ok(p))) => Some((s, p)),
+                Some(_) => bail!("could not serialise the profile of {}", abs.display()),
+                None => None,
+            };
+            (e.hash.clone(), "file", e.size, 1, format.to_string(), profiled, new_blobs, new_bytes)
+        };
+        state.save()?;
+        Ok(result)
+    })
+    .await??;
+    let (hash, kind, size, files, format, profiled, new_blobs, new_bytes) = done;
+    let (schema_json, profile_json) = profiled.unzip();
+    let (version, created) = app
+        .store
+        .add_dataset_version(NewDatasetVersion {
+            name,
+            hash,
+            kind: kind.to_string(),
+            size: size as i64,
+            files: files as i64,
+            path: relative(app, &abs),
+            format,
+            schema_json,
+            profile_json,
+        })
+        .await?;
+    let pointer_file = pointer::pointer_path(&abs);
+    Pointer {
+        name: version.name.clone(),
+        version: version.version,
+        path: abs.file_name().unwrap().to_string_lossy().into_owned(),
+        kind: version.kind.clone(),
+        hash: version.hash.clone(),
+        size,
+        files,
+    }
+    .write(&pointer_file)?;
+    pointer::ignore_in_git(&abs).with_context(|| format!("adding {} to .gitignore", abs.display()))?;
+    Ok(Added { version, created, pointer: pointer_file, new_blobs, new_bytes })
+}
+
+/// What a tracked path looks like against its pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataState {
+    Unchanged,
+    Modified,
+    Missing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusEntry {
+    pub pointer: String,
+    pub path: String,
+    pub name: String,
+    pub version: i64,
+    pub state: DataState,
+    /// For directories: what differs (files modified, missing, added).
+    pub detail: String,
+}
+
+/// The pointer files named by `paths` (pointers, data paths or folders to
+/// search), or every pointer in the workspace. Folders are searched the
+/// way git sees them: hidden and git-ignored entries are skipped.
+pub fn find_pointers(app: &App, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let root = app.workspace.root().to_path_buf();
+    let roots: Vec<PathBuf> = if paths.is_empty() { vec![root] } else { paths.to_vec() };
+    let mut found = Vec::new();
+    for p in roots {
+        let is_pointer = p.extension().is_some_and(|e| e == pointer::EXTENSION);
+        if is_pointer {
+            found.push(p);
+        } else if pointer::pointer_path(&p).exists() {
+            found.push(pointer::pointer_path(&p));
+        } else if p.is_dir() {
+            let walk = ignore::WalkBuilder::new(&p).hidden(true).git_ignore(true).require_git(false).build();
+            for entry in walk {
+                let entry = entry.with_context(|| format!("searching {} for pointer files", p.display()))?;
+                if entry.file_type().is_some_and(|t| t.is_file()) && entry.path().extension().is_some_and(|e| e == pointer::EXTENSION) {
+                    found.push(entry.into_path());
+                }
+            }
+        } else {
+            bail!("{} is not tracked (no {} beside it)", p.display(), pointer::pointer_path(&p).display());
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+/// A directory version's manifest, from the blob store.
+fn manifest(blobs: &BlobStore, p: &Pointer, pointer_file: &Path) -> Result<Manifest> {
+    let bytes = blobs.get(&p.hash).map_err(|e| match e {
+        crate::blobs::BlobError::Missing(_) => anyhow::anyhow!(
+            "{}: its hash {} is not in the blob store (edited by hand, or not fetched yet: `kiln data pull`)",
+            pointer_file.display(),
+            p.hash
+        ),
+        other => anyhow::anyhow!("{}: {other}", pointer_file.display()),
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pointer_file.display(), p.hash))
+}
+
+/// Whether a workspace file holds `hash`: by stamp from the cache, else by
+/// reading it.
+fn holds(state: &State, path: &Path, hash: &str) -> Result<Option<bool>> {
+    let now = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => hashing::Stamp::of(&m),
+        Ok(_) => return Ok(Some(false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if let Some(h) = state.cached(path, &now) {
+        return Ok(Some(h == hash));
+    }
+    Ok(Some(state.hash(path, &|_| {})?.0 == hash))
+}
+
+/// `kiln data status`.
+pub fn status(app: &App, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
+    let state = State::load(&app.workspace.dir);
+    let mut out = Vec::new();
+    for pf in find_pointers(app, paths)? {
+        let p = Pointer::read(&pf)?;
+        let data = p.data_path(&pf);
+        let (st, detail) = if p.kind == "file" {
+            match holds(&state, &data, &p.hash)? {
+                None => (DataState::Missing, String::new()),
+                Some(true) => (DataState::Unchanged, String::new()),
+                Some(false) => (DataState::Modified, String::new()),
+            }
+        } else if !data.is_dir() {
+            (DataState::Missing, String::new())
+        } else {
+            let m = manifest(&app.blobs, &p, &pf)?;
+            let results: Vec<Result<Option<bool>>> = m.files.par_iter().map(|e| holds(&state, &data.join(&e.path), &e.hash)).collect();
+            let (mut modified, mut missing) = (0, 0);
+            for r in results {
+                match r? {
+                    None => missing += 1,
+                    Some(false) => modified += 1,
+                    Some(true) => {}
+                }
+            }
+            let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
+            let added = walk_files(&data)?.iter().filter(|(rel, _, _)| !known.contains(rel.as_str())).count();
+            let parts: Vec<String> = [(modified, "modified"), (missing, "missing"), (added, "added")]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, w)| format!("{n} {w}"))
+                .collect();
+            (if parts.is_empty() { DataState::Unchanged } else { DataState::Modified }, parts.join(", "))
+        };
+        out.push(StatusEntry {
+            pointer: relative(app, &pf.canonicalize().unwrap_or(pf.clone())),
+            path: relative(app, &data.parent().and_then(|d| d.canonicalize().ok()).map(|d| d.join(data.file_name().unwrap())).unwrap_or(data.clone())),
+            name: p.name,
+            version: p.version,
+            state: st,
+            detail,
+        });
+    }
+    state.save()?;
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedOut {
+    pub path: String,
+    pub name: String,
+    pub version: i64,
+    /// Files written (0 when the data already matched).
+    pub restored: u64,
+    /// Files removed from a directory because the version does not have them.
+    pub removed: u64,
+}
+
+/// `kiln data checkout`: make the workspace hold what the pointers name.
+/// Changes that no version holds are not overwritten without `force`.
+pub fn checkout(app: &App, paths: &[PathBuf], force: bool, hardlink: bool) -> Result<Vec<CheckedOut>> {
+    let state = State::load(&app.workspace.dir);
+    let mut out = Vec::new();
+    for pf in find_pointers(app, paths)? {
+        let p = Pointer::read(&pf)?;
+        let data = p.data_path(&pf);
+        let missing_blob = |hash: &str| {
+            anyhow::anyhow!(
+                "{}: the content {hash} it names is not in the blob store (edited by hand, or not fetched yet: `kiln data pull`)",
+                pf.display()
+            )
+        };
+        let (mut restored, mut removed) = (0u64, 0u64);
+        let mut restore = |target: &Path, hash: &str| -> Result<()> {
+            match holds(&state, target, hash)? {
+                Some(true) => return Ok(()),
+                Some(false) if !force => {
+                    let current = state.hash(target, &|_| {}).map(|(h, _)| h).unwrap_or_default();
+                    if !app.blobs.contains(&current) {
+                        bail!(
+                            "{} has changes no version holds; `kiln data add {}` keeps them, `--force` discards them",
+                            target.display(),
+                            target.display()
+                        );
+                    }
+                }
+                _ => {}
+            }
+            if !app.blobs.contains(hash) {
+                return Err(missing_blob(hash));
+            }
+            app.blobs.restore_to(hash, target, hardlink).with_context(|| format!("restoring {}", target.display()))?;
+            state.remember(target, hashing::stamp(target)?, hash);
+            restored += 1;
+            Ok(())
+        };
+        if p.kind == "file" {
+            restore(&data, &p.hash)?;
+        } else {
+            if !app.blobs.contains(&p.hash) {
+                return Err(missing_blob(&p.hash));
+            }
+            let m = manifest(&app.blobs, &p, &pf)?;
+            for e in &m.files {
+                restore(&data.join(&e.path), &e.hash)?;
+            }
+            if data.is_dir() {
+                let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
+                for (rel, path, _) in walk_files(&data)? {
+                    if !known.contains(rel.as_str()) {
+                        if !force {
+                            bail!("{} is not in version {} of `{}`; `--force` removes it", path.display(), p.version, p.name);
+                        }
+                        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        out.push(CheckedOut { path: relative(app, &data), name: p.name, version: p.version, restored, removed });
+    }
+    state.save()?;
+    Ok(out)
+}
+
+/// `NAME`, `NAME@3` or `NAME@latest`.
+pub fn parse_ref(r: &str) -> Result<(String, Option<i64>)> {
+    match r.split_once('@') {
+        None => Ok((r.to_string(), None)),
+        Some((n, "latest")) => Ok((n.to_string(), None)),
+        Some((n, v)) => {
+            let v: i64 = v.parse().ok().filter(|v| *v > 0).with_context(|| format!("`{r}`: a version is a number from 1, or `latest`"))?;
+            Ok((n.to_string(), Some(v)))
+        }
+    }
+}

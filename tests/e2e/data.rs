@@ -1,0 +1,162 @@
+//! Data versioning through the real binary: add, pointers, status,
+//! checkout, list, show, and the bad inputs the issue names.
+
+use crate::support::{Kiln, repo_root};
+use std::path::Path;
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+fn read_pointer(path: &Path) -> toml::Value {
+    toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_csv_is_versioned_profiled_and_restored_from_its_pointer() {
+    let k = Kiln::new();
+    std::fs::create_dir(k.path().join("data")).unwrap();
+    let csv = k.path().join("data/cancer.csv");
+    let original = std::fs::read(repo_root().join("examples/quickstart/breast_cancer.csv")).unwrap();
+    std::fs::write(&csv, &original).unwrap();
+
+    let added = k.run(&["data", "add", "data/cancer.csv", "--json"]).ok().json();
+    assert_eq!((added["name"].as_str(), added["version"].as_i64(), added["created"].as_bool()), (Some("cancer"), Some(1), Some(true)));
+    assert_eq!(added["hash"], blake3_hex(&original).as_str());
+    let pointer_file = k.path().join("data/cancer.csv.kiln");
+    let pointer = read_pointer(&pointer_file);
+    assert_eq!(pointer["hash"].as_str(), Some(blake3_hex(&original).as_str()));
+    assert_eq!(pointer["path"].as_str(), Some("cancer.csv"));
+    assert_eq!(pointer["size"].as_integer(), Some(original.len() as i64));
+    assert_eq!(std::fs::read_to_string(k.path().join("data/.gitignore")).unwrap(), "/cancer.csv\n");
+
+    // The profile: 569 rows, 31 columns; the target column is 0/1.
+    let shown = k.run(&["data", "show", "cancer", "--json"]).ok().json();
+    assert_eq!(shown["profile"]["rows"], 569);
+    let columns = shown["profile"]["columns"].as_array().unwrap();
+    assert_eq!(columns.len(), 31);
+    assert_eq!(shown["schema"]["columns"].as_array().unwrap().len(), 31);
+    let text = k.run(&["data", "show", "cancer@1"]).ok().stdout;
+    assert!(text.contains("569") && text.contains("mean_radius"), "{text}");
+
+    // Same bytes again: the same version; status is clean (exit 0).
+    let again = k.run(&["data", "add", "data/cancer.csv", "--json"]).ok().json();
+    assert_eq!((again["version"].as_i64(), again["created"].as_bool(), again["new_blobs"].as_i64()), (Some(1), Some(false), Some(0)));
+    let status = k.run(&["data", "status", "--json"]).ok().json();
+    assert_eq!(status[0]["state"], "unchanged");
+    let v1_pointer = std::fs::read_to_string(&pointer_file).unwrap();
+
+    // Edit the data: status says modified (exit 1); adding makes version 2.
+    // (a copy of the first data row appended)
+    let text = String::from_utf8(original.clone()).unwrap();
+    let first_row = text.lines().nth(1).unwrap();
+    let edited = format!("{text}{first_row}\n").into_bytes();
+    std::fs::write(&csv, &edited).unwrap();
+    let status = k.run(&["data", "status", "--json"]);
+    assert_eq!(status.code, 1, "a change makes status exit 1");
+    assert_eq!(status.json()[0]["state"], "modified");
+    let v2 = k.run(&["data", "add", "data/cancer.csv", "--json"]).ok().json();
+    assert_eq!(v2["version"], 2);
+    assert_eq!(read_pointer(&pointer_file)["version"].as_integer(), Some(2));
+    let list = k.run(&["data", "list", "--json"]).ok().json();
+    assert_eq!((list[0]["latest"]["version"].as_i64(), list[0]["versions"].as_i64()), (Some(2), Some(2)));
+
+    // Go back to version 1 the git way: restore the pointer, then checkout.
+    std::fs::write(&pointer_file, &v1_pointer).unwrap();
+    let out = k.run(&["data", "checkout", "--json"]).ok().json();
+    assert_eq!(out[0]["restored"], 1);
+    assert_eq!(std::fs::read(&csv).unwrap(), original);
+    assert_eq!(k.run(&["data", "status", "--json"]).ok().json()[0]["state"], "unchanged");
+
+    // A missing file comes back too, hard-linked when asked.
+    std::fs::remove_file(&csv).unwrap();
+    assert_eq!(k.run(&["data", "status", "--json"]).json()[0]["state"], "missing");
+    k.run(&["data", "checkout", "data/cancer.csv", "--hardlink"]).ok();
+    assert_eq!(std::fs::read(&csv).unwrap(), original);
+    use std::os::unix::fs::MetadataExt;
+    let blob = k.path().join(".kiln/blobs").join(&blake3_hex(&original)[..2]).join(&blake3_hex(&original)[2..]);
+    assert_eq!(std::fs::metadata(&csv).unwrap().ino(), std::fs::metadata(&blob).unwrap().ino());
+    assert!(std::fs::metadata(&blob).unwrap().permissions().readonly(), "blobs are read-only");
+
+    // Two versions' profiles compare.
+    let diff = k.run(&["data", "diff", "cancer@1", "cancer@2"]).ok().stdout;
+    assert!(diff.contains("cancer@1") && diff.contains("cancer@2"), "{diff}");
+}
+
+#[test]
+fn a_directory_is_versioned_file_by_file() {
+    let k = Kiln::new();
+    let root = k.path().join("images");
+    for i in 0..60 {
+        let sub = root.join(format!("class{}", i % 3));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("img{i}.bin")), format!("pixels of image {i}").repeat(i + 1)).unwrap();
+    }
+    // Two files with the same bytes are stored once.
+    std::fs::write(root.join("dup-a.bin"), "same").unwrap();
+    std::fs::write(root.join("dup-b.bin"), "same").unwrap();
+    let added = k.run(&["data", "add", "images", "--json"]).ok().json();
+    assert_eq!((added["kind"].as_str(), added["files"].as_i64(), added["new_blobs"].as_i64()), (Some("dir"), Some(62), Some(61)));
+    assert_eq!(k.run(&["data", "status", "images", "--json"]).ok().json()[0]["state"], "unchanged");
+
+    std::fs::write(root.join("class0/img0.bin"), "retouched").unwrap();
+    std::fs::remove_file(root.join("class1/img1.bin")).unwrap();
+    std::fs::write(root.join("class2/new.bin"), "new").unwrap();
+    let status = k.run(&["data", "status", "--json"]).json();
+    assert_eq!(status[0]["state"], "modified");
+    assert_eq!(status[0]["detail"], "1 modified, 1 missing, 1 added");
+
+    // Unrecorded changes are not overwritten without --force.
+    let refused = k.run(&["data", "checkout", "images"]).fails();
+    assert!(refused.stderr.contains("img0.bin") && refused.stderr.contains("--force"), "{}", refused.stderr);
+    let out = k.run(&["data", "checkout", "images", "--force", "--json"]).ok().json();
+    assert_eq!((out[0]["restored"].as_i64(), out[0]["removed"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(std::fs::read_to_string(root.join("class0/img0.bin")).unwrap(), "pixels of image 0");
+    assert!(!root.join("class2/new.bin").exists());
+    assert_eq!(k.run(&["data", "status", "--json"]).ok().json()[0]["state"], "unchanged");
+}
+
+#[test]
+fn bad_data_gets_clear_errors_and_nothing_half_done() {
+    let k = Kiln::new();
+    // A malformed CSV: refused with line and column, nothing registered.
+    k.write("bad.csv", "a,b\n1,2\n3,4,5\n6,7\n");
+    let e = k.run(&["data", "add", "bad.csv"]).fails().stderr;
+    assert!(e.contains("bad.csv:3") && e.contains("--no-profile"), "{e}");
+    assert!(!k.path().join("bad.csv.kiln").exists(), "no pointer for a refused add");
+    assert_eq!(k.run(&["data", "list", "--json"]).ok().json(), serde_json::json!([]));
+    // ... unless stored as opaque data.
+    let added = k.run(&["data", "add", "bad.csv", "--no-profile", "--json"]).ok().json();
+    assert_eq!(added["version"], 1);
+    assert!(k.run(&["data", "show", "bad"]).ok().stdout.contains("--no-profile"));
+
+    // A pointer edited by hand to a hash that does not exist.
+    let pointer = k.path().join("bad.csv.kiln");
+    let text = std::fs::read_to_string(&pointer).unwrap();
+    let hash = read_pointer(&pointer)["hash"].as_str().unwrap().to_string();
+    std::fs::write(&pointer, text.replace(&hash, &"0".repeat(64))).unwrap();
+    std::fs::remove_file(k.path().join("bad.csv")).unwrap();
+    let e = k.run(&["data", "checkout"]).fails().stderr;
+    assert!(e.contains("bad.csv.kiln") && e.contains("not in the blob store"), "{e}");
+    std::fs::write(&pointer, text.replace(&hash, "xyz")).unwrap();
+    let e = k.run(&["data", "status"]).fails().stderr;
+    assert!(e.contains("bad.csv.kiln") && e.contains("64 hex"), "{e}");
+
+    // A symlink loop inside a directory.
+    std::fs::create_dir_all(k.path().join("looped/inner")).unwrap();
+    std::os::unix::fs::symlink("..", k.path().join("looped/inner/up")).unwrap();
+    let e = k.run(&["data", "add", "looped"]).fails().stderr;
+    assert!(e.contains("symlink loop") && e.contains("looped"), "{e}");
+    assert!(!k.path().join("looped.kiln").exists());
+
+    // Paths outside the workspace, and names that cannot be names.
+    let e = k.run(&["data", "add", "/etc/hostname"]).fails().stderr;
+    assert!(e.contains("outside the workspace"), "{e}");
+    k.write("ok.csv", "a\n1\n");
+    let e = k.run(&["data", "add", "ok.csv", "--name", "no/slashes"]).fails().stderr;
+    assert!(e.contains("no/slashes"), "{e}");
+    let e = k.run(&["data", "show", "ok@x"]).fails().stderr;
+    assert!(e.contains("ok@x"), "{e}");
+    let e = k.run(&["data", "show", "nothing"]).fails().stderr;
+    assert!(e.contains("nothing"), "{e}");
+}
