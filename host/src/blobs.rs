@@ -81,6 +81,15 @@ impl BlobStore {
         self.path_of(id).map(|p| p.exists()).unwrap_or(false)
     }
 
+    /// Where a stored blob's bytes are (for readers that want a file).
+    pub fn file(&self, id: &str) -> Result<PathBuf, BlobError> {
+        let path = self.path_of(id)?;
+        if !path.exists() {
+            return Err(BlobError::Missing(id.to_string()));
+        }
+        Ok(path)
+    }
+
     /// A blob's size in bytes, without reading it.
     pub fn size(&self, id: &str) -> Result<u64, BlobError> {
         let path = self.path_of(id)?;

@@ -160,3 +160,58 @@ fn bad_data_gets_clear_errors_and_nothing_half_done() {
     let e = k.run(&["data", "show", "nothing"]).fails().stderr;
     assert!(e.contains("nothing"), "{e}");
 }
+
+#[test]
+fn pipelines_read_dataset_versions_and_record_which() {
+    let k = Kiln::new();
+    let csv = k.path().join("cancer.csv");
+    std::fs::copy(repo_root().join("examples/quickstart/breast_cancer.csv"), &csv).unwrap();
+    k.run(&["data", "add", "cancer.csv"]).ok();
+    let stages = r#"
+[stages.train]
+uses = "linear"
+data = "cancer.train"
+with = { model = "logistic", c = 1.0 }
+
+[stages.evaluate]
+uses = "metrics"
+model = "train"
+data = "cancer.test"
+"#;
+    let by_version = k.write(
+        "by_version.toml",
+        &format!("name = \"by-version\"\n[inputs.cancer]\ndataset = \"cancer@1\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25, seed = 1 }}\n{stages}"),
+    );
+    let by_path = k.write(
+        "by_path.toml",
+        &format!("name = \"by-path\"\n[inputs.cancer]\npath = \"cancer.csv\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25, seed = 1 }}\n{stages}"),
+    );
+    let first = k.run(&["run", by_version.to_str().unwrap(), "--json"]).ok().json();
+    // The file changes after version 1 was taken: the version still reads
+    // the old bytes, and a run by path does not claim to have read v1.
+    std::fs::write(&csv, std::fs::read_to_string(&csv).unwrap().lines().take(300).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let second = k.run(&["run", by_version.to_str().unwrap(), "--json"]).ok().json();
+    let accuracy = |run: &serde_json::Value| {
+        let stages = run["stages"].as_array().unwrap();
+        stages.iter().find(|s| s["stage"] == "evaluate").unwrap()["metrics"]["accuracy"].as_f64().unwrap()
+    };
+    assert_eq!(accuracy(&first), accuracy(&second), "the same version gives the same data");
+    k.run(&["run", by_path.to_str().unwrap(), "--json"]).ok();
+    k.run(&["data", "add", "cancer.csv"]).ok();
+    let third = k.run(&["run", by_path.to_str().unwrap(), "--json"]).ok().json();
+
+    let v1 = k.run(&["data", "show", "cancer@1", "--json"]).ok().json();
+    let v1_runs: Vec<&str> = v1["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    let id = |r: &serde_json::Value| r["run_id"].as_str().unwrap().to_string();
+    let mut expected = vec![id(&first), id(&second)];
+    expected.sort();
+    assert_eq!(v1_runs, expected, "version 1 was read by exactly the two by-version runs");
+    let v2 = k.run(&["data", "show", "cancer@2", "--json"]).ok().json();
+    assert_eq!(v2["runs"][0]["run_id"], id(&third).as_str(), "a tracked path matching its pointer records that version");
+    assert_eq!(v2["runs"].as_array().unwrap().len(), 1);
+
+    // A version that does not exist is a pipeline error with file and line.
+    let missing = k.write("missing.toml", &format!("name = \"m\"\n[inputs.cancer]\ndataset = \"cancer@9\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25 }}\n{stages}"));
+    let e = k.run(&["run", missing.to_str().unwrap()]).fails().stderr;
+    assert!(e.contains("missing.toml:3") && e.contains("version 9"), "{e}");
+}

@@ -50,8 +50,9 @@ impl PipelineRun {
 /// Check everything that can be checked before running: plugins exist,
 /// each stage gives its plugin kind what it needs, params fit the
 /// plugin's schema, inputs load.
-pub async fn prepare(app: &App, pipeline: Pipeline) -> Result<Prepared> {
+pub async fn prepare(app: &App, mut pipeline: Pipeline) -> Result<Prepared> {
     plugins::ensure_bundled(app).await?;
+    resolve_datasets(app, &mut pipeline).await?;
     let mut resolved: BTreeMap<String, PluginRecord> = BTreeMap::new();
     for stage in &pipeline.stages {
         let Action::Plugin { uses, uses_line, .. } = &stage.action else { continue };
@@ -145,11 +146,20 @@ pub async fn execute(
         .set_tags(&run_id, &[("kiln.pipeline".into(), pipeline.name.clone()), ("kiln.source".into(), pipeline.file.clone())])
         .await?;
     app.store.log_params(&run_id, &run_params(&pipeline)).await?;
+    for input in pipeline.inputs.values() {
+        if let Some((name, version)) = &input.version {
+            app.store.record_dataset_usage(name, *version, &run_id, &input.name).await?;
+        }
+    }
     for (r, data) in inputs.iter() {
+        let version = pipeline.inputs.get(&r.input).and_then(|i| i.version.as_ref());
         app.store
             .add_lineage(&LineageEdge {
-                src_kind: "data".into(),
-                src_id: format!("{}#{}", data.path, &data.hash[..16]),
+                src_kind: if version.is_some() { "dataset".into() } else { "data".into() },
+                src_id: match version {
+                    Some((name, v)) => format!("{name}@{v}"),
+                    None => format!("{}#{}", data.path, &data.hash[..16]),
+                },
                 dst_kind: "run".into(),
                 dst_id: run_id.clone(),
                 run_id: Some(format!("{run_id}:{r}")),
@@ -399,3 +409,42 @@ fn run_params(p: &Pipeline) -> Vec<(String, String)> {
     out
 }
 
+
+/// Point `dataset` inputs at their version's blob, and recognise tracked
+/// `path` inputs (a pointer file beside them whose hash the file still
+/// has), so the run records which dataset versions it read.
+async fn resolve_datasets(app: &App, pipeline: &mut Pipeline) -> Result<()> {
+    let names: Vec<String> = pipeline.inputs.keys().cloned().collect();
+    for name in names {
+        let input = &pipeline.inputs[&name];
+        let line = input.line;
+        if let Some(reference) = input.dataset.clone() {
+            let (ds, version) = crate::data::parse_ref(&reference).map_err(|e| pipeline.error(line, format!("input `{name}`: {e}")))?;
+            let v = app.store.dataset_version(&ds, version).await.map_err(|e| pipeline.error(line, format!("input `{name}`: {e}")))?;
+            if v.kind != "file" || v.format != "csv" {
+                let what = if v.kind == "dir" { "a folder".to_string() } else if v.format.is_empty() { "not a CSV file".into() } else { format!("a {} file", v.format) };
+                return Err(pipeline.error(line, format!("input `{name}`: {}@{} is {what}; pipelines read CSV files", v.name, v.version)).into());
+            }
+            let path = app.blobs.file(&v.hash).map_err(|e| {
+                pipeline.error(line, format!("input `{name}`: {}@{}: {e} (fetch it with `kiln data pull`)", v.name, v.version))
+            })?;
+            let input = pipeline.inputs.get_mut(&name).unwrap();
+            input.path = path;
+            input.version = Some((v.name, v.version));
+        } else {
+            let pointer_file = crate::data::pointer::pointer_path(&input.path);
+            if !pointer_file.exists() {
+                continue;
+            }
+            let pointer = crate::data::pointer::Pointer::read(&pointer_file)?;
+            let path = input.path.clone();
+            let hash = tokio::task::spawn_blocking(move || crate::data::hashing::hash_file(&path, &|_| {})).await??.0;
+            if hash == pointer.hash {
+                pipeline.inputs.get_mut(&name).unwrap().version = Some((pointer.name, pointer.version));
+            } else {
+                tracing::warn!("input `{name}`: {} differs from the version its pointer names ({}@{}); not recorded as that version", input.path.display(), pointer.name, pointer.version);
+            }
+        }
+    }
+    Ok(())
+}

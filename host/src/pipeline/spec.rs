@@ -56,7 +56,15 @@ pub struct Pipeline {
 #[derive(Debug, Clone)]
 pub struct Input {
     pub name: String,
+    /// The CSV file read: the `path` given, or for a `dataset` input the
+    /// version's blob (set by `prepare`).
     pub path: PathBuf,
+    /// `dataset = "NAME@VERSION"` as written (`NAME` or `NAME@latest` for
+    /// the latest version).
+    pub dataset: Option<String>,
+    /// The dataset version read, once known: from `dataset`, or from the
+    /// pointer file beside a tracked `path` whose content matches it.
+    pub version: Option<(String, i64)>,
     pub line: usize,
     pub target: Option<String>,
     pub columns: Option<Vec<String>>,
@@ -145,7 +153,8 @@ struct RawPipeline {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInput {
-    path: Spanned<String>,
+    path: Option<Spanned<String>>,
+    dataset: Option<Spanned<String>>,
     target: Option<String>,
     columns: Option<Vec<String>>,
     #[serde(default)]
@@ -225,14 +234,25 @@ impl Pipeline {
                     return Err(err(line_at(source, split.span().start), format!("input `{name}`: split.test_size must be between 0 and 1, got {}", s.test_size)));
                 }
             }
-            let path_line = line_at(source, i.path.span().start);
-            let path = PathBuf::from(i.path.into_inner());
-            let path = if path.is_absolute() { path } else { base_dir.join(path) };
+            let (path, dataset, path_line) = match (i.path, i.dataset) {
+                (Some(p), None) => {
+                    let l = line_at(source, p.span().start);
+                    let path = PathBuf::from(p.into_inner());
+                    (if path.is_absolute() { path } else { base_dir.join(path) }, None, l)
+                }
+                (None, Some(d)) => (PathBuf::new(), Some(d.get_ref().clone()), line_at(source, d.span().start)),
+                (Some(_), Some(_)) => return Err(err(line, format!("input `{name}`: give `path` or `dataset`, not both"))),
+                (None, None) => {
+                    return Err(err(line, format!("input `{name}` needs `path` (a CSV file) or `dataset` (NAME@VERSION, from `kiln data add`)")));
+                }
+            };
             inputs.insert(
                 name.clone(),
                 Input {
                     name,
                     path,
+                    dataset,
+                    version: None,
                     line: path_line,
                     target: i.target,
                     columns: i.columns,
