@@ -103,3 +103,58 @@ fn tracking_over_kilns_own_api_is_documented_and_matches_the_cli() {
     assert!(list.contains("renamed"), "{list}");
     assert_eq!(post(&format!("{api}/runs/0123456789abcdef/log"), "application/json", "{}").0, 404);
 }
+
+#[test]
+fn datasets_over_rest_upload_show_download_and_refuse_bad_files() {
+    let k = Kiln::new();
+    let server = k.serve(&["--workers", "0", "--no-scheduler"]);
+    let api = format!("{}/api/v1", server.url);
+    let (_, doc) = get(&format!("{api}/openapi.json"));
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    for (method, path) in [
+        ("get", "/api/v1/datasets"),
+        ("get", "/api/v1/datasets/{name}"),
+        ("post", "/api/v1/datasets/{name}/versions"),
+        ("get", "/api/v1/datasets/{name}/versions/{version}"),
+        ("get", "/api/v1/datasets/{name}/versions/{version}/content"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in openapi.json");
+    }
+
+    let csv = "x,label\n1.5,a\n2.5,b\n3.5,a\n";
+    let (code, body) = post(&format!("{api}/datasets/toy/versions?filename=toy.csv"), "text/csv", csv);
+    assert_eq!(code, 201, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["version"]["version"].as_i64(), v["created"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(v["version"]["hash"], blake3::hash(csv.as_bytes()).to_hex().as_str());
+    // The same bytes again: the same version, 200.
+    let (code, body) = post(&format!("{api}/datasets/toy/versions?filename=toy.csv"), "text/csv", csv);
+    assert_eq!(code, 200, "{body}");
+
+    let (code, body) = get(&format!("{api}/datasets/toy/versions/latest"));
+    assert_eq!(code, 200);
+    let shown: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["profile"]["rows"], 3);
+    assert_eq!(shown["profile"]["columns"][0]["numeric"]["mean"], 2.5);
+    assert_eq!(shown["profile"]["columns"][1]["text"]["top"][0], json!(["a", 2]));
+    let (code, body) = get(&format!("{api}/datasets/toy/versions/1/content"));
+    assert_eq!((code, body.as_str()), (200, csv));
+    let (_, list) = get(&format!("{api}/datasets"));
+    assert_eq!(serde_json::from_str::<Value>(&list).unwrap()[0]["latest"]["name"], "toy");
+    // The CLI sees what REST stored.
+    assert_eq!(k.run(&["data", "show", "toy@1", "--json"]).ok().json()["profile"]["rows"], 3);
+
+    // A malformed CSV: 400 naming the upload and the line; nothing registered.
+    let (code, body) = post(&format!("{api}/datasets/toy/versions?filename=broken.csv"), "text/csv", "x,label\n1,a\n2,b,c\n");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("broken.csv:3"), "{body}");
+    let (_, versions) = get(&format!("{api}/datasets/toy"));
+    assert_eq!(serde_json::from_str::<Value>(&versions).unwrap()["versions"].as_array().unwrap().len(), 1);
+    for (url, want) in [
+        (format!("{api}/datasets/toy/versions/7"), 404),
+        (format!("{api}/datasets/toy/versions/x"), 400),
+        (format!("{api}/datasets/nothing"), 404),
+    ] {
+        assert_eq!(get(&url).0, want, "{url}");
+    }
+}

@@ -3,6 +3,7 @@
 //! CLI calls.
 
 mod artifacts;
+mod datasets;
 mod error;
 mod mlflow;
 mod pipelines;
@@ -39,6 +40,11 @@ pub fn router(app: App) -> Router {
             "/api/v1/runs/{id}/artifacts/{*path}",
             get(tracking::download_artifact).put(tracking::upload_artifact),
         )
+        .route("/api/v1/datasets", get(datasets::list))
+        .route("/api/v1/datasets/{name}", get(datasets::versions))
+        .route("/api/v1/datasets/{name}/versions", post(datasets::upload))
+        .route("/api/v1/datasets/{name}/versions/{version}", get(datasets::show))
+        .route("/api/v1/datasets/{name}/versions/{version}/content", get(datasets::download))
         .merge(mlflow::router())
         .with_state(app)
 }

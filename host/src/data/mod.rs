@@ -453,6 +453,46 @@ pub fn checkout(app: &App, paths: &[PathBuf], force: bool, hardlink: bool) -> Re
     Ok(out)
 }
 
+/// Register a blob already in the store (an upload) as a version of
+/// `name`. `filename` says what it is: a `.csv`, `.tsv` or `.parquet` file
+/// gets a schema and profile, and is refused if malformed unless
+/// `profile` is false.
+pub async fn add_blob(app: &App, name: &str, blob: &str, size: u64, filename: &str, profile: bool) -> Result<(DatasetVersion, bool)> {
+    check_name(name)?;
+    let format = format_of(Path::new(filename));
+    let file = app.blobs.file(blob)?;
+    let blob_path = file.display().to_string();
+    let profiled = if profile && !format.is_empty() {
+        let (format, shown) = (format.to_string(), filename.to_string());
+        let result = tokio::task::spawn_blocking(move || match format.as_str() {
+            "parquet" => profile::profile_parquet(&file),
+            "tsv" => profile::profile_csv(&file, b'\t'),
+            _ => profile::profile_csv(&file, b','),
+        })
+        .await?;
+        // Name the upload, not the blob file, in the message.
+        let (schema, prof) = result.map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(&blob_path, &shown)))?;
+        Some((serde_json::to_string(&schema)?, serde_json::to_string(&prof)?))
+    } else {
+        None
+    };
+    let (schema_json, profile_json) = profiled.unzip();
+    Ok(app
+        .store
+        .add_dataset_version(NewDatasetVersion {
+            name: name.to_string(),
+            hash: blob.to_string(),
+            kind: "file".into(),
+            size: size as i64,
+            files: 1,
+            path: filename.to_string(),
+            format: format.to_string(),
+            schema_json,
+            profile_json,
+        })
+        .await?)
+}
+
 /// `NAME`, `NAME@3` or `NAME@latest`.
 pub fn parse_ref(r: &str) -> Result<(String, Option<i64>)> {
     match r.split_once('@') {
