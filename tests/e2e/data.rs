@@ -215,3 +215,50 @@ data = "cancer.test"
     let e = k.run(&["run", missing.to_str().unwrap()]).fails().stderr;
     assert!(e.contains("missing.toml:3") && e.contains("version 9"), "{e}");
 }
+
+#[test]
+fn push_and_pull_through_a_folder_remote_move_only_what_is_missing() {
+    let remote = tempfile::tempdir().unwrap();
+    let config = format!("[remotes.shared]\nurl = \"{}\"\n", remote.path().display());
+    let a = Kiln::new();
+    let e = a.run(&["data", "push"]).fails().stderr;
+    assert!(e.contains("no remote is configured") && e.contains("kiln.toml"), "{e}");
+    a.write("kiln.toml", &config);
+    a.write("table.csv", "x,y\n1,2\n3,4\n");
+    std::fs::create_dir_all(a.path().join("docs/sub")).unwrap();
+    for (f, text) in [("docs/a.txt", "alpha"), ("docs/sub/b.txt", "beta"), ("docs/sub/c.txt", "alpha")] {
+        a.write(f, text);
+    }
+    a.run(&["data", "add", "table.csv"]).ok();
+    a.run(&["data", "add", "docs"]).ok();
+    // table, the manifest, alpha, beta: four distinct blobs.
+    let pushed = a.run(&["data", "push", "--json"]).ok().json();
+    assert_eq!((pushed["blobs"].as_i64(), pushed["copied"].as_i64()), (Some(4), Some(4)));
+    let again = a.run(&["data", "push", "--json"]).ok().json();
+    assert_eq!(again["copied"], 0, "only what the remote lacks is sent");
+
+    // Another checkout of the same git repository: pointers and kiln.toml only.
+    let b = Kiln::new();
+    for f in ["kiln.toml", "table.csv.kiln", "docs.kiln"] {
+        std::fs::copy(a.path().join(f), b.path().join(f)).unwrap();
+    }
+    assert_eq!(b.run(&["data", "status", "--json"]).json()[0]["state"], "missing");
+    let pulled = b.run(&["data", "pull", "--json"]).ok().json();
+    assert_eq!(pulled["transfer"]["copied"], 4);
+    assert_eq!(std::fs::read_to_string(b.path().join("table.csv")).unwrap(), "x,y\n1,2\n3,4\n");
+    assert_eq!(std::fs::read_to_string(b.path().join("docs/sub/c.txt")).unwrap(), "alpha");
+    let status = b.run(&["data", "status", "--json"]).ok().json();
+    assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "unchanged"), "{status}");
+
+    // A corrupt blob on the remote is refused and not stored.
+    let c = Kiln::new();
+    for f in ["kiln.toml", "table.csv.kiln"] {
+        std::fs::copy(a.path().join(f), c.path().join(f)).unwrap();
+    }
+    let hash = read_pointer(&c.path().join("table.csv.kiln"))["hash"].as_str().unwrap().to_string();
+    std::fs::write(remote.path().join(&hash[..2]).join(&hash[2..]), "x,y\n1,2\n3,5\n").unwrap();
+    let e = c.run(&["data", "pull"]).fails().stderr;
+    assert!(e.contains("corrupt") && e.contains(&hash), "{e}");
+    assert!(!c.path().join(".kiln/blobs").join(&hash[..2]).join(&hash[2..]).exists());
+    assert!(!c.path().join("table.csv").exists());
+}

@@ -40,6 +40,23 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send the blobs the pointers name to a remote (kiln.toml), only
+    /// those it lacks.
+    Push {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        remote: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the blobs the pointers name from a remote, then check out.
+    Pull {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        remote: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Datasets with their latest version.
     List {
         #[arg(long)]
@@ -123,6 +140,27 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                         (r, x) => format!("restored {r}, removed {x}"),
                     };
                     println!("{}  {}@{}  {what}", d.path, d.name, d.version);
+                }
+            }
+            Ok(0)
+        }
+        DataCommand::Push { paths, remote, json } => {
+            let t = data::push(&app, &paths, remote.as_deref())?;
+            if json {
+                println!("{}", output::json(&t));
+            } else {
+                println!("pushed {} of {} blobs ({}) to `{}`; it had the rest", t.copied, t.blobs, output::bytes(t.bytes), t.remote);
+            }
+            Ok(0)
+        }
+        DataCommand::Pull { paths, remote, json } => {
+            let (t, done) = data::pull(&app, &paths, remote.as_deref())?;
+            if json {
+                println!("{}", output::json(&serde_json::json!({"transfer": t, "checkout": done})));
+            } else {
+                println!("pulled {} of {} blobs ({}) from `{}`", t.copied, t.blobs, output::bytes(t.bytes), t.remote);
+                for d in &done {
+                    println!("{}  {}@{}  restored {} file{}", d.path, d.name, d.version, d.restored, if d.restored == 1 { "" } else { "s" });
                 }
             }
             Ok(0)

@@ -13,6 +13,7 @@
 pub mod hashing;
 pub mod pointer;
 pub mod profile;
+pub mod remote;
 mod state;
 
 use crate::app::App;
@@ -491,6 +492,95 @@ pub async fn add_blob(app: &App, name: &str, blob: &str, size: u64, filename: &s
             profile_json,
         })
         .await?)
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Transfer {
+    pub remote: String,
+    /// Blobs the pointers need.
+    pub blobs: u64,
+    /// Blobs copied (the other side lacked them) and their bytes.
+    pub copied: u64,
+    pub bytes: u64,
+}
+
+/// The blobs a pointer needs: its content, and for a folder the files its
+/// manifest lists (the manifest must be local, or fetched from `remote`).
+/// Returns the ids and the bytes of a manifest fetched on the way.
+fn needed_blobs(app: &App, pf: &Path, remote: Option<&remote::Remote>) -> Result<(Vec<String>, Option<u64>)> {
+    let p = Pointer::read(pf)?;
+    let mut ids = vec![p.hash.clone()];
+    let mut fetched = None;
+    if p.kind == "dir" {
+        if !app.blobs.contains(&p.hash)
+            && let Some(r) = remote
+        {
+            fetched = Some(r.pull(&app.blobs, &p.hash).with_context(|| format!("fetching the manifest of {}", pf.display()))?);
+        }
+        ids.extend(manifest(&app.blobs, &p, pf)?.files.into_iter().map(|e| e.hash));
+    }
+    Ok((ids, fetched))
+}
+
+fn transfer(ids: Vec<String>, remote: &remote::Remote, what: &str, missing: impl Fn(&str) -> bool + Sync, copy: impl Fn(&str) -> Result<u64> + Sync) -> Result<Transfer> {
+    let mut ids = ids;
+    ids.sort();
+    ids.dedup();
+    let todo: Vec<&String> = ids.iter().filter(|id| missing(id)).collect();
+    let bar = if todo.len() >= 100 { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_message(what.to_string());
+    let sizes: Vec<Result<u64>> = todo
+        .par_iter()
+        .map(|id| {
+            let r = copy(id);
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut t = Transfer { remote: remote.name.clone(), blobs: ids.len() as u64, ..Default::default() };
+    for s in sizes {
+        t.bytes += s?;
+        t.copied += 1;
+    }
+    Ok(t)
+}
+
+/// `kiln data push`: send the blobs the pointers name that the remote lacks.
+pub fn push(app: &App, paths: &[PathBuf], remote_name: Option<&str>) -> Result<Transfer> {
+    let root = app.workspace.root();
+    let remote = remote::Config::load(root)?.remote(root, remote_name)?;
+    let mut ids = Vec::new();
+    for pf in find_pointers(app, paths)? {
+        for id in needed_blobs(app, &pf, None)?.0 {
+            if !app.blobs.contains(&id) {
+                bail!("{}: {id} is not in the local blob store, so it cannot be pushed (was the pointer edited, or the data never added here?)", pf.display());
+            }
+            ids.push(id);
+        }
+    }
+    transfer(ids, &remote, "pushing", |id| !remote.contains(id), |id| remote.push(&app.blobs, id))
+}
+
+/// `kiln data pull`: fetch the blobs the pointers name that are not here,
+/// then check the data out.
+pub fn pull(app: &App, paths: &[PathBuf], remote_name: Option<&str>) -> Result<(Transfer, Vec<CheckedOut>)> {
+    let root = app.workspace.root();
+    let remote = remote::Config::load(root)?.remote(root, remote_name)?;
+    let (mut ids, mut manifests, mut manifest_bytes) = (Vec::new(), 0, 0);
+    for pf in find_pointers(app, paths)? {
+        let (needed, fetched) = needed_blobs(app, &pf, Some(&remote))?;
+        ids.extend(needed);
+        if let Some(n) = fetched {
+            manifests += 1;
+            manifest_bytes += n;
+        }
+    }
+    let mut t = transfer(ids, &remote, "pulling", |id| !app.blobs.contains(id), |id| remote.pull(&app.blobs, id))?;
+    t.copied += manifests;
+    t.bytes += manifest_bytes;
+    let done = checkout(app, paths, false, false)?;
+    Ok((t, done))
 }
 
 /// `NAME`, `NAME@3` or `NAME@latest`.
