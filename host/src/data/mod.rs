@@ -144,11 +144,12 @@ fn walk_files(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
 fn store_files(blobs: &BlobStore, state: &State, files: &[(String, PathBuf, u64)], what: &str) -> Result<(Vec<ManifestEntry>, u64, u64)> {
     let total: u64 = files.iter().map(|f| f.2).sum();
     let bar = progress_bar(total, what);
+    let staging = blobs.staging()?;
     let results: Vec<Result<(ManifestEntry, Option<u64>)>> = files
         .par_iter()
         .map(|(rel, path, _)| {
             let (hash, before) = state.hash(path, &|n| bar.inc(n))?;
-            let created = blobs.put_file(&hash, path).with_context(|| format!("storing {}", path.display()))?;
+            let created = staging.stage_file(&hash, path).with_context(|| format!("storing {}", path.display()))?;
             if created && hashing::stamp(path)? != before {
                 // Changed between the hash and the copy: the blob holds
                 // unknown bytes under this hash. Nothing has recorded it
@@ -162,6 +163,7 @@ fn store_files(blobs: &BlobStore, state: &State, files: &[(String, PathBuf, u64)
     let mut entries = Vec::with_capacity(files.len());
     let (mut new_blobs, mut new_bytes) = (0, 0);
     for r in results {
+        // An error drops `staging`, which removes every staged copy.
         let (entry, created) = r?;
         if let Some(n) = created {
             new_blobs += 1;
@@ -169,6 +171,7 @@ fn store_files(blobs: &BlobStore, state: &State, files: &[(String, PathBuf, u64)
         }
         entries.push(entry);
     }
+    staging.commit()?;
     Ok((entries, new_blobs, new_bytes))
 }
 
@@ -295,6 +298,11 @@ pub fn find_pointers(app: &App, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             bail!("{} is not tracked (no {} beside it)", p.display(), pointer::pointer_path(&p).display());
         }
     }
+    // Absolute, canonical paths: the hash cache is keyed by them.
+    let mut found = found
+        .into_iter()
+        .map(|p| p.canonicalize().with_context(|| format!("cannot read pointer file {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
     found.sort();
     found.dedup();
     Ok(found)
@@ -345,7 +353,28 @@ pub fn status(app: &App, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
             (DataState::Missing, String::new())
         } else {
             let m = manifest(&app.blobs, &p, &pf)?;
-            let results: Vec<Result<Option<bool>>> = m.files.par_iter().map(|e| holds(&state, &data.join(&e.path), &e.hash)).collect();
+            // One walk gives every file's stamp: unchanged files are
+            // recognised from the cache without another system call.
+            let mut present: std::collections::HashMap<String, (PathBuf, hashing::Stamp)> = std::collections::HashMap::new();
+            for entry in walkdir::WalkDir::new(&data).follow_links(true) {
+                let entry = entry.with_context(|| format!("reading {}", data.display()))?;
+                if entry.file_type().is_file() {
+                    let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
+                    let rel = entry.path().strip_prefix(&data).unwrap().to_string_lossy().replace('\\', "/");
+                    present.insert(rel, (entry.path().to_path_buf(), hashing::Stamp::of(&meta)));
+                }
+            }
+            let results: Vec<Result<Option<bool>>> = m
+                .files
+                .par_iter()
+                .map(|e| match present.get(&e.path) {
+                    None => Ok(None),
+                    Some((path, stamp)) => match state.cached(path, stamp) {
+                        Some(h) => Ok(Some(h == e.hash)),
+                        None => Ok(Some(state.hash(path, &|_| {})?.0 == e.hash)),
+                    },
+                })
+                .collect();
             let (mut modified, mut missing) = (0, 0);
             for r in results {
                 match r? {
@@ -355,7 +384,7 @@ pub fn status(app: &App, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
                 }
             }
             let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
-            let added = walk_files(&data)?.iter().filter(|(rel, _, _)| !known.contains(rel.as_str())).count();
+            let added = present.keys().filter(|rel| !known.contains(rel.as_str())).count();
             let parts: Vec<String> = [(modified, "modified"), (missing, "missing"), (added, "added")]
                 .iter()
                 .filter(|(n, _)| *n > 0)
