@@ -6,14 +6,15 @@ use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::workspace::Workspace;
 use anyhow::{Context, Result};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone)]
 pub struct App {
     pub workspace: Workspace,
     pub store: Store,
     pub blobs: BlobStore,
-    pub runtime: Arc<Runtime>,
+    /// Started on first use (see [`App::runtime`]).
+    runtime: Arc<OnceLock<Runtime>>,
 }
 
 impl App {
@@ -26,7 +27,18 @@ impl App {
     pub async fn open_at(workspace: Workspace) -> Result<Self> {
         let store = Store::connect(&workspace.database_url()).await?;
         let blobs = BlobStore::new(workspace.blob_dir());
-        let runtime = Arc::new(Runtime::new(workspace.component_cache_dir()).context("starting the plugin runtime")?);
-        Ok(App { workspace, store, blobs, runtime })
+        Ok(App { workspace, store, blobs, runtime: Arc::new(OnceLock::new()) })
+    }
+
+    /// The plugin runtime, started the first time something runs a
+    /// plugin: commands that run none (`kiln data`, `kiln runs`, …) skip
+    /// the engine and its epoch-ticker thread. Two callers racing here may
+    /// both build one; the loser's is dropped (its ticker stops).
+    pub fn runtime(&self) -> Result<&Runtime> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r);
+        }
+        let r = Runtime::new(self.workspace.component_cache_dir()).context("starting the plugin runtime")?;
+        Ok(self.runtime.get_or_init(|| r))
     }
 }

@@ -35,9 +35,9 @@ pub struct LimitOverrides {
 pub async fn add(app: &App, bytes: &[u8], bundled: bool, limits: LimitOverrides) -> Result<(PluginRecord, bool)> {
     let digest = sha256_digest(bytes);
     // One compile: loading checks the component and classifies it.
-    let loaded = app.runtime.load(&digest, bytes)?;
+    let loaded = app.runtime()?.load(&digest, bytes)?;
     let info = loaded.info.clone();
-    let d = app.runtime.describe(&loaded, &Limits { timeout: Duration::from_secs(30), memory_bytes: 256 << 20 }).await?;
+    let d = app.runtime()?.describe(&loaded, &Limits { timeout: Duration::from_secs(30), memory_bytes: 256 << 20 }).await?;
     let record = PluginRecord {
         digest,
         name: d.name,
@@ -146,7 +146,7 @@ pub async fn remove(app: &App, reference: &str) -> Result<PluginRecord> {
 /// Compile (or fetch from cache) a registered plugin.
 pub fn load(app: &App, record: &PluginRecord) -> Result<Arc<LoadedPlugin>> {
     let bytes = app.blobs.get(&record.blob).with_context(|| format!("reading plugin {}@{}", record.name, record.version))?;
-    Ok(app.runtime.load(&record.digest, &bytes)?)
+    Ok(app.runtime()?.load(&record.digest, &bytes)?)
 }
 
 /// The limits a call to this plugin gets: the defaults, then what the

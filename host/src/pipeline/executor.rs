@@ -192,7 +192,7 @@ impl PluginExecutor {
             PluginKind::Trainer => {
                 let data = self.data(&slots.data)?;
                 let target = data.target.clone().ok_or_else(|| anyhow!("the trainer's data has no target"))?;
-                let (bytes, report) = app.runtime.train(&plugin, data.features.clone(), target, &params_text, &limits).await?;
+                let (bytes, report) = app.runtime()?.train(&plugin, data.features.clone(), target, &params_text, &limits).await?;
                 absorb(&report, result);
                 let blob = app.blobs.put(&bytes)?;
                 // Live metrics keep their history; the latest value per name
@@ -227,12 +227,12 @@ impl PluginExecutor {
                 let model = app.blobs.get(&blob)?;
                 let trainer_limits = plugins::limits_for(&trainer, LimitOverrides { timeout: stage.timeout, memory_bytes: stage.memory });
                 let (predictions, report) = app
-                    .runtime
+                    .runtime()?
                     .predict(&trainer_plugin, &model, data.features.clone(), &trainer_limits)
                     .await
                     .with_context(|| format!("predicting with the model of `{model_stage}`"))?;
                 absorb(&report, result);
-                let (evaluation, report) = app.runtime.evaluate(&plugin, target, predictions, &params_text, &limits).await?;
+                let (evaluation, report) = app.runtime()?.evaluate(&plugin, target, predictions, &params_text, &limits).await?;
                 absorb(&report, result);
                 outputs.metrics.extend(evaluation.metrics);
                 outputs.report_blob = Some(app.blobs.put(serde_json::to_string_pretty(&evaluation.report)?.as_bytes())?);
@@ -241,7 +241,7 @@ impl PluginExecutor {
                 let reference = self.data(&slots.reference)?;
                 let current = self.data(&slots.current)?;
                 let (drift, report) = app
-                    .runtime
+                    .runtime()?
                     .detect(&plugin, reference.features.clone(), current.features.clone(), &params_text, &limits)
                     .await?;
                 absorb(&report, result);
