@@ -57,6 +57,8 @@ from pathlib import Path
 
 import blake3
 
+from benchlib import kiln_binary, peer_binary  # noqa: E402  (beside this script)
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = os.environ.get("KILN_BENCH_QUICK", "") not in ("", "0")
 KEEP = os.environ.get("KILN_BENCH_KEEP", "") not in ("", "0")
@@ -95,27 +97,8 @@ def check(ok: bool, problem: str) -> bool:
 # ---- tools ------------------------------------------------------------------
 
 
-def kiln_binary() -> Path:
-    p = Path(os.environ.get("KILN_BIN", "target/release/kiln"))
-    if not p.is_absolute() and not p.exists():
-        p = ROOT / p
-    p = p.resolve()
-    if not p.is_file():
-        sys.exit(f"no kiln binary at {p}: build it (cargo build --release -p kiln) or set KILN_BIN")
-    return p
-
-
 def dvc_binary() -> str:
-    if os.environ.get("DVC_BIN"):
-        return os.environ["DVC_BIN"]
-    # Beside the venv's python (not resolved: the venv's python is a symlink).
-    beside = Path(sys.executable).parent / "dvc"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("dvc")
-    if not found:
-        sys.exit("no `dvc` executable: run this with the bench venv's Python (host/benches/run.sh makes target/bench-venv)")
-    return found
+    return peer_binary("dvc", "DVC_BIN", "the bench venv's Python (host/benches/run.sh makes target/bench-venv)")
 
 
 KILN_ENV = {k: v for k, v in os.environ.items() if k not in ("KILN_HOME", "KILN_DATABASE_URL")}

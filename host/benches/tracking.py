@@ -39,6 +39,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from benchlib import kiln_binary, peer_binary  # noqa: E402  (beside this script)
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = os.environ.get("KILN_BENCH_QUICK", "") not in ("", "0")
 KEEP = os.environ.get("KILN_BENCH_KEEP", "") not in ("", "0")
@@ -614,26 +616,8 @@ class Table:
 # ---- main -------------------------------------------------------------------
 
 
-def kiln_binary() -> Path:
-    p = Path(os.environ.get("KILN_BIN", "target/release/kiln"))
-    if not p.is_absolute() and not p.exists():
-        p = ROOT / p
-    p = p.resolve()
-    if not p.is_file():
-        sys.exit(f"no kiln binary at {p}: build it (cargo build --release -p kiln) or set KILN_BIN")
-    return p
-
-
 def mlflow_binary() -> str:
-    if os.environ.get("MLFLOW_BIN"):
-        return os.environ["MLFLOW_BIN"]
-    beside = Path(sys.executable).parent / "mlflow"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("mlflow")
-    if not found:
-        sys.exit("no `mlflow` executable: run this with the mlflow venv's Python (host/benches/run.sh makes it)")
-    return found
+    return peer_binary("mlflow", "MLFLOW_BIN", "the mlflow venv's Python (host/benches/run.sh makes it)")
 
 
 def main() -> int:

@@ -1,0 +1,35 @@
+"""What the Python benchmarks (tracking.py, data.py) share: finding the
+kiln binary and a peer's executable."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kiln_binary() -> Path:
+    """KILN_BIN (default target/release/kiln, relative to the repository)."""
+    p = Path(os.environ.get("KILN_BIN", "target/release/kiln"))
+    if not p.is_absolute() and not p.exists():
+        p = ROOT / p
+    p = p.resolve()
+    if not p.is_file():
+        sys.exit(f"no kiln binary at {p}: build it (cargo build --release -p kiln) or set KILN_BIN")
+    return p
+
+
+def peer_binary(name: str, env_var: str, venv_hint: str) -> str:
+    """A peer's executable: $env_var, else beside the running venv's python
+    (not resolved: the venv's python is a symlink), else on PATH."""
+    if os.environ.get(env_var):
+        return os.environ[env_var]
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        sys.exit(f"no `{name}` executable: run this with {venv_hint}")
+    return found
