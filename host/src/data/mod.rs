@@ -56,14 +56,10 @@ pub struct Added {
     pub new_bytes: u64,
 }
 
-/// The tabular formats a version is profiled for, by extension.
+/// The tabular format a version is profiled for, by extension ("" for
+/// opaque data), as stored in `dataset_versions.format`.
 pub fn format_of(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
-        Some("csv") => "csv",
-        Some("tsv") => "tsv",
-        Some("parquet" | "pq") => "parquet",
-        _ => "",
-    }
+    profile::format_of(path).unwrap_or("")
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -494,15 +490,13 @@ pub async fn add_blob(app: &App, name: &str, blob: &str, size: u64, filename: &s
     let blob_path = file.display().to_string();
     let profiled = if profile && !format.is_empty() {
         let (format, shown) = (format.to_string(), filename.to_string());
-        let result = tokio::task::spawn_blocking(move || match format.as_str() {
-            "parquet" => profile::profile_parquet(&file),
-            "tsv" => profile::profile_csv(&file, b'\t'),
-            _ => profile::profile_csv(&file, b','),
-        })
-        .await?;
+        let result = tokio::task::spawn_blocking(move || profile::profile_as(&file, Some(&format))).await?;
         // Name the upload, not the blob file, in the message.
-        let (schema, prof) = result.map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(&blob_path, &shown)))?;
-        Some((serde_json::to_string(&schema)?, serde_json::to_string(&prof)?))
+        let profiled = result.map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(&blob_path, &shown)))?;
+        match profiled {
+            Some((schema, prof)) => Some((serde_json::to_string(&schema)?, serde_json::to_string(&prof)?)),
+            None => None,
+        }
     } else {
         None
     };

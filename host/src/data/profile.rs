@@ -122,11 +122,27 @@ pub enum ProfileError {
 /// `.parquet` and `.pq`, in any case. Any other file is `None`: data kept
 /// as opaque bytes.
 pub fn profile_path(path: &Path) -> Result<Option<(Schema, Profile)>, ProfileError> {
-    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match extension.as_deref() {
+    profile_as(path, format_of(path))
+}
+
+/// The profiled format a file name says, by extension: `csv`, `tsv` or
+/// `parquet`; `None` for anything else.
+pub fn format_of(path: &Path) -> Option<&'static str> {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("csv") => Some("csv"),
+        Some("tsv") => Some("tsv"),
+        Some("parquet" | "pq") => Some("parquet"),
+        _ => None,
+    }
+}
+
+/// Profiles `path` as `format` (from [`format_of`]) whatever its own name
+/// is (an uploaded blob has none); `None` profiles nothing.
+pub fn profile_as(path: &Path, format: Option<&str>) -> Result<Option<(Schema, Profile)>, ProfileError> {
+    match format {
         Some("csv") => profile_csv(path, b',').map(Some),
         Some("tsv") => profile_csv(path, b'\t').map(Some),
-        Some("parquet" | "pq") => profile_parquet(path).map(Some),
+        Some("parquet") => profile_parquet(path).map(Some),
         _ => Ok(None),
     }
 }
