@@ -606,6 +606,25 @@ pub fn pull(app: &App, paths: &[PathBuf], remote_name: Option<&str>) -> Result<(
     Ok((t, done))
 }
 
+/// The version a tracked file is, if it is one: a pointer beside it whose
+/// hash the file still has (by stamp from the hash cache, else read).
+pub fn tracked_version(app: &App, path: &Path) -> Result<Option<(String, i64)>> {
+    let pointer_file = pointer::pointer_path(path);
+    if !pointer_file.exists() {
+        return Ok(None);
+    }
+    let p = Pointer::read(&pointer_file)?;
+    let state = State::load(&app.workspace.dir);
+    let path = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
+    let held = holds(&state, &path, &p.hash)?;
+    state.save()?;
+    if held == Some(true) {
+        return Ok(Some((p.name, p.version)));
+    }
+    tracing::warn!("{} differs from the version its pointer names ({}@{}); not recorded as that version", path.display(), p.name, p.version);
+    Ok(None)
+}
+
 /// `NAME`, `NAME@3` or `NAME@latest`.
 pub fn parse_ref(r: &str) -> Result<(String, Option<i64>)> {
     match r.split_once('@') {

@@ -432,17 +432,9 @@ async fn resolve_datasets(app: &App, pipeline: &mut Pipeline) -> Result<()> {
             input.path = path;
             input.version = Some((v.name, v.version));
         } else {
-            let pointer_file = crate::data::pointer::pointer_path(&input.path);
-            if !pointer_file.exists() {
-                continue;
-            }
-            let pointer = crate::data::pointer::Pointer::read(&pointer_file)?;
-            let path = input.path.clone();
-            let hash = tokio::task::spawn_blocking(move || crate::data::hashing::hash_file(&path, &|_| {})).await??.0;
-            if hash == pointer.hash {
-                pipeline.inputs.get_mut(&name).unwrap().version = Some((pointer.name, pointer.version));
-            } else {
-                tracing::warn!("input `{name}`: {} differs from the version its pointer names ({}@{}); not recorded as that version", input.path.display(), pointer.name, pointer.version);
+            let (app, path) = (app.clone(), input.path.clone());
+            if let Some(version) = tokio::task::spawn_blocking(move || crate::data::tracked_version(&app, &path)).await?? {
+                pipeline.inputs.get_mut(&name).unwrap().version = Some(version);
             }
         }
     }
