@@ -12,6 +12,7 @@ mod plugins;
 mod postgres;
 mod quickstart;
 mod reference;
+mod s3;
 mod sandbox;
 mod server;
 mod support;

@@ -1,22 +1,13 @@
 //! The real MLflow client (mlflow-skinny from PyPI, in a venv this test
 //! makes under target/) logs to `kiln serve`, and Kiln's CLI sees the same.
 
-use crate::support::{Kiln, repo_root};
+use crate::support::{Kiln, python_venv, repo_root};
 use std::path::PathBuf;
 use std::process::Command;
 
 /// A Python with mlflow-skinny, created on first use.
 fn mlflow_python() -> PathBuf {
-    let venv = repo_root().join("target/mlflow-venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python).args(["-c", "import mlflow"]).output().is_ok_and(|o| o.status.success());
-    if !ready {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success();
-        assert!(ok, "python3 -m venv failed");
-        let ok = Command::new(venv.join("bin/pip")).args(["install", "-q", "mlflow-skinny"]).status().unwrap().success();
-        assert!(ok, "pip install mlflow-skinny failed");
-    }
-    python
+    python_venv("mlflow-venv", "mlflow", &["mlflow-skinny"])
 }
 
 #[test]

@@ -151,6 +151,28 @@ impl Kiln {
     }
 }
 
+/// The Python of a venv under target/ holding `packages` (pip
+/// requirement strings), made on first use; `module` is imported to
+/// check that an existing venv is ready.
+pub fn python_venv(name: &str, module: &str, packages: &[&str]) -> PathBuf {
+    let venv = repo_root().join("target").join(name);
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+    if !ready {
+        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success();
+        assert!(ok, "python3 -m venv {} failed", venv.display());
+        let ok = Command::new(venv.join("bin/pip")).args(["install", "-q"]).args(packages).status().unwrap().success();
+        assert!(ok, "pip install {packages:?} failed");
+    }
+    python
+}
+
+/// A free TCP port on 127.0.0.1 (for a server that cannot be asked to
+/// pick its own and report it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// An HTTP client that returns 4xx/5xx responses instead of errors.
 pub fn http() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()

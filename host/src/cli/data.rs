@@ -145,7 +145,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::Push { paths, remote, json } => {
-            let t = data::push(&app, &paths, remote.as_deref())?;
+            let t = data::push(&app, &paths, remote.as_deref()).await?;
             if json {
                 println!("{}", output::json(&t));
             } else {
@@ -154,7 +154,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::Pull { paths, remote, json } => {
-            let (t, done) = data::pull(&app, &paths, remote.as_deref())?;
+            let (t, done) = data::pull(&app, &paths, remote.as_deref()).await?;
             if json {
                 println!("{}", output::json(&serde_json::json!({"transfer": t, "checkout": done})));
             } else {

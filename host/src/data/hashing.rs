@@ -71,7 +71,7 @@ pub fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> Result<(String, Stamp),
 }
 
 /// Fill `buf` unless the file ends first; returns the bytes read.
-fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {

@@ -530,7 +530,7 @@ pub struct Transfer {
 /// The blobs a pointer needs: its content, and for a folder the files its
 /// manifest lists (the manifest must be local, or fetched from `remote`).
 /// Returns the ids and the bytes of a manifest fetched on the way.
-fn needed_blobs(app: &App, pf: &Path, remote: Option<&remote::Remote>) -> Result<(Vec<String>, Option<u64>)> {
+async fn needed_blobs(app: &App, pf: &Path, remote: Option<&remote::Remote>) -> Result<(Vec<String>, Option<u64>)> {
     let p = Pointer::read(pf)?;
     let mut ids = vec![p.hash.clone()];
     let mut fetched = None;
@@ -538,68 +538,89 @@ fn needed_blobs(app: &App, pf: &Path, remote: Option<&remote::Remote>) -> Result
         if !app.blobs.contains(&p.hash)
             && let Some(r) = remote
         {
-            fetched = Some(r.pull(&app.blobs, &p.hash).with_context(|| format!("fetching the manifest of {}", pf.display()))?);
+            fetched = Some(r.pull(&app.blobs, &p.hash).await.with_context(|| format!("fetching the manifest of {}", pf.display()))?);
         }
         ids.extend(manifest(&app.blobs, &p, pf)?.files.into_iter().map(|e| e.hash));
     }
     Ok((ids, fetched))
 }
 
-fn transfer(ids: Vec<String>, remote: &remote::Remote, what: &str, missing: impl Fn(&str) -> bool + Sync, copy: impl Fn(&str) -> Result<u64> + Sync) -> Result<Transfer> {
+/// Which side lacks a blob, and the copy that moves it there.
+#[derive(Clone, Copy)]
+enum Direction {
+    Push,
+    Pull,
+}
+
+/// Move the blobs among `ids` that the receiving side lacks, up to
+/// [`remote::CONCURRENCY`] at a time; the first failure stops the rest.
+async fn transfer(app: &App, ids: Vec<String>, remote: &remote::Remote, direction: Direction) -> Result<Transfer> {
+    use futures_util::{StreamExt, TryStreamExt};
     let mut ids = ids;
     ids.sort();
     ids.dedup();
-    let todo: Vec<&String> = ids.iter().filter(|id| missing(id)).collect();
-    let bar = if todo.len() >= 100 { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_message(what.to_string());
-    let sizes: Vec<Result<u64>> = todo
-        .par_iter()
+    let bar = if ids.len() >= 100 { indicatif::ProgressBar::new(ids.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_message(match direction {
+        Direction::Push => "pushing",
+        Direction::Pull => "pulling",
+    });
+    let moved: Vec<Option<u64>> = futures_util::stream::iter(ids.iter())
         .map(|id| {
-            let r = copy(id);
-            bar.inc(1);
-            r
+            let bar = &bar;
+            async move {
+                let r = match direction {
+                    Direction::Push if remote.contains(id).await? => None,
+                    Direction::Push => Some(remote.push(&app.blobs, id).await?),
+                    Direction::Pull if app.blobs.contains(id) => None,
+                    Direction::Pull => Some(remote.pull(&app.blobs, id).await?),
+                };
+                bar.inc(1);
+                anyhow::Ok(r)
+            }
         })
-        .collect();
+        .buffer_unordered(remote::CONCURRENCY)
+        .try_collect()
+        .await?;
     bar.finish_and_clear();
     let mut t = Transfer { remote: remote.name.clone(), blobs: ids.len() as u64, ..Default::default() };
-    for s in sizes {
-        t.bytes += s?;
+    for size in moved.into_iter().flatten() {
+        t.bytes += size;
         t.copied += 1;
     }
     Ok(t)
 }
 
 /// `kiln data push`: send the blobs the pointers name that the remote lacks.
-pub fn push(app: &App, paths: &[PathBuf], remote_name: Option<&str>) -> Result<Transfer> {
+pub async fn push(app: &App, paths: &[PathBuf], remote_name: Option<&str>) -> Result<Transfer> {
     let root = app.workspace.root();
-    let remote = remote::Config::load(root)?.remote(root, remote_name)?;
+    let remote = remote::Config::load(root)?.remote(root, remote_name, true)?;
     let mut ids = Vec::new();
     for pf in find_pointers(app, paths)? {
-        for id in needed_blobs(app, &pf, None)?.0 {
+        for id in needed_blobs(app, &pf, None).await?.0 {
             if !app.blobs.contains(&id) {
                 bail!("{}: {id} is not in the local blob store, so it cannot be pushed (was the pointer edited, or the data never added here?)", pf.display());
             }
             ids.push(id);
         }
     }
-    transfer(ids, &remote, "pushing", |id| !remote.contains(id), |id| remote.push(&app.blobs, id))
+    transfer(app, ids, &remote, Direction::Push).await
 }
 
 /// `kiln data pull`: fetch the blobs the pointers name that are not here,
 /// then check the data out.
-pub fn pull(app: &App, paths: &[PathBuf], remote_name: Option<&str>) -> Result<(Transfer, Vec<CheckedOut>)> {
+pub async fn pull(app: &App, paths: &[PathBuf], remote_name: Option<&str>) -> Result<(Transfer, Vec<CheckedOut>)> {
     let root = app.workspace.root();
-    let remote = remote::Config::load(root)?.remote(root, remote_name)?;
+    let remote = remote::Config::load(root)?.remote(root, remote_name, false)?;
     let (mut ids, mut manifests, mut manifest_bytes) = (Vec::new(), 0, 0);
     for pf in find_pointers(app, paths)? {
-        let (needed, fetched) = needed_blobs(app, &pf, Some(&remote))?;
+        let (needed, fetched) = needed_blobs(app, &pf, Some(&remote)).await?;
         ids.extend(needed);
         if let Some(n) = fetched {
             manifests += 1;
             manifest_bytes += n;
         }
     }
-    let mut t = transfer(ids, &remote, "pulling", |id| !app.blobs.contains(id), |id| remote.pull(&app.blobs, id))?;
+    let mut t = transfer(app, ids, &remote, Direction::Pull).await?;
     t.copied += manifests;
     t.bytes += manifest_bytes;
     let done = checkout(app, paths, false, false)?;
