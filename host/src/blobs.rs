@@ -104,6 +104,7 @@ impl BlobStore {
     pub fn staging(&self) -> Result<Staging, BlobError> {
         let dir = self.root.join(".tmp");
         std::fs::create_dir_all(&dir).map_err(|source| BlobError::Io { path: dir.clone(), source })?;
+        sweep_orphans(&dir);
         Ok(Staging { store: self.clone(), dir, staged: Default::default() })
     }
 
@@ -203,6 +204,23 @@ impl BlobStore {
             }
         });
         Ok((size, stream))
+    }
+}
+
+/// Remove temporary files left in `dir` by processes that no longer run
+/// (a killed `kiln data add`): they are named `PID-…`. A file of a live
+/// process, or of a reused PID, is left alone; it is never visible as a
+/// blob either way.
+fn sweep_orphans(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.split_once('-')).and_then(|(p, _)| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -262,3 +262,71 @@ fn push_and_pull_through_a_folder_remote_move_only_what_is_missing() {
     assert!(!c.path().join(".kiln/blobs").join(&hash[..2]).join(&hash[2..]).exists());
     assert!(!c.path().join("table.csv").exists());
 }
+
+/// Every blob under its name is whole: its bytes hash to the name.
+fn assert_blobs_whole(k: &Kiln) {
+    let root = k.path().join(".kiln/blobs");
+    for dir in std::fs::read_dir(&root).unwrap().flatten() {
+        let prefix = dir.file_name().to_string_lossy().into_owned();
+        if prefix.len() != 2 {
+            continue;
+        }
+        for blob in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let id = format!("{prefix}{}", blob.file_name().to_string_lossy());
+            assert_eq!(blake3_hex(&std::fs::read(blob.path()).unwrap()), id, "a blob named for content it does not hold");
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_add_leaves_nothing_half_done_and_rerunning_completes_it() {
+    let k = Kiln::new();
+    // Enough work that the kills land in hashing, copying, the database
+    // and the pointer: 2,000 small files and one of 32 MiB.
+    std::fs::create_dir_all(k.path().join("set/many")).unwrap();
+    for i in 0..2000 {
+        std::fs::write(k.path().join(format!("set/many/{i}.txt")), format!("file {i}\n").repeat(400)).unwrap();
+    }
+    let big: Vec<u8> = (0..32u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(k.path().join("set/big.bin"), &big).unwrap();
+
+    // How long a whole add takes here, so that the kills below spread over
+    // all of it (not an assertion: this machine's speed only places them).
+    let started = std::time::Instant::now();
+    k.run(&["data", "add", "set"]).ok();
+    let whole = started.elapsed();
+    std::fs::remove_dir_all(k.path().join(".kiln")).unwrap();
+    std::fs::remove_file(k.path().join("set.kiln")).unwrap();
+    std::fs::remove_file(k.path().join(".gitignore")).unwrap();
+
+    for fraction in [0.05, 0.2, 0.4, 0.6, 0.75, 0.85, 0.9, 0.95, 0.98, 1.0] {
+        let mut child = k.cmd(&["data", "add", "set"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(whole.mul_f64(fraction));
+        let _ = child.kill(); // SIGKILL: no destructor, no cleanup runs
+        child.wait().unwrap();
+        assert_blobs_whole(&k);
+        // A pointer, if written, is whole and names a version that exists.
+        let pointer = k.path().join("set.kiln");
+        if pointer.exists() {
+            let p = read_pointer(&pointer);
+            assert_eq!(p["name"].as_str(), Some("set"));
+            let shown = k.run(&["data", "show", "set@1", "--json"]).ok().json();
+            assert_eq!(shown["version"]["hash"].as_str(), p["hash"].as_str());
+        }
+        // The catalogue stays readable, with at most the one version.
+        let listed = k.run(&["data", "list", "--json"]).ok().json();
+        assert!(listed.as_array().unwrap().len() <= 1, "{listed}");
+    }
+
+    let added = k.run(&["data", "add", "set", "--json"]).ok().json();
+    assert_eq!(added["version"], 1, "re-running completes the same version: {added}");
+    assert_eq!(added["files"], 2001);
+    assert_blobs_whole(&k);
+    let tmp: Vec<_> = std::fs::read_dir(k.path().join(".kiln/blobs/.tmp")).unwrap().flatten().collect();
+    assert!(tmp.is_empty(), "the killed runs' temporary files are swept: {tmp:?}");
+    assert_eq!(k.run(&["data", "status", "--json"]).ok().json()[0]["state"], "unchanged");
+    std::fs::remove_dir_all(k.path().join("set")).unwrap();
+    k.run(&["data", "checkout", "set"]).ok();
+    assert!(std::fs::read(k.path().join("set/big.bin")).unwrap() == big);
+    assert_eq!(std::fs::read_to_string(k.path().join("set/many/1999.txt")).unwrap(), "file 1999\n".repeat(400));
+}
