@@ -15,6 +15,7 @@ pub mod pointer;
 pub mod profile;
 pub mod remote;
 mod state;
+mod walk;
 
 use crate::app::App;
 use crate::blobs::BlobStore;
@@ -115,36 +116,16 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The files under `dir`, following symlinks (a loop is an error), sorted.
-fn walk_files(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
-    let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
-        let entry = entry.map_err(|e| {
-            let at = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| dir.display().to_string());
-            match e.loop_ancestor() {
-                Some(a) => anyhow::anyhow!("symlink loop: {at} leads back to {}", a.display()),
-                None => anyhow::anyhow!("cannot read {at}: {}", e.io_error().map(|e| e.to_string()).unwrap_or_else(|| e.to_string())),
-            }
-        })?;
-        if entry.file_type().is_file() {
-            let rel = entry.path().strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            files.push((rel, entry.path().to_path_buf(), size));
-        }
-    }
-    Ok(files)
-}
-
 /// Hash files in parallel (cache first) and copy the new ones into the
 /// blob store; each source is re-checked after its copy.
-fn store_files(blobs: &BlobStore, state: &State, files: &[(String, PathBuf, u64)], what: &str) -> Result<(Vec<ManifestEntry>, u64, u64)> {
-    let total: u64 = files.iter().map(|f| f.2).sum();
+fn store_files(blobs: &BlobStore, state: &State, files: &[walk::Found], what: &str) -> Result<(Vec<ManifestEntry>, u64, u64)> {
+    let total: u64 = files.iter().map(|f| f.stamp.size).sum();
     let bar = progress_bar(total, what);
     let staging = blobs.staging()?;
     let results: Vec<Result<(ManifestEntry, Option<u64>)>> = files
         .par_iter()
-        .map(|(rel, path, _)| {
-            let (hash, before) = state.hash(path, &|n| bar.inc(n))?;
+        .map(|walk::Found { rel, path, stamp }| {
+            let (hash, before) = state.hash(path, *stamp, &|n| bar.inc(n))?;
             let created = staging.stage_file(&hash, path).with_context(|| format!("storing {}", path.display()))?;
             if created && hashing::stamp(path)? != before {
                 // Changed between the hash and the copy: the blob holds
@@ -185,7 +166,7 @@ pub async fn add(app: &App, path: &Path, opts: AddOptions) -> Result<Added> {
         let state = State::load(&kiln_dir);
         let abs = work_path;
         let result = if abs.is_dir() {
-            let files = walk_files(&abs)?;
+            let files = walk::files(&abs)?;
             let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &files, "hashing")?;
             let size = entries.iter().map(|e| e.size).sum::<u64>();
             let count = entries.len() as u64;
@@ -203,8 +184,8 @@ pub async fn add(app: &App, path: &Path, opts: AddOptions) -> Result<Added> {
                 None
             };
             let rel = abs.file_name().unwrap().to_string_lossy().into_owned();
-            let len = std::fs::metadata(&abs).map(|m| m.len()).unwrap_or(0);
-            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &[(rel, abs.clone(), len)], "hashing")?;
+            let stamp = hashing::stamp(&abs)?;
+            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &[walk::Found { rel, path: abs.clone(), stamp }], "hashing")?;
             let e = &entries[0];
             let profiled = profiled.map(|(schema, profile)| (serde_json::to_string(&schema), serde_json::to_string(&profile)));
             let profiled = match profiled {
@@ -326,10 +307,7 @@ fn holds(state: &State, path: &Path, hash: &str) -> Result<Option<bool>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    if let Some(h) = state.cached(path, &now) {
-        return Ok(Some(h == hash));
-    }
-    Ok(Some(state.hash(path, &|_| {})?.0 == hash))
+    Ok(Some(state.hash(path, now, &|_| {})?.0 == hash))
 }
 
 /// `kiln data status`.
@@ -351,24 +329,15 @@ pub fn status(app: &App, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
             let m = manifest(&app.blobs, &p, &pf)?;
             // One walk gives every file's stamp: unchanged files are
             // recognised from the cache without another system call.
-            let mut present: std::collections::HashMap<String, (PathBuf, hashing::Stamp)> = std::collections::HashMap::new();
-            for entry in walkdir::WalkDir::new(&data).follow_links(true) {
-                let entry = entry.with_context(|| format!("reading {}", data.display()))?;
-                if entry.file_type().is_file() {
-                    let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
-                    let rel = entry.path().strip_prefix(&data).unwrap().to_string_lossy().replace('\\', "/");
-                    present.insert(rel, (entry.path().to_path_buf(), hashing::Stamp::of(&meta)));
-                }
-            }
+            let found = walk::files(&data)?;
+            let present: std::collections::HashMap<&str, &walk::Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
             let results: Vec<Result<Option<bool>>> = m
                 .files
                 .par_iter()
-                .map(|e| match present.get(&e.path) {
+                .with_min_len(256)
+                .map(|e| match present.get(e.path.as_str()) {
                     None => Ok(None),
-                    Some((path, stamp)) => match state.cached(path, stamp) {
-                        Some(h) => Ok(Some(h == e.hash)),
-                        None => Ok(Some(state.hash(path, &|_| {})?.0 == e.hash)),
-                    },
+                    Some(f) => Ok(Some(state.hash(&f.path, f.stamp, &|_| {})?.0 == e.hash)),
                 })
                 .collect();
             let (mut modified, mut missing) = (0, 0);
@@ -380,7 +349,7 @@ pub fn status(app: &App, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
                 }
             }
             let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
-            let added = present.keys().filter(|rel| !known.contains(rel.as_str())).count();
+            let added = present.keys().filter(|rel| !known.contains(**rel)).count();
             let parts: Vec<String> = [(modified, "modified"), (missing, "missing"), (added, "added")]
                 .iter()
                 .filter(|(n, _)| *n > 0)
@@ -431,7 +400,7 @@ pub fn checkout(app: &App, paths: &[PathBuf], force: bool, hardlink: bool) -> Re
             match holds(&state, target, hash)? {
                 Some(true) => return Ok(()),
                 Some(false) if !force => {
-                    let current = state.hash(target, &|_| {}).map(|(h, _)| h).unwrap_or_default();
+                    let current = hashing::stamp(target).and_then(|s| state.hash(target, s, &|_| {})).map(|(h, _)| h).unwrap_or_default();
                     if !app.blobs.contains(&current) {
                         bail!(
                             "{} has changes no version holds; `kiln data add {}` keeps them, `--force` discards them",
@@ -462,7 +431,7 @@ pub fn checkout(app: &App, paths: &[PathBuf], force: bool, hardlink: bool) -> Re
             }
             if data.is_dir() {
                 let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
-                for (rel, path, _) in walk_files(&data)? {
+                for walk::Found { rel, path, .. } in walk::files(&data)? {
                     if !known.contains(rel.as_str()) {
                         if !force {
                             bail!("{} is not in version {} of `{}`; `--force` removes it", path.display(), p.version, p.name);
