@@ -237,8 +237,12 @@ pub struct Staging {
 
 impl Staging {
     /// Copy `src` (already hashed to `id`) in, unless the store or this
-    /// batch has it; returns whether it was new.
-    pub fn stage_file(&self, id: &str, src: &Path) -> Result<bool, BlobError> {
+    /// batch has it; returns whether it was new. With `hardlink`, the blob
+    /// is a hard link to `src` instead (no bytes copied), and `src` becomes
+    /// read-only, since it now is the stored version: an in-place write
+    /// would change the blob. A filesystem that cannot link (another
+    /// device) gets a copy.
+    pub fn stage_file(&self, id: &str, src: &Path, hardlink: bool) -> Result<bool, BlobError> {
         let dest = self.store.path_of(id)?;
         if dest.exists() {
             return Ok(false);
@@ -255,10 +259,15 @@ impl Staging {
             let p = p.to_path_buf();
             move |source| BlobError::Io { path: p, source }
         };
-        std::fs::copy(src, &tmp).map_err(io(src))?;
+        let linked = hardlink && std::fs::hard_link(src, &tmp).is_ok();
+        if !linked {
+            std::fs::copy(src, &tmp).map_err(io(src))?;
+        }
         let mut perms = std::fs::metadata(&tmp).map_err(io(&tmp))?.permissions();
-        perms.set_readonly(true);
-        std::fs::set_permissions(&tmp, perms).map_err(io(&tmp))?;
+        if !perms.readonly() {
+            perms.set_readonly(true);
+            std::fs::set_permissions(&tmp, perms).map_err(io(&tmp))?;
+        }
         Ok(true)
     }
 

@@ -330,3 +330,27 @@ fn an_interrupted_add_leaves_nothing_half_done_and_rerunning_completes_it() {
     assert!(std::fs::read(k.path().join("set/big.bin")).unwrap() == big);
     assert_eq!(std::fs::read_to_string(k.path().join("set/many/1999.txt")).unwrap(), "file 1999\n".repeat(400));
 }
+
+#[test]
+fn add_with_hardlink_stores_no_second_copy_and_protects_the_file() {
+    use std::os::unix::fs::MetadataExt;
+    let k = Kiln::new();
+    std::fs::create_dir_all(k.path().join("set")).unwrap();
+    k.write("set/a.bin", "alpha");
+    k.write("set/b.bin", "beta");
+    let added = k.run(&["data", "add", "set", "--hardlink", "--json"]).ok().json();
+    assert_eq!(added["files"], 2);
+    let id = blake3_hex(b"alpha");
+    let blob = k.path().join(".kiln/blobs").join(&id[..2]).join(&id[2..]);
+    let (file_meta, blob_meta) = (std::fs::metadata(k.path().join("set/a.bin")).unwrap(), std::fs::metadata(&blob).unwrap());
+    assert_eq!(file_meta.ino(), blob_meta.ino(), "the blob is the file, linked");
+    assert!(file_meta.permissions().readonly(), "the linked file is protected from in-place writes");
+    assert_eq!(k.run(&["data", "status", "--json"]).ok().json()[0]["state"], "unchanged");
+    // Replacing the file (as editors do) leaves the stored version whole.
+    std::fs::remove_file(k.path().join("set/a.bin")).unwrap();
+    k.write("set/a.bin", "changed");
+    assert_eq!(k.run(&["data", "status", "--json"]).json()[0]["state"], "modified");
+    assert_eq!(std::fs::read(&blob).unwrap(), b"alpha");
+    k.run(&["data", "checkout", "set", "--force"]).ok();
+    assert_eq!(std::fs::read_to_string(k.path().join("set/a.bin")).unwrap(), "alpha");
+}

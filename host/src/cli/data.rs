@@ -17,6 +17,12 @@ pub enum DataCommand {
         /// Store a CSV/Parquet file as opaque data, without schema and profile.
         #[arg(long)]
         no_profile: bool,
+        /// Store the files as hard links instead of copies (instant, no
+        /// second copy on disk; the files become read-only, since writing
+        /// to them in place would change the stored version). Falls back
+        /// to a copy across filesystems.
+        #[arg(long)]
+        hardlink: bool,
         #[arg(long)]
         json: bool,
     },
@@ -81,8 +87,8 @@ pub enum DataCommand {
 pub async fn run(cmd: DataCommand) -> Result<i32> {
     let app = App::open(true).await?;
     match cmd {
-        DataCommand::Add { path, name, no_profile, json } => {
-            let added = data::add(&app, &path, AddOptions { name, profile: !no_profile }).await?;
+        DataCommand::Add { path, name, no_profile, hardlink, json } => {
+            let added = data::add(&app, &path, AddOptions { name, profile: !no_profile, hardlink }).await?;
             let v = &added.version;
             if json {
                 println!(

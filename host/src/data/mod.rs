@@ -45,6 +45,9 @@ pub struct ManifestEntry {
 pub struct AddOptions {
     pub name: Option<String>,
     pub profile: bool,
+    /// Store files as hard links to the workspace's (made read-only)
+    /// instead of copies: instant, no second copy on disk.
+    pub hardlink: bool,
 }
 
 #[derive(Debug)]
@@ -118,7 +121,7 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 
 /// Hash files in parallel (cache first) and copy the new ones into the
 /// blob store; each source is re-checked after its copy.
-fn store_files(blobs: &BlobStore, state: &State, files: &[walk::Found], what: &str) -> Result<(Vec<ManifestEntry>, u64, u64)> {
+fn store_files(blobs: &BlobStore, state: &State, files: &[walk::Found], hardlink: bool, what: &str) -> Result<(Vec<ManifestEntry>, u64, u64)> {
     let total: u64 = files.iter().map(|f| f.stamp.size).sum();
     let bar = progress_bar(total, what);
     let staging = blobs.staging()?;
@@ -126,7 +129,8 @@ fn store_files(blobs: &BlobStore, state: &State, files: &[walk::Found], what: &s
         .par_iter()
         .map(|walk::Found { rel, path, stamp }| {
             let (hash, before) = state.hash(path, *stamp, &|n| bar.inc(n))?;
-            let created = staging.stage_file(&hash, path).with_context(|| format!("storing {}", path.display()))?;
+            let created = staging.stage_file(&hash, path, hardlink).with_context(|| format!("storing {}", path.display()))?;
+            // Made read-only by a hard link: the ctime moves, not the stamp.
             if created && hashing::stamp(path)? != before {
                 // Changed between the hash and the copy: the blob holds
                 // unknown bytes under this hash. Nothing has recorded it
@@ -160,14 +164,14 @@ pub async fn add(app: &App, path: &Path, opts: AddOptions) -> Result<Added> {
     check_name(&name)?;
     let (blobs, kiln_dir) = (app.blobs.clone(), app.workspace.dir.clone());
     let work_path = abs.clone();
-    let profile = opts.profile;
+    let (profile, hardlink) = (opts.profile, opts.hardlink);
     // Hashing, copying and profiling are blocking work for all cores.
     let done = tokio::task::spawn_blocking(move || -> Result<_> {
         let state = State::load(&kiln_dir);
         let abs = work_path;
         let result = if abs.is_dir() {
             let files = walk::files(&abs)?;
-            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &files, "hashing")?;
+            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &files, hardlink, "hashing")?;
             let size = entries.iter().map(|e| e.size).sum::<u64>();
             let count = entries.len() as u64;
             let manifest = serde_json::to_vec(&Manifest { files: entries })?;
@@ -185,7 +189,7 @@ pub async fn add(app: &App, path: &Path, opts: AddOptions) -> Result<Added> {
             };
             let rel = abs.file_name().unwrap().to_string_lossy().into_owned();
             let stamp = hashing::stamp(&abs)?;
-            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &[walk::Found { rel, path: abs.clone(), stamp }], "hashing")?;
+            let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &[walk::Found { rel, path: abs.clone(), stamp }], hardlink, "hashing")?;
             let e = &entries[0];
             let profiled = profiled.map(|(schema, profile)| (serde_json::to_string(&schema), serde_json::to_string(&profile)));
             let profiled = match profiled {
