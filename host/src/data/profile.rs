@@ -209,7 +209,7 @@ pub fn profile_parquet(path: &Path) -> Result<(Schema, Profile), ProfileError> {
                 path: path.into(),
                 message: format!(
                     "row group {row_group} (of {row_groups}), column `{}`: compressed with {codec}, which kiln \
-                     does not read (it reads uncompressed, Snappy and LZ4 Parquet)",
+                     does not read (it reads uncompressed, Snappy, LZ4 and Zstandard Parquet)",
                     chunk.column_path().string()
                 ),
             });
@@ -243,7 +243,7 @@ pub fn profile_parquet(path: &Path) -> Result<(Schema, Profile), ProfileError> {
 /// The codecs the `parquet` features in Cargo.toml build in.
 fn readable(codec: parquet::basic::Compression) -> bool {
     use parquet::basic::Compression::*;
-    matches!(codec, UNCOMPRESSED | SNAPPY | LZ4 | LZ4_RAW)
+    matches!(codec, UNCOMPRESSED | SNAPPY | LZ4 | LZ4_RAW | ZSTD(_))
 }
 
 fn open(path: &Path) -> Result<File, ProfileError> {
@@ -1097,11 +1097,14 @@ mod tests {
     }
 
     fn write_parquet(path: &Path, batch: &RecordBatch) {
+        write_parquet_with(path, batch, parquet::basic::Compression::SNAPPY)
+    }
+
+    fn write_parquet_with(path: &Path, batch: &RecordBatch, codec: parquet::basic::Compression) {
         use parquet::arrow::ArrowWriter;
-        use parquet::basic::Compression;
         use parquet::file::properties::WriterProperties;
         let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
+            .set_compression(codec)
             .set_max_row_group_row_count(Some(3))
             .build();
         let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
@@ -1121,6 +1124,10 @@ mod tests {
         let from_csv = profile(&csv);
         assert_eq!(from_parquet, from_csv);
         assert_eq!(column(&from_parquet.1, "x").numeric.as_ref().unwrap().histogram.counts[5], 3);
+        // Zstandard (polars' default) reads the same.
+        let zstd = dir.path().join("zstd.parquet");
+        write_parquet_with(&zstd, &known_batch(), parquet::basic::Compression::ZSTD(Default::default()));
+        assert_eq!(profile(&zstd), from_csv);
     }
 
     #[test]
@@ -1163,17 +1170,17 @@ mod tests {
     #[test]
     fn unsupported_codec_is_named_before_reading() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("zstd.parquet");
+        let path = dir.path().join("gzip.parquet");
         write_parquet(&path, &known_batch());
         let mut bytes = std::fs::read(&path).unwrap();
         // In the footer, column `x`'s metadata: path_in_schema ["x"] (list
         // header 0x18, length 1, "x"), then codec (field header 0x15) SNAPPY
-        // (zigzag 2); make it ZSTD (zigzag 12). Once per row group.
+        // (zigzag 2); make it GZIP (zigzag 4). Once per row group.
         let snappy_x = [0x18, 0x01, b'x', 0x15, 0x02];
         let mut patched = 0;
         for i in 0..bytes.len() - snappy_x.len() {
             if bytes[i..i + snappy_x.len()] == snappy_x {
-                bytes[i + 4] = 0x0c;
+                bytes[i + 4] = 0x04;
                 patched += 1;
             }
         }
@@ -1182,8 +1189,8 @@ mod tests {
         let err = profile_path(&path).unwrap_err().to_string();
         assert!(
             err.ends_with(
-                "zstd.parquet: row group 0 (of 3), column `x`: compressed with ZSTD, which kiln does not read \
-                 (it reads uncompressed, Snappy and LZ4 Parquet)"
+                "gzip.parquet: row group 0 (of 3), column `x`: compressed with GZIP, which kiln does not read \
+                 (it reads uncompressed, Snappy, LZ4 and Zstandard Parquet)"
             ),
             "{err}"
         );
