@@ -271,6 +271,28 @@ impl Staging {
         Ok(true)
     }
 
+    /// Write `bytes` (already hashed to `id`) in, unless the store or this
+    /// batch has it; returns whether it was new. Created read-only.
+    pub fn stage_bytes(&self, id: &str, bytes: &[u8]) -> Result<bool, BlobError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dest = self.store.path_of(id)?;
+        if dest.exists() {
+            return Ok(false);
+        }
+        let tmp = self.dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        {
+            let mut staged = self.staged.lock().unwrap();
+            if staged.contains_key(id) {
+                return Ok(false);
+            }
+            staged.insert(id.to_string(), tmp.clone());
+        }
+        let io = |source| BlobError::Io { path: tmp.clone(), source };
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&tmp).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        Ok(true)
+    }
+
     pub fn commit(self) -> Result<(), BlobError> {
         let staged = std::mem::take(&mut *self.staged.lock().unwrap());
         if staged.is_empty() {

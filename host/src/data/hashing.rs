@@ -70,6 +70,26 @@ pub fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> Result<(String, Stamp),
     Ok((hasher.finalize().to_hex().to_string(), before))
 }
 
+/// Files below this size are read whole into memory, hashed, and written
+/// into the store from that buffer: one open and read per file instead
+/// of a hashing pass and a copying pass.
+pub const SMALL: u64 = 1 << 20;
+
+/// A small file's bytes and the stamp they were read under, refused (as
+/// in [`hash_file`]) if it changed during the read.
+pub fn read_small(path: &Path) -> Result<(Vec<u8>, Stamp), HashError> {
+    let read_err = |source| HashError::Read { path: path.into(), source };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let before = Stamp::of(&file.metadata().map_err(read_err)?);
+    let mut buf = Vec::with_capacity(before.size as usize);
+    file.read_to_end(&mut buf).map_err(read_err)?;
+    let after = Stamp::of(&file.metadata().map_err(read_err)?);
+    if after != before || buf.len() as u64 != before.size {
+        return Err(HashError::Changed { path: path.into() });
+    }
+    Ok((buf, before))
+}
+
 /// Fill `buf` unless the file ends first; returns the bytes read.
 pub(crate) fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;

@@ -128,6 +128,15 @@ fn store_files(blobs: &BlobStore, state: &State, files: &[walk::Found], hardlink
     let results: Vec<Result<(ManifestEntry, Option<u64>)>> = files
         .par_iter()
         .map(|walk::Found { rel, path, stamp }| {
+            if !hardlink && stamp.size < hashing::SMALL && state.cached(path, stamp).is_none() {
+                // Read once: hash and store from the same buffer.
+                let (bytes, before) = hashing::read_small(path)?;
+                let hash = blake3::hash(&bytes).to_hex().to_string();
+                let created = staging.stage_bytes(&hash, &bytes).with_context(|| format!("storing {}", path.display()))?;
+                state.remember(path, before, &hash);
+                bar.inc(before.size);
+                return Ok((ManifestEntry { path: rel.clone(), hash, size: before.size }, created.then_some(before.size)));
+            }
             let (hash, before) = state.hash(path, *stamp, &|n| bar.inc(n))?;
             let created = staging.stage_file(&hash, path, hardlink).with_context(|| format!("storing {}", path.display()))?;
             // Made read-only by a hard link: the ctime moves, not the stamp.
