@@ -85,9 +85,9 @@ pub enum DataCommand {
 }
 
 pub async fn run(cmd: DataCommand) -> Result<i32> {
-    let app = App::open(true).await?;
     match cmd {
         DataCommand::Add { path, name, no_profile, hardlink, json } => {
+            let app = App::open(true).await?;
             let added = data::add(&app, &path, AddOptions { name, profile: !no_profile, hardlink }).await?;
             let v = &added.version;
             if json {
@@ -115,7 +115,8 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::Status { paths, json } => {
-            let entries = data::status(&app, &paths)?;
+            let local = data::Local::open()?;
+            let entries = data::status(&local, &paths)?;
             let changed = entries.iter().filter(|e| e.state != DataState::Unchanged).count();
             if json {
                 println!("{}", output::json(&entries));
@@ -135,7 +136,8 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(if changed > 0 { 1 } else { 0 })
         }
         DataCommand::Checkout { paths, force, hardlink, json } => {
-            let done = data::checkout(&app, &paths, force, hardlink)?;
+            let local = data::Local::open()?;
+            let done = data::checkout(&local, &paths, force, hardlink)?;
             if json {
                 println!("{}", output::json(&done));
             } else {
@@ -151,7 +153,8 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::Push { paths, remote, json } => {
-            let t = data::push(&app, &paths, remote.as_deref()).await?;
+            let local = data::Local::open()?;
+            let t = data::push(&local, &paths, remote.as_deref()).await?;
             if json {
                 println!("{}", output::json(&t));
             } else {
@@ -160,7 +163,8 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::Pull { paths, remote, json } => {
-            let (t, done) = data::pull(&app, &paths, remote.as_deref()).await?;
+            let local = data::Local::open()?;
+            let (t, done) = data::pull(&local, &paths, remote.as_deref()).await?;
             if json {
                 println!("{}", output::json(&serde_json::json!({"transfer": t, "checkout": done})));
             } else {
@@ -172,6 +176,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::List { json } => {
+            let app = App::open(true).await?;
             let list = app.store.list_datasets().await?;
             if json {
                 let out: Vec<_> = list.iter().map(|(v, n)| serde_json::json!({"latest": v, "versions": n})).collect();
@@ -197,6 +202,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::Show { reference, json } => {
+            let app = App::open(true).await?;
             let (name, version) = data::parse_ref(&reference)?;
             let v = app.store.dataset_version(&name, version).await?;
             let runs = app.store.dataset_usage(&v.name, v.version).await?;
@@ -231,6 +237,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             Ok(0)
         }
         DataCommand::Diff { old, new, json } => {
+            let app = App::open(true).await?;
             let load = |r: &str| {
                 let r = r.to_string();
                 let app = app.clone();

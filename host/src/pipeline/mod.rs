@@ -433,7 +433,7 @@ async fn resolve_datasets(app: &App, pipeline: &mut Pipeline) -> Result<()> {
             input.version = Some((v.name, v.version));
         } else {
             let (app, path) = (app.clone(), input.path.clone());
-            if let Some(version) = tokio::task::spawn_blocking(move || crate::data::tracked_version(&app, &path)).await?? {
+            if let Some(version) = tokio::task::spawn_blocking(move || crate::data::tracked_version(&app.local(), &path)).await?? {
                 pipeline.inputs.get_mut(&name).unwrap().version = Some(version);
             }
         }
