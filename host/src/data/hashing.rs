@@ -34,40 +34,86 @@ pub fn stamp(path: &Path) -> Result<Stamp, HashError> {
 /// Files at least this big are hashed on all cores; below it, one core
 /// per file (many small files are spread over the cores instead).
 const PARALLEL_FROM: u64 = 4 << 20;
-const CHUNK: usize = 8 << 20;
+/// A large file is hashed as BLAKE3 subtrees of at most this many bytes
+/// (a power of two of chunks), each read and hashed by one core.
+const LEAF: u64 = 2 << 20;
+/// Each core reads its subtree in pieces this big: small enough to stay
+/// in its cache between the read's copy and the hash.
+const PIECE: usize = 256 << 10;
 
 /// BLAKE3 of a file's bytes, and the stamp they were read under. A file
 /// whose stamp moves during the read, or whose length differs from its
 /// stamp, is refused: its hash would describe no version of it.
-pub fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> Result<(String, Stamp), HashError> {
+pub fn hash_file(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(String, Stamp), HashError> {
     let read_err = |source| HashError::Read { path: path.into(), source };
-    let before = stamp(path)?;
     let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut total = 0u64;
-    if before.size >= PARALLEL_FROM {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = read_full(&mut file, &mut buf).map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update_rayon(&buf[..n]);
-            total += n as u64;
-            progress(n as u64);
+    let before = Stamp::of(&file.metadata().map_err(read_err)?);
+    let hash = if before.size >= PARALLEL_FROM {
+        match hash_tree(&file, before.size, progress) {
+            Ok(h) => h,
+            // The file ended early: it shrank while being read.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(HashError::Changed { path: path.into() }),
+            Err(e) => return Err(read_err(e)),
         }
     } else {
         let mut buf = Vec::with_capacity(before.size as usize);
         file.read_to_end(&mut buf).map_err(read_err)?;
-        hasher.update(&buf);
-        total = buf.len() as u64;
-        progress(total);
-    }
-    let after = stamp(path)?;
-    if after != before || total != before.size {
+        progress(buf.len() as u64);
+        if buf.len() as u64 != before.size {
+            return Err(HashError::Changed { path: path.into() });
+        }
+        blake3::hash(&buf)
+    };
+    let after = Stamp::of(&file.metadata().map_err(read_err)?);
+    if after != before {
         return Err(HashError::Changed { path: path.into() });
     }
-    Ok((hasher.finalize().to_hex().to_string(), before))
+    Ok((hash.to_hex().to_string(), before))
+}
+
+/// BLAKE3 of the first `size` bytes of `file` (more than one leaf), as a
+/// tree: the two subtrees BLAKE3 defines are hashed on separate cores,
+/// recursively, down to leaves that one core reads and hashes piece by
+/// piece. Reading a whole buffer and then hashing it in parallel spent
+/// more time copying pages out of the cache than hashing them (the copy
+/// went to memory and was read back); here each piece is hashed while it
+/// is still in the core's cache, and the copies run on all cores too.
+fn hash_tree(file: &std::fs::File, size: u64, progress: &(dyn Fn(u64) + Sync)) -> std::io::Result<blake3::Hash> {
+    use blake3::hazmat::{Mode, left_subtree_len, merge_subtrees_root};
+    let split = left_subtree_len(size);
+    let (left, right) = rayon::join(|| subtree(file, 0, split, progress), || subtree(file, split, size - split, progress));
+    Ok(merge_subtrees_root(&left?, &right?, Mode::Hash))
+}
+
+fn subtree(file: &std::fs::File, offset: u64, len: u64, progress: &(dyn Fn(u64) + Sync)) -> std::io::Result<blake3::hazmat::ChainingValue> {
+    use blake3::hazmat::{HasherExt, Mode, left_subtree_len, merge_subtrees_non_root};
+    use std::os::unix::fs::FileExt;
+    if len > LEAF {
+        let split = left_subtree_len(len);
+        let (left, right) = rayon::join(|| subtree(file, offset, split, progress), || subtree(file, offset + split, len - split, progress));
+        return Ok(merge_subtrees_non_root(&left?, &right?, Mode::Hash));
+    }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; PIECE]);
+    }
+    BUF.with_borrow_mut(|buf| {
+        let mut hasher = blake3::Hasher::new();
+        hasher.set_input_offset(offset);
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let want = PIECE.min((end - at) as usize);
+            let n = match file.read_at(&mut buf[..want], at) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            at += n as u64;
+            progress(n as u64);
+        }
+        Ok(hasher.finalize_non_root())
+    })
 }
 
 /// Files below this size are read whole into memory, hashed, and written
@@ -111,14 +157,21 @@ mod tests {
     #[test]
     fn small_and_large_files_hash_as_blake3_does() {
         let dir = tempfile::tempdir().unwrap();
-        for size in [0usize, 5, (PARALLEL_FROM as usize) + CHUNK + 17] {
-            let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        // The tree's shape changes at every power of two and at leaf and
+        // piece edges: sizes either side of them.
+        let p = PARALLEL_FROM as usize;
+        let l = LEAF as usize;
+        for size in [0usize, 5, p - 1, p, p + 1, p + 1023, p + l, 3 * l + PIECE + 17, 4 * p - 1, 4 * p + 1025, 9 * p + 3 * PIECE] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8 ^ (i >> 20) as u8).collect();
             let path = dir.path().join(format!("f{size}"));
             std::fs::write(&path, &bytes).unwrap();
-            let seen = std::cell::Cell::new(0);
-            let (hash, stamp) = hash_file(&path, &|n| seen.set(seen.get() + n)).unwrap();
-            assert_eq!(hash, blake3::hash(&bytes).to_hex().to_string());
-            assert_eq!((stamp.size, seen.get()), (size as u64, size as u64));
+            let seen = std::sync::atomic::AtomicU64::new(0);
+            let (hash, stamp) = hash_file(&path, &|n| {
+                seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap();
+            assert_eq!(hash, blake3::hash(&bytes).to_hex().to_string(), "size {size}");
+            assert_eq!((stamp.size, seen.into_inner()), (size as u64, size as u64));
         }
         let e = hash_file(&dir.path().join("missing"), &|_| {}).unwrap_err().to_string();
         assert!(e.contains("missing") && e.contains("No such file"), "{e}");
@@ -130,14 +183,29 @@ mod tests {
         let path = dir.path().join("growing");
         std::fs::write(&path, vec![1u8; (PARALLEL_FROM as usize) * 4]).unwrap();
         // Append from the progress callback, i.e. in the middle of the read.
-        let appended = std::cell::Cell::new(false);
+        let appended = std::sync::atomic::AtomicBool::new(false);
         let grow = |_| {
-            if !appended.replace(true) {
+            if !appended.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 use std::io::Write;
                 std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"more").unwrap();
             }
         };
         let e = hash_file(&path, &grow).unwrap_err();
+        assert!(matches!(e, HashError::Changed { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_file_shrinking_during_the_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shrinking");
+        std::fs::write(&path, vec![1u8; (PARALLEL_FROM as usize) * 4]).unwrap();
+        let cut = std::sync::atomic::AtomicBool::new(false);
+        let shrink = |_| {
+            if !cut.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(PARALLEL_FROM).unwrap();
+            }
+        };
+        let e = hash_file(&path, &shrink).unwrap_err();
         assert!(matches!(e, HashError::Changed { .. }), "{e}");
     }
 }

@@ -325,15 +325,34 @@ pub fn find_pointers(local: &Local, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// A directory version's manifest, from the blob store.
 fn manifest(blobs: &BlobStore, p: &Pointer, pointer_file: &Path) -> Result<Manifest> {
-    let bytes = blobs.get(&p.hash).map_err(|e| match e {
+    let bytes = manifest_bytes(blobs, p, pointer_file)?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pointer_file.display(), p.hash))
+}
+
+/// A manifest read in place (paths and hashes borrowed from its bytes):
+/// `status` reads one per folder on every call.
+#[derive(Deserialize)]
+struct ManifestView<'a> {
+    #[serde(borrow)]
+    files: Vec<EntryView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EntryView<'a> {
+    #[serde(borrow)]
+    path: std::borrow::Cow<'a, str>,
+    hash: &'a str,
+}
+
+fn manifest_bytes(blobs: &BlobStore, p: &Pointer, pointer_file: &Path) -> Result<Vec<u8>> {
+    blobs.get(&p.hash).map_err(|e| match e {
         crate::blobs::BlobError::Missing(_) => anyhow::anyhow!(
             "{}: its hash {} is not in the blob store (edited by hand, or not fetched yet: `kiln data pull`)",
             pointer_file.display(),
             p.hash
         ),
         other => anyhow::anyhow!("{}: {other}", pointer_file.display()),
-    })?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pointer_file.display(), p.hash))
+    })
 }
 
 /// Whether a workspace file holds `hash`: by stamp from the cache, else by
@@ -364,20 +383,33 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
         } else if !data.is_dir() {
             (DataState::Missing, String::new())
         } else {
-            let m = manifest(&local.blobs, &p, &pf)?;
+            let bytes = manifest_bytes(&local.blobs, &p, &pf)?;
+            let m: ManifestView = serde_json::from_slice(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pf.display(), p.hash))?;
             // One walk gives every file's stamp: unchanged files are
             // recognised from the cache without another system call.
             let found = walk::files(&data)?;
             let present: std::collections::HashMap<&str, &walk::Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
-            let results: Vec<Result<Option<bool>>> = m
-                .files
-                .par_iter()
-                .with_min_len(256)
-                .map(|e| match present.get(e.path.as_str()) {
-                    None => Ok(None),
-                    Some(f) => Ok(Some(state.hash(&f.path, f.stamp, &|_| {})?.0 == e.hash)),
-                })
-                .collect();
+            // Unchanged files are answered by the cache, in one pass; only
+            // the rest are read, on all cores.
+            let mut key = state.key(&data);
+            key.push('/');
+            let base = key.len();
+            let mut to_read = Vec::new();
+            let mut results: Vec<Result<Option<bool>>> = Vec::with_capacity(m.files.len());
+            for e in &m.files {
+                match present.get(e.path.as_ref()) {
+                    None => results.push(Ok(None)),
+                    Some(f) => {
+                        key.truncate(base);
+                        key.push_str(&e.path);
+                        match state.holds_key(&key, &f.stamp, e.hash) {
+                            Some(same) => results.push(Ok(Some(same))),
+                            None => to_read.push((*f, e)),
+                        }
+                    }
+                }
+            }
+            results.par_extend(to_read.par_iter().map(|(f, e)| Ok(Some(state.hash(&f.path, f.stamp, &|_| {})?.0 == e.hash))));
             let (mut modified, mut missing) = (0, 0);
             for r in results {
                 match r? {
@@ -386,7 +418,7 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
                     Some(true) => {}
                 }
             }
-            let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
+            let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_ref()).collect();
             let added = present.keys().filter(|rel| !known.contains(**rel)).count();
             let parts: Vec<String> = [(modified, "modified"), (missing, "missing"), (added, "added")]
                 .iter()
