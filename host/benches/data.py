@@ -653,6 +653,11 @@ def main() -> int:
     pct = lambda r, limit: 100 * r / limit if r and limit else None
     pct_hash, pct_read = pct(k_rate, hash_rate), pct(k_rate, read_rate)
     link_pct_hash, link_pct_read = pct(kl_rate, hash_rate), pct(kl_rate, read_rate)
+    # The read/hash limit: an add must both read and hash the file, so the
+    # slower of the two bounds it (hashing on a warm cache, reading on a
+    # cold one).
+    limit_s = max(read_s, hash_s) if read_s and hash_s else None
+    pct_limit, link_pct_limit = pct(k_rate, rate(limit_s)), pct(kl_rate, rate(limit_s))
     cache = big["page_cache_pct_min"]
     n = SIZES["add_repeats"]
     t.section(
@@ -668,10 +673,8 @@ def main() -> int:
     t.add("reference: `cp big.bin` + fsync (add stores a copy)", "GiB/s", limit=rate(copy_s))
     t.add("`kiln data add --hardlink` / `dvc add`, cache.type hardlink", "s", kl_s, dl_s, hash_s, higher_better=False)
     t.add("  the same as throughput", "GiB/s", kl_rate, rate(dl_s), hash_rate, higher_better=True)
-    t.add("kiln add (copy) throughput / hash limit", "%", pct_hash, ratio="bound by the copy's write")
-    t.add("kiln add (copy) throughput / read limit", "%", pct_read, ratio="bound by the copy's write")
-    t.add("kiln add --hardlink throughput / hash limit", "%", link_pct_hash, ratio=f"goal ≥{GOALS['add_big_pct_of_limit']:.0f}%")
-    t.add("kiln add --hardlink throughput / read limit", "%", link_pct_read, ratio=f"goal ≥{GOALS['add_big_pct_of_limit']:.0f}%")
+    t.add("kiln add (copy) throughput / read-and-hash limit", "%", pct_limit, ratio="also writes the copy")
+    t.add("kiln add --hardlink throughput / read-and-hash limit", "%", link_pct_limit, ratio=f"goal ≥{GOALS['add_big_pct_of_limit']:.0f}%")
 
     # 2. many small files
     g = files["got"]
@@ -710,9 +713,11 @@ def main() -> int:
         "add_big_pct_of_read_limit": pct_read,
         "add_big_link_pct_of_hash_limit": link_pct_hash,
         "add_big_link_pct_of_read_limit": link_pct_read,
+        "add_big_pct_of_limit": pct_limit,
+        "add_big_link_pct_of_limit": link_pct_limit,
         # Met by the mode that does the limit's work (read and hash); a
         # copy also writes the file, which the read/hash limit does not.
-        "add_big_met": bool(link_pct_hash and link_pct_read and min(link_pct_hash, link_pct_read) >= GOALS["add_big_pct_of_limit"]),
+        "add_big_met": bool(link_pct_limit and link_pct_limit >= GOALS["add_big_pct_of_limit"]),
         "add_files_times_dvc": ds2 / ks2 if ks2 and ds2 else None,
         "add_files_met": bool(ks2 and ds2 and ds2 / ks2 >= GOALS["add_files_times_dvc"]),
         "status_ms": ms(kst),
@@ -733,9 +738,9 @@ def main() -> int:
     print()
     verdict = lambda ok: "met" if ok else "NOT MET"
     print(
-        f"goal, add {size_s}: ≥{GOALS['add_big_pct_of_limit']:.0f}% of the read and hash limits: "
-        f"--hardlink {fmt(link_pct_hash)}% of hash, {fmt(link_pct_read)}% of read: {verdict(goals['add_big_met'])} "
-        f"(default copy: {fmt(pct_hash)}% of hash, {fmt(pct_read)}% of read; a copy also writes {size_s}, see `cp` + fsync)"
+        f"goal, add {size_s}: ≥{GOALS['add_big_pct_of_limit']:.0f}% of the read/hash limit (the slower of the two): "
+        f"--hardlink {fmt(link_pct_limit)}%: {verdict(goals['add_big_met'])} "
+        f"(default copy: {fmt(pct_limit)}%; a copy also writes {size_s}, see `cp` + fsync)"
     )
     print(f"goal, add {N_FILES:,} files: ≥{GOALS['add_files_times_dvc']:.0f}× faster than DVC: {fmt(goals['add_files_times_dvc'])}×: {verdict(goals['add_files_met'])}")
     print(f"goal, status over {N_FILES:,} files: under {GOALS['status_ms']:.0f} ms: {fmt(goals['status_ms'])} ms: {verdict(goals['status_met'])}")

@@ -369,9 +369,11 @@ fn holds(state: &State, path: &Path, hash: &str) -> Result<Option<bool>> {
 
 /// `kiln data status`.
 pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
-    let state = State::load(&local.workspace.dir);
+    // Independent work side by side: decoding the cache is CPU, finding
+    // the pointers (and below, walking a folder) mostly system calls.
+    let (state, pointers) = rayon::join(|| State::load(&local.workspace.dir), || find_pointers(local, paths));
     let mut out = Vec::new();
-    for pf in find_pointers(local, paths)? {
+    for pf in pointers? {
         let p = Pointer::read(&pf)?;
         let data = p.data_path(&pf);
         let (st, detail) = if p.kind == "file" {
@@ -384,11 +386,14 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
             (DataState::Missing, String::new())
         } else {
             let bytes = manifest_bytes(&local.blobs, &p, &pf)?;
-            let m: ManifestView = serde_json::from_slice(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pf.display(), p.hash))?;
             // One walk gives every file's stamp: unchanged files are
             // recognised from the cache without another system call.
-            let found = walk::files(&data)?;
-            let present: std::collections::HashMap<&str, &walk::Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
+            let (found, m) = rayon::join(
+                || walk::files(&data),
+                || serde_json::from_slice::<ManifestView>(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pf.display(), p.hash)),
+            );
+            let (found, m) = (found?, m?);
+            let present: std::collections::HashMap<&str, &walk::Found, foldhash::fast::RandomState> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
             // Unchanged files are answered by the cache, in one pass; only
             // the rest are read, on all cores.
             let mut key = state.key(&data);
@@ -396,19 +401,21 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
             let base = key.len();
             let mut to_read = Vec::new();
             let mut results: Vec<Result<Option<bool>>> = Vec::with_capacity(m.files.len());
+            let view = state.view();
             for e in &m.files {
                 match present.get(e.path.as_ref()) {
                     None => results.push(Ok(None)),
                     Some(f) => {
                         key.truncate(base);
                         key.push_str(&e.path);
-                        match state.holds_key(&key, &f.stamp, e.hash) {
+                        match view.holds(&key, &f.stamp, e.hash) {
                             Some(same) => results.push(Ok(Some(same))),
                             None => to_read.push((*f, e)),
                         }
                     }
                 }
             }
+            drop(view);
             results.par_extend(to_read.par_iter().map(|(f, e)| Ok(Some(state.hash(&f.path, f.stamp, &|_| {})?.0 == e.hash))));
             let (mut modified, mut missing) = (0, 0);
             for r in results {
@@ -418,8 +425,9 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
                     Some(true) => {}
                 }
             }
-            let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_ref()).collect();
-            let added = present.keys().filter(|rel| !known.contains(**rel)).count();
+            // A manifest lists each path once, so what is present and not
+            // missing from it is all the manifest matched; the rest is new.
+            let added = present.len() - (m.files.len() - missing);
             let parts: Vec<String> = [(modified, "modified"), (missing, "missing"), (added, "added")]
                 .iter()
                 .filter(|(n, _)| *n > 0)

@@ -42,7 +42,7 @@ impl State {
 
     /// The cache key of `path`: relative to the workspace root. Keys of
     /// the files in a folder are the folder's key, `/`, and their relative
-    /// path (see [`State::holds_key`]).
+    /// path (see [`View::holds`]).
     pub fn key(&self, path: &Path) -> String {
         path.strip_prefix(&self.root).unwrap_or(path).to_string_lossy().into_owned()
     }
@@ -66,10 +66,10 @@ impl State {
         Some(String::from_utf8_lossy(h).into_owned())
     }
 
-    /// Whether the file under `key`, whose stamp is `now`, holds `hash`;
-    /// `None` when the cache cannot tell (no entry, or another stamp).
-    pub fn holds_key(&self, key: &str, now: &Stamp, hash: &str) -> Option<bool> {
-        self.entries.read().unwrap().get(key).filter(|(s, _)| s == now).map(|(_, h)| h == hash.as_bytes())
+    /// A read view for many lookups in a row (one lock for all of them).
+    /// Drop it before anything is remembered.
+    pub fn view(&self) -> View<'_> {
+        View(self.entries.read().unwrap())
     }
 
     pub fn remember(&self, path: &Path, stamp: Stamp, hash: &str) {
@@ -91,6 +91,16 @@ impl State {
         std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.file).with_context(|| format!("writing {}", self.file.display()))?;
         Ok(())
+    }
+}
+
+pub struct View<'a>(std::sync::RwLockReadGuard<'a, Map>);
+
+impl View<'_> {
+    /// Whether the file under `key`, whose stamp is `now`, holds `hash`;
+    /// `None` when the cache cannot tell (no entry, or another stamp).
+    pub fn holds(&self, key: &str, now: &Stamp, hash: &str) -> Option<bool> {
+        self.0.get(key).filter(|(s, _)| s == now).map(|(_, h)| h == hash.as_bytes())
     }
 }
 
