@@ -236,6 +236,21 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// The temporary file `id` is to be written to, or `None` when the
+    /// store or this batch already has it (so it is written once).
+    fn claim(&self, id: &str) -> Result<Option<PathBuf>, BlobError> {
+        if self.store.path_of(id)?.exists() {
+            return Ok(None);
+        }
+        let tmp = self.dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let mut staged = self.staged.lock().unwrap();
+        if staged.contains_key(id) {
+            return Ok(None);
+        }
+        staged.insert(id.to_string(), tmp.clone());
+        Ok(Some(tmp))
+    }
+
     /// Copy `src` (already hashed to `id`) in, unless the store or this
     /// batch has it; returns whether it was new. With `hardlink`, the blob
     /// is a hard link to `src` instead (no bytes copied), and `src` becomes
@@ -243,18 +258,7 @@ impl Staging {
     /// would change the blob. A filesystem that cannot link (another
     /// device) gets a copy.
     pub fn stage_file(&self, id: &str, src: &Path, hardlink: bool) -> Result<bool, BlobError> {
-        let dest = self.store.path_of(id)?;
-        if dest.exists() {
-            return Ok(false);
-        }
-        let tmp = self.dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        {
-            let mut staged = self.staged.lock().unwrap();
-            if staged.contains_key(id) {
-                return Ok(false);
-            }
-            staged.insert(id.to_string(), tmp.clone());
-        }
+        let Some(tmp) = self.claim(id)? else { return Ok(false) };
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |source| BlobError::Io { path: p, source }
@@ -275,18 +279,7 @@ impl Staging {
     /// batch has it; returns whether it was new. Created read-only.
     pub fn stage_bytes(&self, id: &str, bytes: &[u8]) -> Result<bool, BlobError> {
         use std::os::unix::fs::OpenOptionsExt;
-        let dest = self.store.path_of(id)?;
-        if dest.exists() {
-            return Ok(false);
-        }
-        let tmp = self.dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        {
-            let mut staged = self.staged.lock().unwrap();
-            if staged.contains_key(id) {
-                return Ok(false);
-            }
-            staged.insert(id.to_string(), tmp.clone());
-        }
+        let Some(tmp) = self.claim(id)? else { return Ok(false) };
         let io = |source| BlobError::Io { path: tmp.clone(), source };
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&tmp).map_err(io)?;
         file.write_all(bytes).map_err(io)?;
