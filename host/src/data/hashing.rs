@@ -17,6 +17,11 @@ impl Stamp {
     pub fn of(meta: &std::fs::Metadata) -> Self {
         Stamp { size: meta.len(), mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), inode: meta.ino() }
     }
+
+    /// The same from a raw `stat` (the directory walk's `fstatat`).
+    pub fn of_stat(st: &rustix::fs::Stat) -> Self {
+        Stamp { size: st.st_size as u64, mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64, inode: st.st_ino }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,30 +50,46 @@ const PIECE: usize = 256 << 10;
 /// whose stamp moves during the read, or whose length differs from its
 /// stamp, is refused: its hash would describe no version of it.
 pub fn hash_file(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(String, Stamp), HashError> {
-    let read_err = |source| HashError::Read { path: path.into(), source };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let before = Stamp::of(&file.metadata().map_err(read_err)?);
-    let hash = if before.size >= PARALLEL_FROM {
-        match hash_tree(&file, before.size, progress) {
-            Ok(h) => h,
-            // The file ended early: it shrank while being read.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(HashError::Changed { path: path.into() }),
-            Err(e) => return Err(read_err(e)),
-        }
-    } else {
-        let mut buf = Vec::with_capacity(before.size as usize);
-        file.read_to_end(&mut buf).map_err(read_err)?;
+    let (file, before) = open_stamped(path)?;
+    if before.size < PARALLEL_FROM {
+        let buf = read_whole(file, path, before)?;
         progress(buf.len() as u64);
-        if buf.len() as u64 != before.size {
-            return Err(HashError::Changed { path: path.into() });
-        }
-        blake3::hash(&buf)
+        return Ok((blake3::hash(&buf).to_hex().to_string(), before));
+    }
+    let read_err = |source| HashError::Read { path: path.into(), source };
+    let hash = match hash_tree(&file, before.size, progress) {
+        Ok(h) => h,
+        // The file ended early: it shrank while being read.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(HashError::Changed { path: path.into() }),
+        Err(e) => return Err(read_err(e)),
     };
     let after = Stamp::of(&file.metadata().map_err(read_err)?);
     if after != before {
         return Err(HashError::Changed { path: path.into() });
     }
     Ok((hash.to_hex().to_string(), before))
+}
+
+/// `path` opened, and its stamp as it is open (the one its bytes are
+/// checked against).
+fn open_stamped(path: &Path) -> Result<(std::fs::File, Stamp), HashError> {
+    let read_err = |source| HashError::Read { path: path.into(), source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let before = Stamp::of(&file.metadata().map_err(read_err)?);
+    Ok((file, before))
+}
+
+/// The rest of an open file whose stamp was `before`, refused if the
+/// stamp moved or the length differs by the end of the read.
+fn read_whole(mut file: std::fs::File, path: &Path, before: Stamp) -> Result<Vec<u8>, HashError> {
+    let read_err = |source| HashError::Read { path: path.into(), source };
+    let mut buf = Vec::with_capacity(before.size as usize);
+    file.read_to_end(&mut buf).map_err(read_err)?;
+    let after = Stamp::of(&file.metadata().map_err(read_err)?);
+    if after != before || buf.len() as u64 != before.size {
+        return Err(HashError::Changed { path: path.into() });
+    }
+    Ok(buf)
 }
 
 /// BLAKE3 of the first `size` bytes of `file` (more than one leaf), as a
@@ -124,16 +145,8 @@ pub const SMALL: u64 = 1 << 20;
 /// A small file's bytes and the stamp they were read under, refused (as
 /// in [`hash_file`]) if it changed during the read.
 pub fn read_small(path: &Path) -> Result<(Vec<u8>, Stamp), HashError> {
-    let read_err = |source| HashError::Read { path: path.into(), source };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let before = Stamp::of(&file.metadata().map_err(read_err)?);
-    let mut buf = Vec::with_capacity(before.size as usize);
-    file.read_to_end(&mut buf).map_err(read_err)?;
-    let after = Stamp::of(&file.metadata().map_err(read_err)?);
-    if after != before || buf.len() as u64 != before.size {
-        return Err(HashError::Changed { path: path.into() });
-    }
-    Ok((buf, before))
+    let (file, before) = open_stamped(path)?;
+    Ok((read_whole(file, path, before)?, before))
 }
 
 /// Fill `buf` unless the file ends first; returns the bytes read.

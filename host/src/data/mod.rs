@@ -436,7 +436,7 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
             (if parts.is_empty() { DataState::Unchanged } else { DataState::Modified }, parts.join(", "))
         };
         out.push(StatusEntry {
-            pointer: relative(local, &pf.canonicalize().unwrap_or(pf.clone())),
+            pointer: relative(local, &pf),
             path: relative(local, &data.parent().and_then(|d| d.canonicalize().ok()).map(|d| d.join(data.file_name().unwrap())).unwrap_or(data.clone())),
             name: p.name,
             version: p.version,

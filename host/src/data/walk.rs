@@ -37,12 +37,6 @@ pub fn files(root: &Path) -> Result<Vec<Found>> {
     Ok(out)
 }
 
-impl Stamp {
-    fn of_stat(st: &rustix::fs::Stat) -> Self {
-        Stamp { size: st.st_size as u64, mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64, inode: st.st_ino }
-    }
-}
-
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
