@@ -1,5 +1,5 @@
 """What the Python benchmarks (tracking.py, data.py) share: finding the
-kiln binary and a peer's executable."""
+kiln binary and a peer's executable, and how a figure is printed."""
 from __future__ import annotations
 
 import os
@@ -33,3 +33,21 @@ def peer_binary(name: str, env_var: str, venv_hint: str) -> str:
     if not found:
         sys.exit(f"no `{name}` executable: run this with {venv_hint}")
     return found
+
+
+def fmt(v) -> str:
+    """A figure for a report table: thousands separated, about three
+    significant digits, "-" for none."""
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return f"{v:,}"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import blake3
 
-from benchlib import kiln_binary, peer_binary  # noqa: E402  (beside this script)
+from benchlib import fmt, kiln_binary, peer_binary  # noqa: E402  (beside this script)
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = os.environ.get("KILN_BENCH_QUICK", "") not in ("", "0")
@@ -487,22 +487,6 @@ def bench_status(tmp: Path, kiln: Path, dvc: str, kept: dict[str, Path]) -> dict
 
 
 # ---- report -----------------------------------------------------------------
-
-
-def fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, int):
-        return f"{v:,}"
-    if v >= 100:
-        return f"{v:,.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    if v >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3g}"
 
 
 class Table:
