@@ -48,19 +48,30 @@ impl BlobStore {
         if path.exists() {
             return Ok(id);
         }
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| BlobError::Io { path: p, source }
-        };
-        let dir = path.parent().unwrap();
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        Ok(id)
+        let tmp = self.temp_dir()?.join(temp_name());
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(bytes).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+            drop(f);
+            let dir = path.parent().unwrap();
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map(|()| id)
+    }
+
+    /// Where bytes are written before they are renamed into place under
+    /// their id: one folder, so the leftovers of a killed process are
+    /// found and swept (see [`sweep_orphans`]) and a prefix folder only
+    /// ever holds whole blobs.
+    fn temp_dir(&self) -> Result<PathBuf, BlobError> {
+        let dir = self.root.join(".tmp");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(dir)
     }
 
     /// Read a blob and verify it against its id.
@@ -102,8 +113,7 @@ impl BlobStore {
     /// A batch of files to copy in with one filesystem sync instead of an
     /// fsync per file (see [`Staging`]).
     pub fn staging(&self) -> Result<Staging, BlobError> {
-        let dir = self.root.join(".tmp");
-        std::fs::create_dir_all(&dir).map_err(|source| BlobError::Io { path: dir.clone(), source })?;
+        let dir = self.temp_dir()?;
         sweep_orphans(&dir);
         Ok(Staging { store: self.clone(), dir, staged: Default::default() })
     }
@@ -117,10 +127,6 @@ impl BlobStore {
         if !path.exists() {
             return Err(BlobError::Missing(id.to_string()));
         }
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| BlobError::Io { path: p, source }
-        };
         let dir = dest.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let tmp = dir.join(format!(".kiln-tmp-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
@@ -147,9 +153,7 @@ impl BlobStore {
     /// they go to a temporary file and into the hash as they come, so memory
     /// stays constant.
     pub fn writer(&self) -> Result<BlobWriter, BlobError> {
-        let dir = self.root.join(".tmp");
-        std::fs::create_dir_all(&dir).map_err(|source| BlobError::Io { path: dir.clone(), source })?;
-        let tmp = dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let tmp = self.temp_dir()?.join(temp_name());
         let file = std::fs::File::create(&tmp).map_err(|source| BlobError::Io { path: tmp.clone(), source })?;
         Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: blake3::Hasher::new(), size: 0 })
     }
@@ -207,6 +211,18 @@ impl BlobStore {
     }
 }
 
+/// A temporary file's name: `PID-…`, the owner's PID first for
+/// [`sweep_orphans`].
+fn temp_name() -> String {
+    format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+/// The error of an I/O failure at `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError {
+    let path = path.to_path_buf();
+    move |source| BlobError::Io { path, source }
+}
+
 /// Remove temporary files left in `dir` by processes that no longer run
 /// (a killed `kiln data add`): they are named `PID-…`. A file of a live
 /// process, or of a reused PID, is left alone; it is never visible as a
@@ -242,7 +258,7 @@ impl Staging {
         if self.store.path_of(id)?.exists() {
             return Ok(None);
         }
-        let tmp = self.dir.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let tmp = self.dir.join(temp_name());
         let mut staged = self.staged.lock().unwrap();
         if staged.contains_key(id) {
             return Ok(None);
@@ -259,10 +275,6 @@ impl Staging {
     /// device) gets a copy.
     pub fn stage_file(&self, id: &str, src: &Path, hardlink: bool) -> Result<bool, BlobError> {
         let Some(tmp) = self.claim(id)? else { return Ok(false) };
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| BlobError::Io { path: p, source }
-        };
         let linked = hardlink && std::fs::hard_link(src, &tmp).is_ok();
         if !linked {
             std::fs::copy(src, &tmp).map_err(io(src))?;
@@ -280,9 +292,8 @@ impl Staging {
     pub fn stage_bytes(&self, id: &str, bytes: &[u8]) -> Result<bool, BlobError> {
         use std::os::unix::fs::OpenOptionsExt;
         let Some(tmp) = self.claim(id)? else { return Ok(false) };
-        let io = |source| BlobError::Io { path: tmp.clone(), source };
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&tmp).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&tmp).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
         Ok(true)
     }
 
@@ -291,10 +302,6 @@ impl Staging {
         if staged.is_empty() {
             return Ok(());
         }
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| BlobError::Io { path: p, source }
-        };
         let sync = || -> Result<(), BlobError> {
             let d = std::fs::File::open(&self.dir).map_err(io(&self.dir))?;
             rustix::fs::syncfs(&d).map_err(|e| BlobError::Io { path: self.dir.clone(), source: e.into() })
@@ -343,10 +350,6 @@ impl BlobWriter {
     /// Sync the bytes and move them into place; returns (blob id, size).
     pub fn finish(mut self) -> Result<(String, u64), BlobError> {
         let file = self.file.take().expect("finish is called once");
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| BlobError::Io { path: p, source }
-        };
         file.sync_all().map_err(io(&self.tmp))?;
         drop(file);
         let id = self.hasher.finalize().to_hex().to_string();
