@@ -47,9 +47,25 @@ fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
     (tx, rx)
 }
 
+/// Bind `addr` with a listen backlog of 4,096 (tokio's default is 1,024):
+/// a thousand clients connecting in the same instant, while the server is
+/// busy compiling its bundled plugins, must queue, not be reset.
+async fn listen(addr: &str) -> Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(4096)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("the address resolves to nothing"), anyhow::Error::from))
+}
+
 pub async fn serve(args: ServeArgs) -> Result<i32> {
     let app = App::open(true).await?;
-    let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    let listener = listen(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
     let (_tx, rx) = shutdown_signal();
     // Registering the bundled plugins compiles them on a fresh workspace
