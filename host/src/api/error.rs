@@ -31,7 +31,7 @@ impl From<anyhow::Error> for ApiError {
         if let Some(s) = e.downcast_ref::<StoreError>() {
             return match s {
                 StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, message),
-                StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, message),
+                StoreError::Conflict(_) | StoreError::RunNotActive { .. } => ApiError::new(StatusCode::CONFLICT, message),
                 _ => {
                     tracing::error!("store error: {message}");
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error (see the server log)")

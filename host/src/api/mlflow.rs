@@ -184,6 +184,9 @@ impl From<StoreError> for MlflowError {
         match e {
             StoreError::NotFound(m) => not_found(format!("{m} not found")),
             StoreError::Conflict(m) => invalid(m),
+            StoreError::RunNotActive { run, stage } => {
+                invalid(format!("The run {run} must be in the 'active' state. Current state is {stage}."))
+            }
             other => {
                 tracing::error!("mlflow api: {other}");
                 MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: "internal error (see the server log)".into() }
@@ -384,8 +387,11 @@ fn normpath(path: &str) -> String {
 /// MLflow's `_validate_metric_name` / `_validate_param_name` /
 /// `_validate_tag_name`, with its messages.
 fn check_name(name: &str, path: &str) -> Result<(), MlflowError> {
+    let Some(problem) = name_problem(name) else {
+        return Ok(());
+    };
     let value = Value::String(name.to_string());
-    match name_problem(name) {
+    match Some(problem) {
         None => Ok(()),
         Some(NameProblem::Characters) => Err(invalid_value(path, &value, Some(NAME_CHARACTERS))),
         Some(NameProblem::Resolves(norm)) => Err(invalid_value(
@@ -578,6 +584,15 @@ async fn get_run(State(app): State<App>, Query(q): Query<HashMap<String, String>
     Ok(Json(json!({"run": run_json(&app, id).await?})))
 }
 
+/// A write to run `id` through the store's writer, which refuses unknown
+/// and deleted runs itself (no lookup first: a round trip per call).
+fn logged(id: &str, r: Result<(), StoreError>) -> Result<(), MlflowError> {
+    r.map_err(|e| match e {
+        StoreError::NotFound(_) => no_run(id),
+        other => other.into(),
+    })
+}
+
 /// A run that exists and is not deleted, as MLflow requires for logging.
 async fn active_run(app: &App, id: &str) -> Result<(), MlflowError> {
     let (_, _, stage) = app.store.run_extras(id).await.map_err(|e| match e {
@@ -690,24 +705,21 @@ fn batch_limit(entity: &str, limit: usize, length: usize) -> Result<(), MlflowEr
 async fn log_metric(State(app): State<App>, Json(body): Json<Value>) -> R {
     let id = run_id(&body)?;
     let point = metric_point(&body, "")?;
-    active_run(&app, &id).await?;
-    app.store.log_metrics(&id, &[point]).await?;
+    logged(&id, app.store.log_metrics(&id, &[point]).await)?;
     Ok(Json(json!({})))
 }
 
 async fn log_param(State(app): State<App>, Json(body): Json<Value>) -> R {
     let id = run_id(&body)?;
     let param = param_pair(&body, "")?;
-    active_run(&app, &id).await?;
-    app.store.log_params(&id, &[param]).await?;
+    logged(&id, app.store.log_params(&id, &[param]).await)?;
     Ok(Json(json!({})))
 }
 
 async fn set_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
     let id = run_id(&body)?;
     let tag = tag_pair(&body, "")?;
-    active_run(&app, &id).await?;
-    app.store.set_tags(&id, &[tag]).await?;
+    logged(&id, app.store.set_tags(&id, &[tag]).await)?;
     Ok(Json(json!({})))
 }
 
@@ -721,9 +733,81 @@ async fn delete_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
 
 /// MLflow's order: run id shape, every entity, the batch limits, duplicate
 /// param keys, then the run. Nothing is written unless all of it passes.
-async fn log_batch(State(app): State<App>, Json(body): Json<Value>) -> R {
-    let id = run_id(&body)?;
-    let (metrics, params, tags) = (list(&body, "metrics")?, list(&body, "params")?, list(&body, "tags")?);
+/// A `log-batch` body whose every field has the type MLflow's schema
+/// wants, read straight into these (keys borrowed from the request), so a
+/// 1,000-metric batch costs no tree of `Value`s. Anything else (a value
+/// as a string, a field of the wrong type) fails this read and takes the
+/// general path, which finds and words the error as MLflow does.
+#[derive(serde::Deserialize)]
+struct TypedBatch<'a> {
+    #[serde(borrow)]
+    run_id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    metrics: Vec<TypedMetric<'a>>,
+    #[serde(default, borrow)]
+    params: Vec<TypedPair<'a>>,
+    #[serde(default, borrow)]
+    tags: Vec<TypedPair<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedMetric<'a> {
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+    value: f64,
+    timestamp: Option<i64>,
+    step: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedPair<'a> {
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    value: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The checks of `metric_point` that are left once the types are right,
+/// in its order; the path is spelled out only for an error.
+fn typed_metric(m: TypedMetric, i: usize) -> Result<MetricPoint, MlflowError> {
+    let path = || format!("metrics[{i}]");
+    if m.key.is_empty() {
+        return Err(missing(&at(&path(), "key")));
+    }
+    if name_problem(&m.key).is_some() {
+        check_name(&m.key, &at(&path(), "name"))?;
+    }
+    let timestamp = m.timestamp.unwrap_or_else(now_ms);
+    if timestamp < 0 {
+        return Err(invalid_value(
+            &at(&path(), "timestamp"),
+            &json!(timestamp),
+            Some(&format!("metric '{}' (value={}). Timestamp must be a nonnegative long (64-bit integer) ", m.key, py_float(m.value))),
+        ));
+    }
+    check_length("Metric name", MAX_KEY, &m.key)?;
+    Ok(MetricPoint { key: m.key.into_owned(), value: m.value, timestamp, step: m.step.unwrap_or(0) })
+}
+
+type Batch = (Vec<MetricPoint>, Vec<(String, String)>, Vec<(String, String)>);
+
+impl TypedBatch<'_> {
+    fn checked(self) -> Result<(String, Batch), MlflowError> {
+        let id = self.run_id.into_owned();
+        if id.is_empty() {
+            return Err(missing("run_id"));
+        }
+        check_run_id_shape(&id)?;
+        let metrics = self.metrics.into_iter().enumerate().map(|(i, m)| typed_metric(m, i)).collect::<Result<Vec<_>, _>>()?;
+        let pair = |p: TypedPair| json!({"key": p.key, "value": p.value});
+        // Params and tags are few: checked by the general functions.
+        let params = self.params.into_iter().enumerate().map(|(i, p)| param_pair(&pair(p), &format!("params[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+        let tags = self.tags.into_iter().enumerate().map(|(i, t)| tag_pair(&pair(t), &format!("tags[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+        Ok((id, (metrics, params, tags)))
+    }
+}
+
+fn check_run_id_shape(id: &str) -> Result<(), MlflowError> {
     let mut first = id.chars();
     if !(first.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && id.chars().count() <= 256
@@ -731,9 +815,52 @@ async fn log_batch(State(app): State<App>, Json(body): Json<Value>) -> R {
     {
         return Err(invalid_value("run_id", &json!(id), None));
     }
+    Ok(())
+}
+
+/// `log-batch` read the general way: any JSON, every error worded as MLflow words it.
+fn general_batch(body: &Value) -> Result<(String, Batch), MlflowError> {
+    let id = run_id(body)?;
+    let (metrics, params, tags) = (list(body, "metrics")?, list(body, "params")?, list(body, "tags")?);
+    check_run_id_shape(&id)?;
     let metrics = metrics.iter().enumerate().map(|(i, m)| metric_point(m, &format!("metrics[{i}]"))).collect::<Result<Vec<_>, _>>()?;
     let params = params.iter().enumerate().map(|(i, p)| param_pair(p, &format!("params[{i}]"))).collect::<Result<Vec<_>, _>>()?;
     let tags = tags.iter().enumerate().map(|(i, t)| tag_pair(t, &format!("tags[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+    Ok((id, (metrics, params, tags)))
+}
+
+/// The body of a JSON request, or the answer axum's `Json` extractor gives
+/// when it is not one (wrong content type, malformed JSON).
+struct JsonBytes(axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBytes {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let json = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        });
+        if !json {
+            // Let axum's extractor word the refusal.
+            return Err(match Json::<Value>::from_request(req, state).await {
+                Ok(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response(),
+                Err(rejection) => rejection.into_response(),
+            });
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        Ok(JsonBytes(bytes))
+    }
+}
+
+async fn log_batch(State(app): State<App>, JsonBytes(body): JsonBytes) -> Result<Response, MlflowError> {
+    let (id, (metrics, params, tags)) = match serde_json::from_slice::<TypedBatch>(&body) {
+        Ok(typed) => typed.checked()?,
+        Err(_) => match Json::<Value>::from_bytes(&body) {
+            Ok(Json(value)) => general_batch(&value)?,
+            Err(rejection) => return Ok(rejection.into_response()),
+        },
+    };
     batch_limit("metrics", MAX_BATCH_METRICS, metrics.len())?;
     batch_limit("params", MAX_BATCH_PARAMS, params.len())?;
     batch_limit("tags", MAX_BATCH_TAGS, tags.len())?;
@@ -746,10 +873,9 @@ async fn log_batch(State(app): State<App>, Json(body): Json<Value>) -> R {
             dupes.join(", ")
         )));
     }
-    active_run(&app, &id).await?;
     // One write: a batch is stored whole or not at all.
-    app.store.log_batch(&id, &metrics, &params, &tags).await?;
-    Ok(Json(json!({})))
+    logged(&id, app.store.log_batch(&id, &metrics, &params, &tags).await)?;
+    Ok(Json(json!({})).into_response())
 }
 
 /// Dataset inputs are accepted and recorded as tags (`mlflow.input.<name>`)
@@ -794,8 +920,7 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> R {
         None => 0,
     };
     let q = SearchQuery { experiment_ids, filter: parsed, order_by, max_results, offset, ..Default::default() };
-    let (runs, next) = app.store.search_runs(&q).await?;
-    let ids: Vec<String> = runs.into_iter().map(|r| r.id).collect();
+    let (ids, next) = app.store.search_run_ids(&q).await?;
     let out: Vec<Value> = app.store.run_views(&ids).await?.iter().map(view_json).collect();
     let mut resp = json!({"runs": out});
     if let Some(n) = next {
@@ -807,10 +932,6 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> R {
 async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {
     let id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
     let key = q.get("metric_key").filter(|s| !s.is_empty()).ok_or_else(|| missing("metric_key"))?;
-    app.store.run_extras(id).await.map_err(|e| match e {
-        StoreError::NotFound(_) => no_run(id),
-        other => other.into(),
-    })?;
     // Paged when the client asks (`max_results`, `page_token`), whole
     // otherwise, as MLflow's server does.
     let offset: usize = match q.get("page_token").filter(|t| !t.is_empty()) {
@@ -821,38 +942,24 @@ async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, 
         Some(n) => Some(n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("Invalid value {n} for parameter 'max_results' supplied")))?),
         None => None,
     };
-    // One more than asked tells whether there is a next page.
-    let want = limit.map_or(i64::MAX, |l| l as i64 + 1);
-    let mut page = app.store.metric_history_page(id, key, offset as i64, want).await?;
-    let more = limit.is_some_and(|l| page.len() > l);
-    if let Some(l) = limit {
-        page.truncate(l);
+    let limit = limit.map_or(i64::MAX, |l| l as i64);
+    let (points, more) = app.store.metric_history_json(id, key, offset as i64, limit).await?;
+    if points.is_empty() {
+        // No points: an unknown run is an error, a run without this metric is not.
+        app.store.run_extras(id).await.map_err(|e| match e {
+            StoreError::NotFound(_) => no_run(id),
+            other => other.into(),
+        })?;
     }
-    let end = offset + page.len();
-    // Serialised straight from the points: a history of 100k points is
-    // too many for a tree of `Value`s.
-    #[derive(serde::Serialize)]
-    struct Page<'a> {
-        metrics: Vec<Point<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_page_token: Option<String>,
+    let mut body = Vec::with_capacity(points.len() + 64);
+    body.extend_from_slice(b"{\"metrics\":[");
+    body.extend_from_slice(points.as_bytes());
+    body.push(b']');
+    if more {
+        body.extend_from_slice(format!(",\"next_page_token\":\"{}\"", offset as i64 + limit).as_bytes());
     }
-    #[derive(serde::Serialize)]
-    struct Point<'a> {
-        key: &'a str,
-        #[serde(serialize_with = "double")]
-        value: f64,
-        timestamp: i64,
-        step: i64,
-    }
-    fn double<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() { s.serialize_f64(*v) } else { double_json(*v).serialize(s) }
-    }
-    use serde::Serialize;
-    let next_page_token = more.then(|| end.to_string());
-    let body = Page { metrics: page.iter().map(|m| Point { key: &m.key, value: m.value, timestamp: m.timestamp, step: m.step }).collect(), next_page_token };
-    let bytes = serde_json::to_vec(&body).map_err(|e| invalid(e.to_string()))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    body.push(b'}');
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 // ---- model registry -------------------------------------------------------

@@ -4,9 +4,10 @@
 //! metrics queue on `busy_timeout` and the unlucky ones time out ("database
 //! is locked"). Instead, every metric/param/tag write is queued to one
 //! writer task, which applies all the writes waiting at that moment in one
-//! transaction and then acknowledges each caller. Each write runs inside
-//! its own savepoint, so a bad one (an unknown run, a param that would
-//! change) fails alone and the rest of its group still commits. A caller
+//! transaction and then acknowledges each caller. Each write is guarded
+//! (its run must exist and be active, its params must not change) and runs
+//! inside its own savepoint, so a bad one fails alone and the rest of its
+//! group still commits. A caller
 //! hears back only after the commit: an acknowledged write is durable
 //! (WAL, `synchronous = NORMAL`: it survives the process being killed).
 //!
@@ -15,8 +16,10 @@
 
 use super::runs::MetricPoint;
 use super::{Backend, Result, StoreError};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use tokio::sync::{mpsc, oneshot};
 
 /// One caller's write: applied all or nothing.
@@ -63,6 +66,7 @@ impl GroupWriter {
 
 async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>) {
     let mut group = Vec::with_capacity(MAX_GROUP_WRITES);
+    let mut conn: Option<sqlx::pool::PoolConnection<sqlx::Any>> = None;
     while let Some(first) = rx.recv().await {
         let mut metrics = first.write.metrics.len();
         group.push(first);
@@ -75,7 +79,26 @@ async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>
                 Err(_) => break,
             }
         }
-        let results = commit_group(&pool, backend, &group).await;
+        // The writer keeps one connection (its prepared statements stay
+        // warm); one that failed mid-transaction is closed, not reused.
+        if conn.is_none() {
+            conn = match pool.acquire().await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let message = e.to_string();
+                    for p in group.drain(..) {
+                        let _ = p.done.send(Err(StoreError::Conflict(format!("writing to the database failed: {message}"))));
+                    }
+                    continue;
+                }
+            };
+        }
+        let results = commit_group(conn.as_mut().expect("acquired above"), backend, &group).await;
+        if results.is_err() {
+            if let Some(c) = conn.take() {
+                let _ = c.detach().close().await;
+            }
+        }
         match results {
             Ok(results) => {
                 for (p, r) in group.drain(..).zip(results) {
@@ -95,163 +118,341 @@ async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>
 
 /// Apply a group in one transaction; the outer error means nothing of the
 /// group was committed, the inner results are per write.
-async fn commit_group(pool: &AnyPool, backend: Backend, group: &[Pending]) -> Result<Vec<Result<()>>> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = match backend {
-        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => conn.begin().await?,
-    };
-    let mut results = Vec::with_capacity(group.len());
-    if group.len() == 1 {
-        // Nothing to isolate from: skip the savepoint.
-        results.push(apply(&mut tx, &group[0].write).await);
-        if results[0].is_err() {
-            tx.rollback().await?;
-            return Ok(results);
-        }
-    } else {
-        for p in group {
-            let mut savepoint = tx.begin().await?;
-            match apply(&mut savepoint, &p.write).await {
-                Ok(()) => {
-                    savepoint.commit().await?;
-                    results.push(Ok(()));
-                }
+///
+/// On SQLite each write is one round trip to sqlx's connection thread:
+/// its statements travel as one multi-statement query (sqlx binds `$n`
+/// by number in every statement of it), and a write of its own group
+/// carries `BEGIN IMMEDIATE` and `COMMIT` too. Those round trips, not
+/// SQLite, were most of a single `log-metric` call's time.
+async fn commit_group(conn: &mut AnyConnection, backend: Backend, group: &[Pending]) -> Result<Vec<Result<()>>> {
+    let writes: Vec<Encoded> = group.iter().map(|p| Encoded::new(&p.write, backend)).collect();
+    match backend {
+        Backend::Sqlite if writes.len() == 1 => {
+            let w = &writes[0];
+            if let Err(e) = w.check()? {
+                return Ok(vec![Err(e)]);
+            }
+            match sqlx::query(AssertSqlSafe(SQLITE_SOLE.as_str())).bind_all(w).fetch_all(&mut *conn).await {
+                Ok(rows) => Ok(vec![w.verdict(rows.first())]),
                 Err(e) => {
-                    savepoint.rollback().await?;
+                    rollback(conn, "ROLLBACK").await;
+                    Err(e.into())
+                }
+            }
+        }
+        Backend::Sqlite => {
+            sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let mut results = Vec::with_capacity(writes.len());
+            for w in &writes {
+                if let Err(e) = w.check()? {
                     results.push(Err(e));
+                    continue;
+                }
+                match sqlx::query(AssertSqlSafe(SQLITE_MEMBER.as_str())).bind_all(w).fetch_all(&mut *conn).await {
+                    Ok(rows) => results.push(w.verdict(rows.first())),
+                    Err(e) => {
+                        // Undo what of this write got in; the rest of the
+                        // group stands.
+                        rollback(conn, "ROLLBACK TO w; RELEASE w").await;
+                        results.push(Err(e.into()));
+                    }
                 }
             }
+            if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+                rollback(conn, "ROLLBACK").await;
+                return Err(e.into());
+            }
+            Ok(results)
         }
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-async fn apply(conn: &mut AnyConnection, w: &TrackingWrite) -> Result<()> {
-    insert_params(conn, &w.run_id, &w.params).await?;
-    insert_metrics(conn, &w.run_id, &w.metrics).await?;
-    for (key, value) in &w.tags {
-        sqlx::query(
-            "INSERT INTO tags (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(&w.run_id)
-        .bind(key)
-        .bind(value)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| unknown_run(e, &w.run_id))?;
-    }
-    Ok(())
-}
-
-/// Params are immutable once logged (as in MLflow): logging the same value
-/// again is fine, a different value is a conflict.
-async fn insert_params(conn: &mut AnyConnection, run_id: &str, params: &[(String, String)]) -> Result<()> {
-    for (key, value) in params {
-        let existing = sqlx::query("SELECT value FROM params WHERE run_id = $1 AND key = $2")
-            .bind(run_id)
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match existing {
-            Some(row) => {
-                let old: String = row.try_get("value")?;
-                if &old != value {
-                    return Err(StoreError::Conflict(format!(
-                        "param `{key}` of run {run_id} is already `{old}`; params cannot change (tried `{value}`)"
-                    )));
+        Backend::Postgres => {
+            // No multi-statement queries with binds on PostgreSQL: the same
+            // statements one by one, each write in a savepoint.
+            let mut tx = conn.begin().await?;
+            let mut results = Vec::with_capacity(writes.len());
+            for w in &writes {
+                if let Err(e) = w.check()? {
+                    results.push(Err(e));
+                    continue;
+                }
+                let mut savepoint = tx.begin().await?;
+                match apply_postgres(&mut savepoint, w).await {
+                    Ok(Ok(())) => {
+                        savepoint.commit().await?;
+                        results.push(Ok(()));
+                    }
+                    Ok(Err(e)) | Err(e) => {
+                        savepoint.rollback().await?;
+                        results.push(Err(e));
+                    }
                 }
             }
-            None => {
-                sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3)")
-                    .bind(run_id)
-                    .bind(key)
-                    .bind(value)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| unknown_run(e, run_id))?;
-            }
+            tx.commit().await?;
+            Ok(results)
         }
     }
-    Ok(())
 }
 
-/// Rows per INSERT statement, largest first. A fixed set of statement
-/// shapes keeps sqlx's prepared-statement cache warm; 128 rows × 6 binds
-/// stays far below either database's bind limit.
-const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
-
-fn insert_sql(table: &str, rows: usize, upsert: bool) -> String {
-    let mut sql = format!("INSERT INTO {table} (run_id, key, step, timestamp, value, is_nan) VALUES ");
-    for r in 0..rows {
-        let b = r * 6;
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+async fn rollback(conn: &mut AnyConnection, sql: &'static str) {
+    if let Err(e) = sqlx::raw_sql(sql).execute(&mut *conn).await {
+        tracing::warn!("{sql} after a failed write: {e}");
     }
-    if upsert {
+}
+
+async fn apply_postgres(conn: &mut AnyConnection, w: &Encoded<'_>) -> Result<Result<()>> {
+    let rows = sqlx::query(AssertSqlSafe(statements(Backend::Postgres)[0].as_str())).bind_all(w).fetch_all(&mut *conn).await?;
+    let verdict = w.verdict(rows.first());
+    if verdict.is_err() {
+        return Ok(verdict);
+    }
+    for (sql, needed) in statements(Backend::Postgres)[1..].iter().zip([!w.write.params.is_empty(), !w.write.metrics.is_empty(), !w.write.metrics.is_empty(), !w.write.tags.is_empty()]) {
+        if needed {
+            sqlx::query(AssertSqlSafe(sql.as_str())).bind_all(w).execute(&mut *conn).await?;
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// One write as bind values: the run, and each kind of row as one JSON
+/// array that the database unpacks itself (`json_each` on SQLite,
+/// `json_array_elements` on PostgreSQL). One bind per kind, whatever the
+/// batch size, instead of six per metric point.
+struct Encoded<'a> {
+    write: &'a TrackingWrite,
+    /// Every point, packed, grouped by key (see `history.rs`)…
+    packed: Vec<u8>,
+    /// …and where each key's chunk lies in it: `[[key, points, from, bytes], …]`
+    /// (`from` counts from 1, as SQL's substring does).
+    chunks: String,
+    /// The same shape, the latest point of each key in this write.
+    latest: String,
+    /// `[[key, value], …]`, the last value of each key.
+    tags: String,
+    params: String,
+}
+
+impl<'a> Encoded<'a> {
+    fn new(write: &'a TrackingWrite, backend: Backend) -> Self {
+        let mut latest: HashMap<&str, &MetricPoint> = HashMap::new();
+        for p in &write.metrics {
+            let slot = latest.entry(p.key.as_str()).or_insert(p);
+            if (p.step, p.timestamp) >= (slot.step, slot.timestamp) {
+                *slot = p;
+            }
+        }
+        let mut latest: Vec<&MetricPoint> = latest.into_values().collect();
+        // A stable order: two groups upserting the same keys lock rows alike.
+        latest.sort_by(|a, b| a.key.cmp(&b.key));
+        // PostgreSQL refuses an upsert that touches a row twice: one tag per key.
+        let mut tags: Vec<&(String, String)> = Vec::with_capacity(write.tags.len());
+        for t in write.tags.iter().rev() {
+            if !tags.iter().any(|s| s.0 == t.0) {
+                tags.push(t);
+            }
+        }
+        tags.reverse();
+        // One chunk per key, its points in the order they came.
+        let mut keys: Vec<&str> = Vec::new();
+        for p in &write.metrics {
+            if !keys.contains(&p.key.as_str()) {
+                keys.push(&p.key);
+            }
+        }
+        let mut packed = Vec::with_capacity(write.metrics.len() * 24);
+        let mut chunks = String::from("[");
+        for (i, key) in keys.iter().enumerate() {
+            let from = packed.len();
+            let points = if keys.len() == 1 {
+                super::history::pack(write.metrics.iter(), &mut packed);
+                write.metrics.len()
+            } else {
+                super::history::pack(write.metrics.iter().filter(|p| p.key == *key), &mut packed);
+                (packed.len() - from) / 24
+            };
+            if i > 0 {
+                chunks.push(',');
+            }
+            chunks.push('[');
+            push_json_str(&mut chunks, key);
+            chunks.push_str(&format!(",{points},{},{}]", from + 1, packed.len() - from));
+        }
+        chunks.push(']');
+        Encoded {
+            write,
+            packed,
+            chunks,
+            latest: points_json(latest.into_iter(), backend),
+            tags: pairs_json(tags.into_iter()),
+            params: pairs_json(write.params.iter()),
+        }
+    }
+
+    /// What can be refused before the database is asked: one param key
+    /// given two values.
+    fn check(&self) -> Result<Result<()>> {
+        let params = &self.write.params;
+        for (i, (key, value)) in params.iter().enumerate() {
+            if let Some((_, other)) = params[..i].iter().find(|(k, v)| k == key && v != value) {
+                return Ok(Err(StoreError::Conflict(format!(
+                    "param `{key}` is given twice in one write (`{other}` and `{value}`); params cannot change"
+                ))));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// The write's outcome from the first statement's row: the run's
+    /// lifecycle stage (none: no such run) and the first param that would
+    /// change. Either one means the guarded inserts wrote nothing.
+    fn verdict(&self, report: Option<&AnyRow>) -> Result<()> {
+        let run = &self.write.run_id;
+        let Some(row) = report else {
+            return Err(StoreError::Db(sqlx::Error::Protocol("the write's report row is missing".into())));
+        };
+        let stage: Option<String> = row.try_get(0)?;
+        match stage.as_deref() {
+            None => return Err(StoreError::NotFound(format!("run `{run}`"))),
+            Some("active") => {}
+            Some(stage) => return Err(StoreError::RunNotActive { run: run.clone(), stage: stage.to_string() }),
+        }
+        let key: Option<String> = row.try_get(1)?;
+        if let Some(key) = key {
+            let (old, new): (String, String) = (row.try_get(2)?, row.try_get(3)?);
+            return Err(StoreError::Conflict(format!("param `{key}` of run {run} is already `{old}`; params cannot change (tried `{new}`)")));
+        }
+        Ok(())
+    }
+}
+
+trait BindAll<'q> {
+    fn bind_all(self, w: &'q Encoded<'q>) -> Self;
+}
+
+impl<'q> BindAll<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    fn bind_all(self, w: &'q Encoded<'q>) -> Self {
+        self.bind(w.write.run_id.as_str())
+            .bind(w.packed.as_slice())
+            .bind(w.latest.as_str())
+            .bind(w.tags.as_str())
+            .bind(w.params.as_str())
+            .bind(w.chunks.as_str())
+    }
+}
+
+/// A point's value for the database to read back as a double: JSON has no
+/// NaN (a flag beside the value says it; the value is 0, not NULL: sqlx's
+/// Any driver mis-encodes a NULL float for PostgreSQL) nor infinities
+/// (SQLite reads an overflowing 1e999 as infinity, PostgreSQL's float8
+/// cast reads the string "Infinity").
+fn points_json<'p>(points: impl Iterator<Item = &'p MetricPoint>, backend: Backend) -> String {
+    let mut out = String::from("[");
+    for (i, p) in points.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        push_json_str(&mut out, &p.key);
+        let (value, is_nan) = if p.value.is_nan() { (0.0, 1) } else { (p.value, 0) };
+        let value = match (value.is_finite(), value > 0.0, backend) {
+            (true, ..) => serde_json::to_string(&value).expect("a finite double serialises"),
+            (false, true, Backend::Sqlite) => "1e999".into(),
+            (false, false, Backend::Sqlite) => "-1e999".into(),
+            (false, true, Backend::Postgres) => "\"Infinity\"".into(),
+            (false, false, Backend::Postgres) => "\"-Infinity\"".into(),
+        };
+        out.push_str(&format!(",{},{},{value},{is_nan}]", p.step, p.timestamp));
+    }
+    out.push(']');
+    out
+}
+
+fn pairs_json<'p>(pairs: impl Iterator<Item = &'p (String, String)>) -> String {
+    let mut out = String::from("[");
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        push_json_str(&mut out, k);
+        out.push(',');
+        push_json_str(&mut out, v);
+        out.push(']');
+    }
+    out.push(']');
+    out
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("a string serialises"));
+}
+
+/// The statements of one write, in order: the report (run stage, first
+/// conflicting param), then params, metric history, latest metrics and
+/// tags, each guarded so that a refused write inserts nothing.
+/// Binds: $1 run, $2 packed points, $3 latest points, $4 tags, $5 params,
+/// $6 where each key's points lie in $2.
+fn statements(backend: Backend) -> &'static [String; 5] {
+    static SQLITE: LazyLock<[String; 5]> = LazyLock::new(|| build_statements(Backend::Sqlite));
+    static POSTGRES: LazyLock<[String; 5]> = LazyLock::new(|| build_statements(Backend::Postgres));
+    match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    }
+}
+
+fn build_statements(backend: Backend) -> [String; 5] {
+    let each = |n: u8| match backend {
+        Backend::Sqlite => format!("json_each(${n}) j"),
+        Backend::Postgres => format!("json_array_elements(${n}::json) AS j(value)"),
+    };
+    let conflicts = format!(
+        "SELECT p.key AS key, p.value AS old, j.value->>1 AS new FROM {} JOIN params p ON p.run_id = $1 AND p.key = j.value->>0 \
+         WHERE p.value <> j.value->>1",
+        each(5)
+    );
+    let report = format!(
+        "SELECT r.lifecycle_stage, c.key, c.old, c.new FROM (SELECT 1 AS one) o \
+         LEFT JOIN runs r ON r.id = $1 LEFT JOIN ({conflicts} LIMIT 1) c ON 1 = 1"
+    );
+    let guard = format!(
+        "WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND lifecycle_stage = 'active') AND NOT EXISTS ({conflicts})"
+    );
+    let point = "SELECT $1, j.value->>0, CAST(j.value->>1 AS BIGINT), CAST(j.value->>2 AS BIGINT), \
+                 CAST(j.value->>3 AS DOUBLE PRECISION), CAST(j.value->>4 AS BIGINT)";
+    let columns = "(run_id, key, step, timestamp, value, is_nan)";
+    [
+        report,
+        format!("INSERT INTO params (run_id, key, value) SELECT $1, j.value->>0, j.value->>1 FROM {} {guard} ON CONFLICT (run_id, key) DO NOTHING", each(5)),
+        format!(
+            "INSERT INTO metric_chunks (run_id, key, points, data) \
+             SELECT $1, j.value->>0, CAST(j.value->>1 AS BIGINT), {} FROM {} {guard}",
+            match backend {
+                Backend::Sqlite => "substr($2, j.value->>2, j.value->>3)",
+                Backend::Postgres => "substring($2 FROM CAST(j.value->>2 AS INTEGER) FOR CAST(j.value->>3 AS INTEGER))",
+            },
+            each(6)
+        ),
         // The latest point per key wins: highest step, then newest
         // timestamp, then the later write.
-        sql.push_str(
-            " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
+        format!(
+            "INSERT INTO latest_metrics {columns} {point} FROM {} {guard} \
+             ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
              value = excluded.value, is_nan = excluded.is_nan \
              WHERE excluded.step > latest_metrics.step \
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)",
-        );
-    }
-    sql
+            each(3)
+        ),
+        format!(
+            "INSERT INTO tags (run_id, key, value) SELECT $1, j.value->>0, j.value->>1 FROM {} {guard} \
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            each(4)
+        ),
+    ]
 }
 
-async fn insert_rows(conn: &mut AnyConnection, table: &str, upsert: bool, run_id: &str, points: &[&MetricPoint]) -> Result<()> {
-    let mut rest = points;
-    while !rest.is_empty() {
-        let n = CHUNKS.into_iter().find(|&c| c <= rest.len()).unwrap_or(1);
-        let (chunk, tail) = rest.split_at(n);
-        let sql = insert_sql(table, n, upsert);
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for p in chunk {
-            // SQLite turns NaN into NULL, so NaN is a flag beside the value
-            // (readers and search look at the flag first). The value is 0,
-            // not NULL: sqlx's Any driver mis-encodes a NULL float for
-            // PostgreSQL in a multi-row insert ("incorrect binary data
-            // format").
-            let (value, is_nan) = if p.value.is_nan() { (0.0, 1i64) } else { (p.value, 0i64) };
-            q = q.bind(run_id).bind(&p.key).bind(p.step).bind(p.timestamp).bind(value).bind(is_nan);
-        }
-        q.execute(&mut *conn).await.map_err(|e| unknown_run(e, run_id))?;
-        rest = tail;
-    }
-    Ok(())
-}
-
-/// Append the points to the history and keep `latest_metrics` current: only
-/// the latest point of each key in this write needs the upsert.
-async fn insert_metrics(conn: &mut AnyConnection, run_id: &str, points: &[MetricPoint]) -> Result<()> {
-    if points.is_empty() {
-        return Ok(());
-    }
-    let all: Vec<&MetricPoint> = points.iter().collect();
-    insert_rows(conn, "metrics", false, run_id, &all).await?;
-    let mut latest: HashMap<&str, &MetricPoint> = HashMap::new();
-    for p in points {
-        let slot = latest.entry(p.key.as_str()).or_insert(p);
-        if (p.step, p.timestamp) >= (slot.step, slot.timestamp) {
-            *slot = p;
-        }
-    }
-    let mut latest: Vec<&MetricPoint> = latest.into_values().collect();
-    // A stable order: two groups upserting the same keys lock rows alike.
-    latest.sort_by(|a, b| a.key.cmp(&b.key));
-    insert_rows(conn, "latest_metrics", true, run_id, &latest).await
-}
-
-/// A foreign-key failure on these tables means the run does not exist.
-fn unknown_run(e: sqlx::Error, run_id: &str) -> StoreError {
-    let fk = e.as_database_error().is_some_and(|d| d.is_foreign_key_violation() || d.message().contains("FOREIGN KEY"));
-    if fk { StoreError::NotFound(format!("run `{run_id}`")) } else { StoreError::Db(e) }
-}
+/// A write that is its own group: one transaction, one round trip.
+static SQLITE_SOLE: LazyLock<String> = LazyLock::new(|| format!("BEGIN IMMEDIATE; {}; COMMIT", statements(Backend::Sqlite).join("; ")));
+/// A write in a group: its own savepoint inside the group's transaction.
+static SQLITE_MEMBER: LazyLock<String> = LazyLock::new(|| format!("SAVEPOINT w; {}; RELEASE w", statements(Backend::Sqlite).join("; ")));
 
 #[cfg(test)]
 mod tests {
@@ -314,6 +515,76 @@ mod tests {
             assert_eq!(m.step, max(&m.key), "{}", m.key);
             assert_eq!(m.value, m.step as f64);
         }
+    });
+
+    both_backends!(deleted_runs_and_changed_params_write_nothing, |store| {
+        let run = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
+        store.log_batch(&run, &[point("a", 1)], &[("lr".into(), "0.1".into())], &[("t".into(), "1".into())]).await.unwrap();
+        // The same param again is fine; a changed one refuses the whole write.
+        store.log_batch(&run, &[point("a", 2)], &[("lr".into(), "0.1".into())], &[]).await.unwrap();
+        match store.log_batch(&run, &[point("a", 3)], &[("lr".into(), "0.2".into())], &[("t".into(), "2".into())]).await {
+            Err(StoreError::Conflict(m)) => assert!(m.contains("`lr`") && m.contains("0.1") && m.contains("0.2"), "{m}"),
+            other => panic!("a changed param must be refused: {other:?}"),
+        }
+        match store.log_params(&run, &[("x".into(), "1".into()), ("x".into(), "2".into())]).await {
+            Err(StoreError::Conflict(m)) => assert!(m.contains("`x`"), "{m}"),
+            other => panic!("one key given two values must be refused: {other:?}"),
+        }
+        assert_eq!(store.metric_history(&run, "a").await.unwrap().len(), 2);
+        store.set_run_stage(&run, "deleted").await.unwrap();
+        match store.log_metrics(&run, &[point("a", 4)]).await {
+            Err(StoreError::RunNotActive { run: r, stage }) => assert_eq!((r.as_str(), stage.as_str()), (run.as_str(), "deleted")),
+            other => panic!("a deleted run takes no metrics: {other:?}"),
+        }
+        assert!(matches!(store.log_batch(&run, &[], &[], &[]).await, Err(StoreError::RunNotActive { .. })));
+        assert!(matches!(store.log_batch("nope", &[], &[], &[]).await, Err(StoreError::NotFound(_))));
+        store.set_run_stage(&run, "active").await.unwrap();
+        let detail = store.get_run(&run).await.unwrap();
+        assert_eq!(store.metric_history(&run, "a").await.unwrap().len(), 2, "refused writes left nothing");
+        assert_eq!((detail.summary.params["lr"].as_str(), detail.tags.len()), ("0.1", 1));
+        assert_eq!(detail.summary.params.get("x"), None);
+    });
+
+    both_backends!(history_pages_as_json_are_exact, |store| {
+        let run = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
+        let key = "odd \"key\"\n\\é";
+        let values = [1.0 / 3.0, 0.1, -2.5e-300, 1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 5e-324, 42.0, -0.0];
+        let points: Vec<MetricPoint> =
+            values.iter().enumerate().map(|(i, v)| MetricPoint { key: key.into(), value: *v, step: i as i64, timestamp: 1_700_000_000_000 + i as i64 }).collect();
+        store.log_metrics(&run, &points).await.unwrap();
+        let page = |offset, limit| {
+            let store = store.clone();
+            let run = run.clone();
+            async move {
+                let (text, more) = store.metric_history_json(&run, key, offset, limit).await.unwrap();
+                let v: serde_json::Value = serde_json::from_str(&format!("[{text}]")).unwrap_or_else(|e| panic!("{e}: {text}"));
+                (v.as_array().unwrap().clone(), more)
+            }
+        };
+        let (all, more) = page(0, i64::MAX).await;
+        assert!(!more);
+        assert_eq!(all.len(), values.len());
+        for (i, (got, want)) in all.iter().zip(values).enumerate() {
+            assert_eq!(got["key"], key);
+            assert_eq!((got["step"].as_i64(), got["timestamp"].as_i64()), (Some(i as i64), Some(1_700_000_000_000 + i as i64)));
+            match &got["value"] {
+                serde_json::Value::String(s) => {
+                    let expected = if want.is_nan() { "NaN" } else if want > 0.0 { "Infinity" } else { "-Infinity" };
+                    assert_eq!(s, expected, "point {i}");
+                }
+                // Exact: the same double, not a 15-digit rounding of it.
+                v => assert!(v.as_f64().unwrap() == want, "point {i}: {v} for {want:e}"),
+            }
+        }
+        let (first, more) = page(0, 4).await;
+        assert_eq!((first.len(), more), (4, true));
+        let (last, more) = page(8, 4).await;
+        assert_eq!((last.len(), more), (2, false));
+        assert_eq!(last[0]["step"], 8);
+        let (exact, more) = page(6, 4).await;
+        assert_eq!((exact.len(), more), (4, false), "a page that ends at the last point has no next");
+        let (none, more) = store.metric_history_json(&run, "other", 0, 10).await.unwrap();
+        assert_eq!((none.as_str(), more), ("", false));
     });
 
     fn point(key: &str, step: i64) -> MetricPoint {

@@ -8,6 +8,7 @@
 mod datasets;
 mod experiments;
 mod group;
+mod history;
 mod jobs;
 mod pipelines;
 mod plugins;
@@ -37,6 +38,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("run `{run}` is {stage}; only an active run can be logged to (restore it first)")]
+    RunNotActive { run: String, stage: String },
     #[error("cannot connect to the database at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("migrating the database: {0}")]
@@ -62,7 +65,7 @@ pub struct Store {
     writer: group::GroupWriter,
 }
 
-fn migrator() -> Migrator {
+pub(super) fn migrator() -> Migrator {
     let migration = |version, name: &'static str, sql: &'static str| {
         Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, sql.into_sql_str(), false)
     };
@@ -72,6 +75,7 @@ fn migrator() -> Migrator {
         migration(3, "registry source", include_str!("../../migrations/0003_registry_source.sql")),
         migration(4, "datasets", include_str!("../../migrations/0004_datasets.sql")),
         migration(5, "metric history index", include_str!("../../migrations/0005_metric_history_index.sql")),
+        migration(6, "metric chunks", include_str!("../../migrations/0006_metric_chunks.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
@@ -86,7 +90,10 @@ impl Store {
         if backend == Backend::Sqlite {
             // One writer at a time is SQLite's rule; a small pool of readers
             // plus busy_timeout lets concurrent writers wait, not fail.
-            options = options.max_connections(4).after_connect(|conn, _| {
+            // No ping before handing out a connection: a file cannot hang
+            // up, and the ping is a round trip to sqlx's connection thread
+            // on every query.
+            options = options.max_connections(4).test_before_acquire(false).after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -107,7 +114,9 @@ impl Store {
         }
         migrator().run(&pool).await?;
         let writer = group::GroupWriter::spawn(pool.clone(), backend);
-        Ok(Store { pool, backend, writer })
+        let store = Store { pool, backend, writer };
+        store.convert_legacy_metrics().await?;
+        Ok(store)
     }
 
     /// A write transaction. On SQLite it takes the write lock up front
@@ -165,6 +174,11 @@ pub(crate) mod testing {
 
     /// A new database on the test server, named uniquely.
     pub async fn postgres() -> Store {
+        Store::connect(&postgres_url().await).await.unwrap()
+    }
+
+    /// The URL of a new, empty database on the test server.
+    pub async fn postgres_url() -> String {
         use sqlx::Executor;
         let admin_url = std::env::var("KILN_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG.into());
         sqlx::any::install_default_drivers();
@@ -175,7 +189,7 @@ pub(crate) mod testing {
         admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
         admin.close().await;
         let base = admin_url.rsplit_once('/').unwrap().0;
-        Store::connect(&format!("{base}/{name}")).await.unwrap()
+        format!("{base}/{name}")
     }
 
     /// Run the same async test body on both backends.

@@ -264,45 +264,10 @@ impl Store {
         params: &[(String, String)],
         tags: &[(String, String)],
     ) -> Result<()> {
-        if metrics.is_empty() && params.is_empty() && tags.is_empty() {
-            return Ok(());
-        }
+        // An empty write still goes to the writer: it checks the run.
         self.writer
             .write(TrackingWrite { run_id: run_id.to_string(), metrics: metrics.to_vec(), params: params.to_vec(), tags: tags.to_vec() })
             .await
-    }
-
-    /// Every point logged for one metric, by step.
-    pub async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<MetricPoint>> {
-        self.metric_history_page(run_id, key, 0, i64::MAX).await
-    }
-
-    /// Up to `limit` points of one metric's history from `offset`, by step
-    /// then timestamp (the order the `metrics_history` index keeps, so a
-    /// page is read straight off the index).
-    pub async fn metric_history_page(&self, run_id: &str, key: &str, offset: i64, limit: i64) -> Result<Vec<MetricPoint>> {
-        let rows = sqlx::query(
-            "SELECT step, timestamp, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2 \
-             ORDER BY step, timestamp LIMIT $3 OFFSET $4",
-        )
-        .bind(run_id)
-        .bind(key)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let is_nan: i64 = r.try_get(3)?;
-                let value: Option<f64> = r.try_get(2)?;
-                Ok(MetricPoint {
-                    key: key.to_string(),
-                    value: if is_nan == 1 { f64::NAN } else { value.unwrap_or(f64::NAN) },
-                    step: r.try_get(0)?,
-                    timestamp: r.try_get(1)?,
-                })
-            })
-            .collect()
     }
 
     pub async fn set_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {

@@ -5,7 +5,7 @@
 use super::{Result, Store};
 use super::runs::RunSummary;
 use crate::tracking::filter::{ATTRIBUTES, Entity, Filter, Op, OrderBy, Value};
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row};
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchQuery {
@@ -97,14 +97,16 @@ fn attribute_column(key: &str) -> &'static str {
     }
 }
 
-impl Store {
-    /// Runs matching `q`, and the offset of the next page if there is one.
-    pub async fn search_runs(&self, q: &SearchQuery) -> Result<(Vec<RunSummary>, Option<i64>)> {
+impl SearchQuery {
+    /// The query selecting `columns` of the matching runs (`r` is the run,
+    /// `e` its experiment), one page of it plus one row to tell whether
+    /// another page follows.
+    fn sql(&self, columns: &str) -> Sql {
+        let q = self;
         let mut sql = Sql::default();
-        sql.text.push_str(
-            "SELECT r.id, e.name AS experiment, r.name, r.status, r.start_time, r.end_time, r.source, r.parent_run_id \
-             FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.lifecycle_stage = 'active'",
-        );
+        sql.text.push_str(&format!(
+            "SELECT {columns} FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.lifecycle_stage = 'active'"
+        ));
         if !q.experiments.is_empty() {
             let names: Vec<String> = q.experiments.iter().map(|n| sql.arg(Arg::Text(n.clone()))).collect();
             sql.text.push_str(&format!(" AND e.name IN ({})", names.join(", ")));
@@ -144,25 +146,52 @@ impl Store {
         let limit = sql.arg(Arg::Int(q.max_results + 1));
         let offset = sql.arg(Arg::Int(q.offset));
         sql.text.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+        sql
+    }
 
-        let mut query = sqlx::query(AssertSqlSafe(sql.text));
-        for a in sql.args {
+    /// Cut the extra row off a page; the offset of the next page if it was there.
+    fn page<T>(&self, rows: &mut Vec<T>) -> Option<i64> {
+        if rows.len() as i64 > self.max_results {
+            rows.truncate(self.max_results as usize);
+            Some(self.offset + self.max_results)
+        } else {
+            None
+        }
+    }
+}
+
+impl Sql {
+    fn query(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut query = sqlx::query(AssertSqlSafe(self.text));
+        for a in self.args {
             query = match a {
                 Arg::Text(s) => query.bind(s),
                 Arg::Num(n) => query.bind(n),
                 Arg::Int(i) => query.bind(i),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        query
+    }
+}
+
+impl Store {
+    /// Runs matching `q`, and the offset of the next page if there is one.
+    pub async fn search_runs(&self, q: &SearchQuery) -> Result<(Vec<RunSummary>, Option<i64>)> {
+        let sql = q.sql("r.id, e.name AS experiment, r.name, r.status, r.start_time, r.end_time, r.source, r.parent_run_id");
+        let rows = sql.query().fetch_all(&self.pool).await?;
         let mut runs: Vec<RunSummary> = rows.iter().map(super::runs::summary_from_row).collect::<Result<_>>()?;
-        let next = if runs.len() as i64 > q.max_results {
-            runs.truncate(q.max_results as usize);
-            Some(q.offset + q.max_results)
-        } else {
-            None
-        };
+        let next = q.page(&mut runs);
         self.fill_params_and_metrics(&mut runs).await?;
         Ok((runs, next))
+    }
+
+    /// The ids of the runs matching `q`, in order, and the offset of the
+    /// next page if there is one (for callers that read the runs their own way).
+    pub async fn search_run_ids(&self, q: &SearchQuery) -> Result<(Vec<String>, Option<i64>)> {
+        let rows = q.sql("r.id").query().fetch_all(&self.pool).await?;
+        let mut ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        let next = q.page(&mut ids);
+        Ok((ids, next))
     }
 }
 
