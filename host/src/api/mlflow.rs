@@ -330,10 +330,6 @@ fn double_json(v: f64) -> Value {
     }
 }
 
-fn metric_json(m: &MetricPoint) -> Value {
-    json!({"key": m.key, "value": double_json(m.value), "timestamp": m.timestamp, "step": m.step})
-}
-
 /// Why a metric, param or tag name breaks MLflow's rules (on a POSIX
 /// server), if it does.
 #[derive(Debug, PartialEq)]
@@ -526,23 +522,107 @@ async fn run_json(app: &App, run_id: &str) -> Result<Value, MlflowError> {
 }
 
 fn view_json(v: &RunView) -> Value {
-    let mut tags: Vec<Value> = v.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
-    if !v.tags.iter().any(|(k, _)| k == "mlflow.runName") {
-        tags.push(json!({"key": "mlflow.runName", "value": v.name}));
+    serde_json::to_value(RunJson(v)).expect("a run serialises")
+}
+
+/// A run in MLflow's shape, written straight from the view (no `Value`
+/// tree: a search answers with a thousand of these).
+struct RunJson<'a>(&'a RunView);
+
+impl serde::Serialize for RunJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let v = self.0;
+        struct Info<'a>(&'a RunView);
+        impl serde::Serialize for Info<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let v = self.0;
+                let mut m = s.serialize_map(Some(10))?;
+                m.serialize_entry("run_id", &v.id)?;
+                m.serialize_entry("run_uuid", &v.id)?;
+                m.serialize_entry("run_name", &v.name)?;
+                m.serialize_entry("experiment_id", &v.experiment_id)?;
+                m.serialize_entry("user_id", &v.user_id)?;
+                m.serialize_entry("status", &v.status)?;
+                m.serialize_entry("start_time", &v.start_time)?;
+                m.serialize_entry("end_time", &v.end_time)?;
+                m.serialize_entry("artifact_uri", &format!("mlflow-artifacts:/{}/{}/artifacts", v.experiment_id, v.id))?;
+                m.serialize_entry("lifecycle_stage", &v.lifecycle_stage)?;
+                m.end()
+            }
+        }
+        struct Pairs<'a>(&'a [(String, String)], Option<&'a str>);
+        impl serde::Serialize for Pairs<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len() + usize::from(self.1.is_some())))?;
+                for (k, v) in self.0 {
+                    seq.serialize_element(&KeyValue(k, v))?;
+                }
+                if let Some(name) = self.1 {
+                    seq.serialize_element(&KeyValue("mlflow.runName", name))?;
+                }
+                seq.end()
+            }
+        }
+        struct KeyValue<'a>(&'a str, &'a str);
+        impl serde::Serialize for KeyValue<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("key", self.0)?;
+                m.serialize_entry("value", self.1)?;
+                m.end()
+            }
+        }
+        struct Metrics<'a>(&'a [MetricPoint]);
+        impl serde::Serialize for Metrics<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for p in self.0 {
+                    seq.serialize_element(&MetricJson(p))?;
+                }
+                seq.end()
+            }
+        }
+        struct Data<'a>(&'a RunView);
+        impl serde::Serialize for Data<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let v = self.0;
+                // Runs not made through MLflow's API have no name tag; its
+                // client reads the name from there.
+                let name = (!v.tags.iter().any(|(k, _)| k == "mlflow.runName")).then_some(v.name.as_str());
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("metrics", &Metrics(&v.metrics))?;
+                m.serialize_entry("params", &Pairs(&v.params, None))?;
+                m.serialize_entry("tags", &Pairs(&v.tags, name))?;
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("info", &Info(v))?;
+        m.serialize_entry("data", &Data(v))?;
+        m.serialize_entry("inputs", &serde_json::Map::new())?;
+        m.end()
     }
-    json!({
-        "info": {
-            "run_id": v.id, "run_uuid": v.id, "run_name": v.name, "experiment_id": v.experiment_id,
-            "user_id": v.user_id, "status": v.status, "start_time": v.start_time, "end_time": v.end_time,
-            "artifact_uri": format!("mlflow-artifacts:/{}/{}/artifacts", v.experiment_id, v.id), "lifecycle_stage": v.lifecycle_stage,
-        },
-        "data": {
-            "metrics": v.metrics.iter().map(metric_json).collect::<Vec<_>>(),
-            "params": v.params.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-            "tags": tags,
-        },
-        "inputs": {},
-    })
+}
+
+/// A metric point as MLflow writes it (NaN and the infinities as strings).
+struct MetricJson<'a>(&'a MetricPoint);
+
+impl serde::Serialize for MetricJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("key", &p.key)?;
+        if p.value.is_finite() {
+            m.serialize_entry("value", &p.value)?;
+        } else {
+            m.serialize_entry("value", &double_json(p.value))?;
+        }
+        m.serialize_entry("timestamp", &p.timestamp)?;
+        m.serialize_entry("step", &p.step)?;
+        m.end()
+    }
 }
 
 async fn create_run(State(app): State<App>, Json(body): Json<Value>) -> R {
@@ -894,7 +974,7 @@ async fn log_inputs(State(app): State<App>, Json(body): Json<Value>) -> R {
     Ok(Json(json!({})))
 }
 
-async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> R {
+async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> Result<Response, MlflowError> {
     let experiment_ids: Vec<String> = body
         .get("experiment_ids")
         .and_then(|v| v.as_array())
@@ -920,13 +1000,16 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> R {
         None => 0,
     };
     let q = SearchQuery { experiment_ids, filter: parsed, order_by, max_results, offset, ..Default::default() };
-    let (ids, next) = app.store.search_run_ids(&q).await?;
-    let out: Vec<Value> = app.store.run_views(&ids).await?.iter().map(view_json).collect();
-    let mut resp = json!({"runs": out});
-    if let Some(n) = next {
-        resp["next_page_token"] = json!(n.to_string());
+    let (views, next) = app.store.search_views(&q).await?;
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        runs: Vec<RunJson<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<String>,
     }
-    Ok(Json(resp))
+    let page = Page { runs: views.iter().map(RunJson).collect(), next_page_token: next.map(|n| n.to_string()) };
+    let bytes = serde_json::to_vec(&page).map_err(|e| invalid(e.to_string()))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {

@@ -5,6 +5,7 @@
 //! driver, so every query here is written once in the common dialect:
 //! `$n` placeholders, text ids, BIGINT milliseconds, JSON as TEXT.
 
+mod catalog;
 mod datasets;
 mod experiments;
 mod group;
@@ -63,6 +64,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     writer: group::GroupWriter,
+    catalog: std::sync::Arc<catalog::Catalog>,
 }
 
 pub(super) fn migrator() -> Migrator {
@@ -114,7 +116,7 @@ impl Store {
         }
         migrator().run(&pool).await?;
         let writer = group::GroupWriter::spawn(pool.clone(), backend);
-        let store = Store { pool, backend, writer };
+        let store = Store { pool, backend, writer, catalog: std::sync::Arc::new(catalog::Catalog::new(url)) };
         store.convert_legacy_metrics().await?;
         Ok(store)
     }

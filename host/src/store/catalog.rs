@@ -1,0 +1,544 @@
+//! An in-memory catalog of the active runs, for run search on SQLite.
+//!
+//! A filtered, ordered search over a thousand runs costs a few milliseconds
+//! in SQL (a correlated lookup per run and condition, then the rows of the
+//! page's runs, each crossing from sqlx's thread one at a time); over a
+//! snapshot in memory it is microseconds. The snapshot is only used while
+//! nothing has been committed since it was read: SQLite's `PRAGMA
+//! data_version`, asked on a connection of the catalog's own that never
+//! writes, changes whenever any other connection, in this process or
+//! another, commits. A search that finds it stale answers from SQL and
+//! starts one rebuild in the background.
+//!
+//! The evaluation here mirrors the SQL of `search.rs` on SQLite (LIKE is
+//! case-blind for ASCII, text compares bytewise, NULLs sort last, ties go
+//! by start time, newest first, then id); where it could not be exact
+//! (LIKE on a number) it declines and SQL answers. A test runs every kind
+//! of filter and ordering both ways and compares.
+
+use super::runs::{MetricPoint, RunView};
+use super::search::SearchQuery;
+use super::{Backend, Result, Store};
+use crate::tracking::filter::{Entity, Filter, Op, OrderBy, Value};
+use sqlx::{AnyConnection, Connection, Row};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Above this many active runs the catalog is not kept (memory); SQL answers.
+const MAX_RUNS: usize = 50_000;
+/// Rebuilds start at most this often, however busy the writes.
+const MIN_REBUILD_INTERVAL: Duration = Duration::from_millis(200);
+
+pub(crate) struct Catalog {
+    url: String,
+    /// The connection whose `data_version` tells whether anything changed.
+    watcher: tokio::sync::Mutex<Option<AnyConnection>>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    rebuilding: AtomicBool,
+    last_rebuild: std::sync::Mutex<Option<Instant>>,
+}
+
+struct Snapshot {
+    version: i64,
+    runs: Vec<Entry>,
+}
+
+struct Entry {
+    view: RunView,
+    experiment: String,
+}
+
+impl Catalog {
+    pub(crate) fn new(url: &str) -> Self {
+        Catalog {
+            url: url.to_string(),
+            watcher: tokio::sync::Mutex::new(None),
+            snapshot: RwLock::new(None),
+            rebuilding: AtomicBool::new(false),
+            last_rebuild: std::sync::Mutex::new(None),
+        }
+    }
+
+    async fn data_version(&self) -> Result<i64> {
+        let mut watcher = self.watcher.lock().await;
+        if watcher.is_none() {
+            *watcher = Some(AnyConnection::connect(&self.url).await?);
+        }
+        let conn = watcher.as_mut().expect("connected above");
+        match sqlx::query("PRAGMA data_version").fetch_one(&mut *conn).await {
+            Ok(row) => Ok(row.try_get(0)?),
+            Err(e) => {
+                *watcher = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Store {
+    /// Runs matching `q` as MLflow shows them, and the offset of the next
+    /// page: from the catalog when it is current, else from SQL.
+    pub async fn search_views(&self, q: &SearchQuery) -> Result<(Vec<RunView>, Option<i64>)> {
+        if self.backend == Backend::Sqlite {
+            match self.catalog.data_version().await {
+                Ok(version) => match self.catalog.current() {
+                    Some(snap) if snap.version == version => {
+                        if let Some(found) = snap.search(q) {
+                            return Ok(found);
+                        }
+                    }
+                    _ => self.start_rebuild(),
+                },
+                Err(e) => tracing::warn!("run catalog: reading data_version: {e}"),
+            }
+        }
+        let (ids, next) = self.search_run_ids(q).await?;
+        Ok((self.run_views(&ids).await?, next))
+    }
+
+    fn start_rebuild(&self) {
+        {
+            let mut last = self.catalog.last_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < MIN_REBUILD_INTERVAL) {
+                return;
+            }
+            if self.catalog.rebuilding.swap(true, AtomicOrdering::AcqRel) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.rebuild_catalog().await {
+                tracing::warn!("run catalog: rebuilding: {e}");
+            }
+            store.catalog.rebuilding.store(false, AtomicOrdering::Release);
+        });
+    }
+
+    /// Read every active run into a new snapshot, stamped with the
+    /// `data_version` read before any of it: if anything commits while the
+    /// rows are read, the stamp is already stale and the snapshot unused.
+    pub(super) async fn rebuild_catalog(&self) -> Result<()> {
+        let version = self.catalog.data_version().await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM runs WHERE lifecycle_stage = 'active'").fetch_one(&self.pool).await?.try_get(0)?;
+        if count as usize > MAX_RUNS {
+            *self.catalog.snapshot.write().unwrap_or_else(|p| p.into_inner()) = None;
+            return Ok(());
+        }
+        let rows = sqlx::query(
+            "SELECT r.id, r.name, r.experiment_id, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage, \
+             r.parent_run_id, e.name AS experiment FROM runs r JOIN experiments e ON e.id = r.experiment_id \
+             WHERE r.lifecycle_stage = 'active'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut runs = Vec::with_capacity(rows.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            index.insert(id.clone(), runs.len());
+            runs.push(Entry {
+                view: RunView {
+                    id,
+                    name: r.try_get("name")?,
+                    experiment_id: r.try_get("experiment_id")?,
+                    user_id: r.try_get("user_id")?,
+                    status: r.try_get("status")?,
+                    start_time: r.try_get("start_time")?,
+                    end_time: r.try_get("end_time")?,
+                    lifecycle_stage: r.try_get("lifecycle_stage")?,
+                    parent_run_id: r.try_get("parent_run_id")?,
+                    params: Vec::new(),
+                    metrics: Vec::new(),
+                    tags: Vec::new(),
+                },
+                experiment: r.try_get("experiment")?,
+            });
+        }
+        let active = "SELECT x.run_id, x.key, x.value FROM {} x JOIN runs r ON r.id = x.run_id WHERE r.lifecycle_stage = 'active' ORDER BY x.run_id, x.key";
+        for (table, is_params) in [("params", true), ("tags", false)] {
+            let sql = active.replace("{}", table);
+            for r in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await? {
+                if let Some(&i) = index.get(r.try_get::<&str, _>(0)?) {
+                    let pair = (r.try_get(1)?, r.try_get(2)?);
+                    if is_params { runs[i].view.params.push(pair) } else { runs[i].view.tags.push(pair) }
+                }
+            }
+        }
+        for r in sqlx::query(
+            "SELECT m.run_id, m.key, m.step, m.timestamp, m.value, m.is_nan FROM latest_metrics m JOIN runs r ON r.id = m.run_id \
+             WHERE r.lifecycle_stage = 'active' ORDER BY m.run_id, m.key",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            if let Some(&i) = index.get(r.try_get::<&str, _>(0)?) {
+                let (value, is_nan): (Option<f64>, i64) = (r.try_get(4)?, r.try_get(5)?);
+                runs[i].view.metrics.push(MetricPoint {
+                    key: r.try_get(1)?,
+                    value: if is_nan == 1 { f64::NAN } else { value.unwrap_or(f64::NAN) },
+                    step: r.try_get(2)?,
+                    timestamp: r.try_get(3)?,
+                });
+            }
+        }
+        *self.catalog.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Snapshot { version, runs }));
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    /// The search, or `None` where it cannot be answered exactly here.
+    fn search(&self, q: &SearchQuery) -> Option<(Vec<RunView>, Option<i64>)> {
+        let mut hits: Vec<&Entry> = Vec::new();
+        for e in &self.runs {
+            if !q.experiments.is_empty() && !q.experiments.contains(&e.experiment) {
+                continue;
+            }
+            if !q.experiment_ids.is_empty() && !q.experiment_ids.contains(&e.view.experiment_id) {
+                continue;
+            }
+            if let Some(f) = &q.filter {
+                if !matches(e, f)? {
+                    continue;
+                }
+            }
+            hits.push(e);
+        }
+        for o in &q.order_by {
+            if o.entity == Entity::Attribute && !is_attribute(&o.key) {
+                return None;
+            }
+        }
+        hits.sort_by(|a, b| {
+            for o in &q.order_by {
+                let ord = order_key(a, o).cmp_nulls_last(&order_key(b, o), o.descending);
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+            b.view.start_time.cmp(&a.view.start_time).then_with(|| a.view.id.cmp(&b.view.id))
+        });
+        let start = (q.offset.max(0) as usize).min(hits.len());
+        let end = start.saturating_add(q.max_results.max(0) as usize).min(hits.len());
+        let next = (end < hits.len()).then_some(q.offset + q.max_results);
+        Some((hits[start..end].iter().map(|e| e.view.clone()).collect(), next))
+    }
+}
+
+fn is_attribute(key: &str) -> bool {
+    matches!(key, "status" | "run_name" | "run_id" | "start_time" | "end_time" | "experiment")
+}
+
+fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| pairs[i].1.as_str())
+}
+
+/// The latest value of a metric as search sees it: none when missing or NaN.
+fn metric(e: &Entry, key: &str) -> Option<f64> {
+    let m = &e.view.metrics;
+    m.binary_search_by(|p| p.key.as_str().cmp(key)).ok().map(|i| m[i].value).filter(|v| !v.is_nan())
+}
+
+/// Does the run match? `None`: not answerable exactly here.
+fn matches(e: &Entry, f: &Filter) -> Option<bool> {
+    // No NOT in the language: SQL's NULL (a missing end time) can be false
+    // here, as WHERE treats it.
+    match f {
+        Filter::And(a, b) => Some(matches(e, a)? && matches(e, b)?),
+        Filter::Or(a, b) => Some(matches(e, a)? || matches(e, b)?),
+        Filter::Compare { entity, key, op, value } => match entity {
+            Entity::Metric => {
+                let Value::Number(n) = value else { return None };
+                Some(metric(e, key).is_some_and(|v| number_holds(v, *op, *n).unwrap_or(false)))
+            }
+            Entity::Param | Entity::Tag => {
+                let pairs = if *entity == Entity::Param { &e.view.params } else { &e.view.tags };
+                match lookup(pairs, key) {
+                    Some(v) => text_holds(v, *op, value),
+                    None => Some(false),
+                }
+            }
+            Entity::Attribute => {
+                let v = &e.view;
+                let text = match key.as_str() {
+                    "status" => Some(v.status.as_str()),
+                    "run_name" => Some(v.name.as_str()),
+                    "run_id" => Some(v.id.as_str()),
+                    "experiment" => Some(e.experiment.as_str()),
+                    _ => None,
+                };
+                match (text, key.as_str(), value) {
+                    (Some(t), ..) => text_holds(t, *op, value),
+                    (None, "start_time", Value::Number(n)) => number_holds(v.start_time as f64, *op, *n),
+                    (None, "end_time", Value::Number(n)) => match v.end_time {
+                        Some(t) => number_holds(t as f64, *op, *n),
+                        None => number_holds(0.0, *op, *n).map(|_| false),
+                    },
+                    _ => None,
+                }
+            }
+        },
+    }
+}
+
+fn number_holds(v: f64, op: Op, n: f64) -> Option<bool> {
+    Some(match op {
+        Op::Eq => v == n,
+        Op::Ne => v != n,
+        Op::Lt => v < n,
+        Op::Le => v <= n,
+        Op::Gt => v > n,
+        Op::Ge => v >= n,
+        Op::Like | Op::ILike | Op::In | Op::NotIn => return None,
+    })
+}
+
+fn text_holds(v: &str, op: Op, value: &Value) -> Option<bool> {
+    let texts = |value: &Value| -> Option<Vec<String>> {
+        match value {
+            Value::List(items) => items.iter().map(|i| if let Value::Text(t) = i { Some(t.clone()) } else { None }).collect(),
+            _ => None,
+        }
+    };
+    Some(match (op, value) {
+        (Op::In, list) => texts(list)?.iter().any(|t| t == v),
+        (Op::NotIn, list) => !texts(list)?.iter().any(|t| t == v),
+        (_, Value::Text(t)) => match op {
+            Op::Eq => v == t,
+            Op::Ne => v != t,
+            Op::Lt => v < t.as_str(),
+            Op::Le => v <= t.as_str(),
+            Op::Gt => v > t.as_str(),
+            Op::Ge => v >= t.as_str(),
+            // SQLite's LIKE, and LOWER() on both sides for ILIKE: both
+            // fold ASCII letters only.
+            Op::Like | Op::ILike => like(v, t),
+            Op::In | Op::NotIn => unreachable!("matched above"),
+        },
+        _ => return None,
+    })
+}
+
+/// SQLite's LIKE without ESCAPE: `%` any run of characters, `_` one
+/// character, ASCII letters equal whatever their case.
+fn like(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    // matched[j]: the pattern's first j characters can match the text so far.
+    let mut matched = vec![false; p.len() + 1];
+    matched[0] = true;
+    for j in 0..p.len() {
+        matched[j + 1] = matched[j] && p[j] == '%';
+    }
+    for &c in &t {
+        let mut next = vec![false; p.len() + 1];
+        for j in 0..p.len() {
+            next[j + 1] = match p[j] {
+                '%' => next[j] || matched[j + 1],
+                '_' => matched[j],
+                pc => matched[j] && pc.eq_ignore_ascii_case(&c),
+            };
+        }
+        matched = next;
+    }
+    matched[p.len()]
+}
+
+/// One ordering's key of a run; `None` sorts last either way.
+enum Key<'a> {
+    Number(Option<f64>),
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+impl Key<'_> {
+    fn is_null(&self) -> bool {
+        matches!(self, Key::Number(None) | Key::Int(None) | Key::Text(None))
+    }
+
+    fn cmp_nulls_last(&self, other: &Self, descending: bool) -> Ordering {
+        match (self.is_null(), other.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => {
+                let o = match (self, other) {
+                    (Key::Number(Some(a)), Key::Number(Some(b))) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+                    (Key::Int(Some(a)), Key::Int(Some(b))) => a.cmp(b),
+                    (Key::Text(Some(a)), Key::Text(Some(b))) => a.cmp(b),
+                    _ => Ordering::Equal,
+                };
+                if descending { o.reverse() } else { o }
+            }
+        }
+    }
+}
+
+fn order_key<'a>(e: &'a Entry, o: &OrderBy) -> Key<'a> {
+    let v = &e.view;
+    match o.entity {
+        Entity::Metric => Key::Number(metric(e, &o.key)),
+        Entity::Param => Key::Text(lookup(&v.params, &o.key)),
+        Entity::Tag => Key::Text(lookup(&v.tags, &o.key)),
+        Entity::Attribute => match o.key.as_str() {
+            "start_time" => Key::Int(Some(v.start_time)),
+            "end_time" => Key::Int(v.end_time),
+            "status" => Key::Text(Some(&v.status)),
+            "run_name" => Key::Text(Some(&v.name)),
+            "run_id" => Key::Text(Some(&v.id)),
+            _ => Key::Text(Some(&e.experiment)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewRun, RunStatus};
+    use crate::tracking::filter;
+
+    /// Runs in two experiments with every kind of value search meets:
+    /// missing and NaN metrics, infinities, mixed-case and non-ASCII text,
+    /// equal start times, a run without an end, a deleted run.
+    async fn seed(store: &Store) {
+        let models = ["forest", "Forest", "linear", "knn", "forêt"];
+        let teams = ["ml-core", "ML-edge", "data", "ml_ops", "plat%form"];
+        let second = store.experiment_id("second").await.unwrap();
+        for i in 0..40i64 {
+            let id = store
+                .create_run_in(if i % 3 == 0 { "0" } else { &second }, None, &format!("run-{:02}", i % 17), "u", 1_000 + i % 7, "t")
+                .await
+                .unwrap();
+            let mut params = vec![("model".to_string(), models[i as usize % 5].to_string())];
+            if i % 4 != 0 {
+                params.push(("depth".into(), format!("{}", i % 9)));
+            }
+            let value = match i % 11 {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => f64::NEG_INFINITY,
+                _ => ((i * 37) % 100) as f64 / 100.0,
+            };
+            let metrics = if i % 13 == 5 { vec![] } else { vec![MetricPoint { key: "accuracy".into(), value, step: 0, timestamp: 1 }] };
+            store.log_batch(&id, &metrics, &params, &[("team".into(), teams[i as usize % 5].into())]).await.unwrap();
+            if i % 5 != 0 {
+                store.finish_run(&id, if i % 2 == 0 { RunStatus::Finished } else { RunStatus::Failed }, None).await.unwrap();
+            }
+            if i == 7 {
+                store.set_run_stage(&id, "deleted").await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_catalog_answers_every_search_as_sql_does() {
+        let (store, _dir) = crate::store::testing::sqlite().await;
+        store.ensure_default_experiment().await.unwrap();
+        seed(&store).await;
+        store.rebuild_catalog().await.unwrap();
+        let snap = store.catalog.current().unwrap();
+        let filters = [
+            "",
+            "metrics.accuracy > 0.5",
+            "metrics.accuracy <= 0.37 or metrics.accuracy = 0.74",
+            "metrics.accuracy != 0.11",
+            "metrics.accuracy >= -1000000 and params.model = 'forest'",
+            "params.model LIKE 'f%'",
+            "params.model ILIKE 'FOR%'",
+            "params.model LIKE '_orest'",
+            "params.model LIKE 'for_t'",
+            "params.depth > '4'",
+            "params.depth != '3'",
+            "params.model IN ('knn', 'forêt')",
+            "params.model NOT IN ('forest')",
+            "tags.team LIKE 'ml%' and (params.model = 'linear' or metrics.accuracy < 0.2)",
+            "tags.team LIKE 'plat\\%%'",
+            "tags.team = 'ML-edge'",
+            "attributes.status = 'RUNNING'",
+            "attributes.status IN ('FAILED', 'RUNNING') and attributes.run_name LIKE 'run-1%'",
+            "attributes.start_time > 1003",
+            "attributes.end_time > 0",
+            "attributes.end_time != 5",
+            "attributes.experiment = 'second'",
+        ];
+        let orders: [&[&str]; 7] = [
+            &[],
+            &["metrics.accuracy DESC"],
+            &["metrics.accuracy ASC"],
+            &["params.depth DESC", "attributes.run_name"],
+            &["tags.team", "metrics.accuracy DESC"],
+            &["attributes.end_time DESC"],
+            &["attributes.start_time", "attributes.status DESC"],
+        ];
+        let mut compared = 0;
+        for f in filters {
+            for order in orders {
+                for (max_results, offset) in [(1000, 0), (4, 0), (4, 8)] {
+                    let q = SearchQuery {
+                        filter: filter::parse(f).unwrap(),
+                        order_by: order.iter().map(|o| filter::parse_order_by(o).unwrap()).collect(),
+                        max_results,
+                        offset,
+                        ..Default::default()
+                    };
+                    let (ids, next) = store.search_run_ids(&q).await.unwrap();
+                    let (views, snap_next) = snap.search(&q).unwrap_or_else(|| panic!("declined `{f}` {order:?}"));
+                    let got: Vec<&str> = views.iter().map(|v| v.id.as_str()).collect();
+                    assert_eq!((got, snap_next), (ids.iter().map(String::as_str).collect(), next), "`{f}` ordered by {order:?}, page {max_results}@{offset}");
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, filters.len() * orders.len() * 3);
+        // And the rendering matches run_views field for field.
+        let all = SearchQuery { max_results: 1000, ..Default::default() };
+        let (ids, _) = store.search_run_ids(&all).await.unwrap();
+        let sql_views = store.run_views(&ids).await.unwrap();
+        let (views, _) = snap.search(&all).unwrap();
+        assert_eq!(format!("{views:?}"), format!("{sql_views:?}"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_after_the_snapshot_is_seen_by_the_next_search() {
+        let (store, _dir) = crate::store::testing::sqlite().await;
+        let run = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
+        let q = SearchQuery { filter: filter::parse("metrics.m > 1").unwrap(), max_results: 10, ..Default::default() };
+        store.log_metrics(&run, &[MetricPoint { key: "m".into(), value: 0.5, step: 0, timestamp: 0 }]).await.unwrap();
+        store.rebuild_catalog().await.unwrap();
+        assert!(store.search_views(&q).await.unwrap().0.is_empty());
+        store.log_metrics(&run, &[MetricPoint { key: "m".into(), value: 2.0, step: 1, timestamp: 0 }]).await.unwrap();
+        let (found, _) = store.search_views(&q).await.unwrap();
+        assert_eq!(found.len(), 1, "the write is seen at once (answered from SQL while the catalog is stale)");
+        assert_eq!(found[0].metrics[0].value, 2.0);
+        // Once rebuilt, the catalog answers, and with the write in it.
+        store.rebuild_catalog().await.unwrap();
+        let snap = store.catalog.current().unwrap();
+        assert_eq!(snap.version, store.catalog.data_version().await.unwrap(), "nothing committed since the rebuild");
+        assert_eq!(snap.search(&q).unwrap().0.len(), 1);
+        // Deleting the run is a commit too.
+        store.set_run_stage(&run, "deleted").await.unwrap();
+        assert_ne!(snap.version, store.catalog.data_version().await.unwrap());
+        assert!(store.search_views(&q).await.unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn like_is_sqlites() {
+        assert!(like("Forest", "f%"));
+        assert!(like("forêt", "for_t"));
+        assert!(!like("FORÊT", "forêt"), "only ASCII letters fold");
+        assert!(like("abc", "%%c"));
+        assert!(like("", "%"));
+        assert!(!like("", "_"));
+        assert!(like("a%b", "a%b"));
+        assert!(!like("ab", "a_b"));
+    }
+}
