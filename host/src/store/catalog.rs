@@ -24,7 +24,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// Above this many active runs the catalog is not kept (memory); SQL answers.
@@ -49,7 +49,13 @@ struct Snapshot {
 struct Entry {
     view: RunView,
     experiment: String,
+    /// The run as a caller rendered it (`search_rendered`), kept while the
+    /// snapshot lives: the renderer, and its bytes.
+    rendered: OnceLock<(Renderer, Arc<[u8]>)>,
 }
+
+/// How a caller writes a run (MLflow's JSON, say).
+pub type Renderer = fn(&RunView) -> Vec<u8>;
 
 impl Catalog {
     pub(crate) fn new(url: &str) -> Self {
@@ -86,21 +92,51 @@ impl Store {
     /// Runs matching `q` as MLflow shows them, and the offset of the next
     /// page: from the catalog when it is current, else from SQL.
     pub async fn search_views(&self, q: &SearchQuery) -> Result<(Vec<RunView>, Option<i64>)> {
-        if self.backend == Backend::Sqlite {
-            match self.catalog.data_version().await {
-                Ok(version) => match self.catalog.current() {
-                    Some(snap) if snap.version == version => {
-                        if let Some(found) = snap.search(q) {
-                            return Ok(found);
-                        }
-                    }
-                    _ => self.start_rebuild(),
-                },
-                Err(e) => tracing::warn!("run catalog: reading data_version: {e}"),
-            }
+        if let Some(found) = self.fresh_catalog().await.and_then(|snap| snap.search(q)) {
+            return Ok(found);
         }
         let (ids, next) = self.search_run_ids(q).await?;
         Ok((self.run_views(&ids).await?, next))
+    }
+
+    /// `search_views`, each run written by `render`: from the catalog, a
+    /// run's bytes are written once per snapshot and then reused.
+    pub async fn search_rendered(&self, q: &SearchQuery, render: Renderer) -> Result<(Vec<Arc<[u8]>>, Option<i64>)> {
+        if let Some(snap) = self.fresh_catalog().await {
+            if let Some((hits, next)) = snap.hits(q) {
+                let out = hits
+                    .into_iter()
+                    .map(|e| {
+                        let (r, bytes) = e.rendered.get_or_init(|| (render, render(&e.view).into()));
+                        if std::ptr::fn_addr_eq(*r, render) { bytes.clone() } else { render(&e.view).into() }
+                    })
+                    .collect();
+                return Ok((out, next));
+            }
+        }
+        let (ids, next) = self.search_run_ids(q).await?;
+        Ok((self.run_views(&ids).await?.iter().map(|v| render(v).into()).collect(), next))
+    }
+
+    /// The snapshot, if nothing was committed since it was read; if it is
+    /// stale, a rebuild is started.
+    async fn fresh_catalog(&self) -> Option<Arc<Snapshot>> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        match self.catalog.data_version().await {
+            Ok(version) => match self.catalog.current() {
+                Some(snap) if snap.version == version => Some(snap),
+                _ => {
+                    self.start_rebuild();
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!("run catalog: reading data_version: {e}");
+                None
+            }
+        }
     }
 
     fn start_rebuild(&self) {
@@ -161,6 +197,7 @@ impl Store {
                     tags: Vec::new(),
                 },
                 experiment: r.try_get("experiment")?,
+                rendered: OnceLock::new(),
             });
         }
         let active = "SELECT x.run_id, x.key, x.value FROM {} x JOIN runs r ON r.id = x.run_id WHERE r.lifecycle_stage = 'active' ORDER BY x.run_id, x.key";
@@ -198,6 +235,11 @@ impl Store {
 impl Snapshot {
     /// The search, or `None` where it cannot be answered exactly here.
     fn search(&self, q: &SearchQuery) -> Option<(Vec<RunView>, Option<i64>)> {
+        let (hits, next) = self.hits(q)?;
+        Some((hits.into_iter().map(|e| e.view.clone()).collect(), next))
+    }
+
+    fn hits(&self, q: &SearchQuery) -> Option<(Vec<&Entry>, Option<i64>)> {
         let mut hits: Vec<&Entry> = Vec::new();
         for e in &self.runs {
             if !q.experiments.is_empty() && !q.experiments.contains(&e.experiment) {
@@ -230,7 +272,8 @@ impl Snapshot {
         let start = (q.offset.max(0) as usize).min(hits.len());
         let end = start.saturating_add(q.max_results.max(0) as usize).min(hits.len());
         let next = (end < hits.len()).then_some(q.offset + q.max_results);
-        Some((hits[start..end].iter().map(|e| e.view.clone()).collect(), next))
+        hits.truncate(end);
+        Some((hits.split_off(start), next))
     }
 }
 
@@ -329,28 +372,39 @@ fn text_holds(v: &str, op: Op, value: &Value) -> Option<bool> {
 }
 
 /// SQLite's LIKE without ESCAPE: `%` any run of characters, `_` one
-/// character, ASCII letters equal whatever their case.
+/// character, ASCII letters equal whatever their case. Greedy with one
+/// backtrack point (the last `%`), as glob matchers are; no allocation.
 fn like(text: &str, pattern: &str) -> bool {
-    let t: Vec<char> = text.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    // matched[j]: the pattern's first j characters can match the text so far.
-    let mut matched = vec![false; p.len() + 1];
-    matched[0] = true;
-    for j in 0..p.len() {
-        matched[j + 1] = matched[j] && p[j] == '%';
-    }
-    for &c in &t {
-        let mut next = vec![false; p.len() + 1];
-        for j in 0..p.len() {
-            next[j + 1] = match p[j] {
-                '%' => next[j] || matched[j + 1],
-                '_' => matched[j],
-                pc => matched[j] && pc.eq_ignore_ascii_case(&c),
-            };
+    let (t, p) = (text.as_bytes(), pattern.as_bytes());
+    let next = |s: &str, i: usize| s[i..].chars().next().expect("inside the string");
+    let (mut ti, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            let pc = next(pattern, pi);
+            if pc == '%' {
+                pi += 1;
+                star = Some((pi, ti));
+                continue;
+            }
+            let tc = next(text, ti);
+            if pc == '_' || pc.eq_ignore_ascii_case(&tc) {
+                ti += tc.len_utf8();
+                pi += pc.len_utf8();
+                continue;
+            }
         }
-        matched = next;
+        match star {
+            // Let the last % take one more character and try again.
+            Some((sp, st)) => {
+                let st = st + next(text, st).len_utf8();
+                star = Some((sp, st));
+                (pi, ti) = (sp, st);
+            }
+            None => return false,
+        }
     }
-    matched[p.len()]
+    p[pi..].iter().all(|&b| b == b'%')
 }
 
 /// One ordering's key of a run; `None` sorts last either way.
@@ -530,6 +584,24 @@ mod tests {
         assert!(store.search_views(&q).await.unwrap().0.is_empty());
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn rendered_runs_are_written_once_per_snapshot_and_match_sql() {
+        let (store, _dir) = crate::store::testing::sqlite().await;
+        store.ensure_default_experiment().await.unwrap();
+        seed(&store).await;
+        store.rebuild_catalog().await.unwrap();
+        fn render(v: &RunView) -> Vec<u8> {
+            format!("{} {:?} {:?} {}", v.id, v.params, v.tags, v.metrics.len()).into_bytes()
+        }
+        let q = SearchQuery { filter: filter::parse("tags.team LIKE 'ml%'").unwrap(), max_results: 5, offset: 2, ..Default::default() };
+        let (first, next) = store.search_rendered(&q, render).await.unwrap();
+        let (again, _) = store.search_rendered(&q, render).await.unwrap();
+        assert!(!first.is_empty() && first.iter().zip(&again).all(|(a, b)| Arc::ptr_eq(a, b)), "the second search reuses the bytes");
+        let (ids, sql_next) = store.search_run_ids(&q).await.unwrap();
+        let sql: Vec<Vec<u8>> = store.run_views(&ids).await.unwrap().iter().map(render).collect();
+        assert_eq!((first.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), next), (sql, sql_next));
+    }
+
     #[test]
     fn like_is_sqlites() {
         assert!(like("Forest", "f%"));
@@ -540,5 +612,10 @@ mod tests {
         assert!(!like("", "_"));
         assert!(like("a%b", "a%b"));
         assert!(!like("ab", "a_b"));
+        assert!(like("mississippi", "%iss%ppi"));
+        assert!(!like("mississippi", "%iss%ppx"));
+        assert!(like("ML-Core", "ml-%e"));
+        assert!(like("äbc", "_b%"));
+        assert!(!like("abc", "abcd%"));
     }
 }
