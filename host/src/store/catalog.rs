@@ -39,11 +39,42 @@ pub(crate) struct Catalog {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     rebuilding: AtomicBool,
     last_rebuild: std::sync::Mutex<Option<Instant>>,
+    /// The renderer `search_rendered` was first called with: a rebuild
+    /// writes every run with it, so no search pays for that.
+    renderer: OnceLock<Renderer>,
 }
 
 struct Snapshot {
     version: i64,
     runs: Vec<Entry>,
+    /// Per metric, param and tag key: where each run holds it (an index
+    /// into its view's list; `MISSING` if it does not), so a search looks a
+    /// key up once, not once per run.
+    columns: HashMap<(Kind, String), Vec<u32>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Metric,
+    Param,
+    Tag,
+}
+
+const MISSING: u32 = u32::MAX;
+
+fn columns(runs: &[Entry]) -> HashMap<(Kind, String), Vec<u32>> {
+    let mut columns: HashMap<(Kind, String), Vec<u32>> = HashMap::new();
+    for (i, e) in runs.iter().enumerate() {
+        let keys = e.view.metrics.iter().map(|m| (Kind::Metric, &m.key)).chain(e.view.params.iter().map(|p| (Kind::Param, &p.0))).chain(e.view.tags.iter().map(|t| (Kind::Tag, &t.0)));
+        let mut at = [0u32; 3];
+        for (kind, key) in keys {
+            let slot = &mut at[kind as usize];
+            let col = columns.entry((kind, key.clone())).or_insert_with(|| vec![MISSING; runs.len()]);
+            col[i] = *slot;
+            *slot += 1;
+        }
+    }
+    columns
 }
 
 struct Entry {
@@ -65,6 +96,7 @@ impl Catalog {
             snapshot: RwLock::new(None),
             rebuilding: AtomicBool::new(false),
             last_rebuild: std::sync::Mutex::new(None),
+            renderer: OnceLock::new(),
         }
     }
 
@@ -102,6 +134,7 @@ impl Store {
     /// `search_views`, each run written by `render`: from the catalog, a
     /// run's bytes are written once per snapshot and then reused.
     pub async fn search_rendered(&self, q: &SearchQuery, render: Renderer) -> Result<(Vec<Arc<[u8]>>, Option<i64>)> {
+        let _ = self.catalog.renderer.set(render);
         if let Some(snap) = self.fresh_catalog().await {
             if let Some((hits, next)) = snap.hits(q) {
                 let out = hits
@@ -163,6 +196,7 @@ impl Store {
     /// `data_version` read before any of it: if anything commits while the
     /// rows are read, the stamp is already stale and the snapshot unused.
     pub(super) async fn rebuild_catalog(&self) -> Result<()> {
+        let started = Instant::now();
         let version = self.catalog.data_version().await?;
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM runs WHERE lifecycle_stage = 'active'").fetch_one(&self.pool).await?.try_get(0)?;
         if count as usize > MAX_RUNS {
@@ -227,7 +261,14 @@ impl Store {
                 });
             }
         }
-        *self.catalog.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Snapshot { version, runs }));
+        if let Some(&render) = self.catalog.renderer.get() {
+            for e in &runs {
+                let _ = e.rendered.set((render, render(&e.view).into()));
+            }
+        }
+        tracing::debug!(runs = runs.len(), elapsed = ?started.elapsed(), "run catalog rebuilt");
+        let columns = columns(&runs);
+        *self.catalog.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Snapshot { version, runs, columns }));
         Ok(())
     }
 }
@@ -240,97 +281,142 @@ impl Snapshot {
     }
 
     fn hits(&self, q: &SearchQuery) -> Option<(Vec<&Entry>, Option<i64>)> {
-        let mut hits: Vec<&Entry> = Vec::new();
-        for e in &self.runs {
+        for o in &q.order_by {
+            if o.entity == Entity::Attribute && !is_attribute(&o.key) {
+                return None;
+            }
+        }
+        let plan = q.filter.as_ref().map(|f| self.plan(f));
+        let mut hits: Vec<usize> = Vec::new();
+        for (i, e) in self.runs.iter().enumerate() {
             if !q.experiments.is_empty() && !q.experiments.contains(&e.experiment) {
                 continue;
             }
             if !q.experiment_ids.is_empty() && !q.experiment_ids.contains(&e.view.experiment_id) {
                 continue;
             }
-            if let Some(f) = &q.filter {
-                if !matches(e, f)? {
+            if let Some(p) = &plan {
+                if !self.matches(i, p)? {
                     continue;
                 }
             }
-            hits.push(e);
+            hits.push(i);
         }
-        for o in &q.order_by {
-            if o.entity == Entity::Attribute && !is_attribute(&o.key) {
-                return None;
-            }
-        }
-        hits.sort_by(|a, b| {
-            for o in &q.order_by {
-                let ord = order_key(a, o).cmp_nulls_last(&order_key(b, o), o.descending);
+        let orders: Vec<(&OrderBy, Option<&[u32]>)> = q.order_by.iter().map(|o| (o, self.column(o.entity, &o.key))).collect();
+        hits.sort_by(|&a, &b| {
+            for (o, col) in &orders {
+                let ord = self.order_key(a, o, *col).cmp_nulls_last(&self.order_key(b, o, *col), o.descending);
                 if ord != Ordering::Equal {
                     return ord;
                 }
             }
-            b.view.start_time.cmp(&a.view.start_time).then_with(|| a.view.id.cmp(&b.view.id))
+            let (a, b) = (&self.runs[a].view, &self.runs[b].view);
+            b.start_time.cmp(&a.start_time).then_with(|| a.id.cmp(&b.id))
         });
         let start = (q.offset.max(0) as usize).min(hits.len());
         let end = start.saturating_add(q.max_results.max(0) as usize).min(hits.len());
         let next = (end < hits.len()).then_some(q.offset + q.max_results);
-        hits.truncate(end);
-        Some((hits.split_off(start), next))
+        Some((hits[start..end].iter().map(|&i| &self.runs[i]).collect(), next))
     }
+
+    fn column(&self, entity: Entity, key: &str) -> Option<&[u32]> {
+        let kind = match entity {
+            Entity::Metric => Kind::Metric,
+            Entity::Param => Kind::Param,
+            Entity::Tag => Kind::Tag,
+            Entity::Attribute => return None,
+        };
+        // A missing key is a column of MISSING: `None` here too.
+        self.columns.get(&(kind, key.to_string())).map(Vec::as_slice)
+    }
+
+    fn plan<'a>(&'a self, f: &'a Filter) -> Plan<'a> {
+        match f {
+            Filter::And(a, b) => Plan::And(Box::new(self.plan(a)), Box::new(self.plan(b))),
+            Filter::Or(a, b) => Plan::Or(Box::new(self.plan(a)), Box::new(self.plan(b))),
+            Filter::Compare { entity, key, op, value } => Plan::Compare { entity: *entity, key, op: *op, value, column: self.column(*entity, key) },
+        }
+    }
+
+    /// Run `i`'s metric, param or tag through its column.
+    fn metric(&self, i: usize, column: Option<&[u32]>) -> Option<f64> {
+        let slot = *column?.get(i)?;
+        (slot != MISSING).then(|| self.runs[i].view.metrics[slot as usize].value).filter(|v| !v.is_nan())
+    }
+
+    fn text(&self, i: usize, entity: Entity, column: Option<&[u32]>) -> Option<&str> {
+        let slot = *column?.get(i)?;
+        let v = &self.runs[i].view;
+        (slot != MISSING).then(|| if entity == Entity::Param { v.params[slot as usize].1.as_str() } else { v.tags[slot as usize].1.as_str() })
+    }
+
+    /// Does run `i` match? `None`: not answerable exactly here.
+    fn matches(&self, i: usize, p: &Plan) -> Option<bool> {
+        // No NOT in the language: SQL's NULL (a missing end time) can be
+        // false here, as WHERE treats it.
+        match p {
+            Plan::And(a, b) => Some(self.matches(i, a)? && self.matches(i, b)?),
+            Plan::Or(a, b) => Some(self.matches(i, a)? || self.matches(i, b)?),
+            Plan::Compare { entity, key, op, value, column } => match entity {
+                Entity::Metric => {
+                    let Value::Number(n) = value else { return None };
+                    Some(self.metric(i, *column).is_some_and(|v| number_holds(v, *op, *n).unwrap_or(false)))
+                }
+                Entity::Param | Entity::Tag => match self.text(i, *entity, *column) {
+                    Some(v) => text_holds(v, *op, value),
+                    None => Some(false),
+                },
+                Entity::Attribute => {
+                    let e = &self.runs[i];
+                    let v = &e.view;
+                    let text = match *key {
+                        "status" => Some(v.status.as_str()),
+                        "run_name" => Some(v.name.as_str()),
+                        "run_id" => Some(v.id.as_str()),
+                        "experiment" => Some(e.experiment.as_str()),
+                        _ => None,
+                    };
+                    match (text, *key, value) {
+                        (Some(t), ..) => text_holds(t, *op, value),
+                        (None, "start_time", Value::Number(n)) => number_holds(v.start_time as f64, *op, *n),
+                        (None, "end_time", Value::Number(n)) => match v.end_time {
+                            Some(t) => number_holds(t as f64, *op, *n),
+                            None => number_holds(0.0, *op, *n).map(|_| false),
+                        },
+                        _ => None,
+                    }
+                }
+            },
+        }
+    }
+
+    fn order_key(&self, i: usize, o: &OrderBy, column: Option<&[u32]>) -> Key<'_> {
+        let e = &self.runs[i];
+        let v = &e.view;
+        match o.entity {
+            Entity::Metric => Key::Number(self.metric(i, column)),
+            Entity::Param | Entity::Tag => Key::Text(self.text(i, o.entity, column)),
+            Entity::Attribute => match o.key.as_str() {
+                "start_time" => Key::Int(Some(v.start_time)),
+                "end_time" => Key::Int(v.end_time),
+                "status" => Key::Text(Some(&v.status)),
+                "run_name" => Key::Text(Some(&v.name)),
+                "run_id" => Key::Text(Some(&v.id)),
+                _ => Key::Text(Some(&e.experiment)),
+            },
+        }
+    }
+}
+
+/// A filter with each comparison's column looked up once.
+enum Plan<'a> {
+    And(Box<Plan<'a>>, Box<Plan<'a>>),
+    Or(Box<Plan<'a>>, Box<Plan<'a>>),
+    Compare { entity: Entity, key: &'a str, op: Op, value: &'a Value, column: Option<&'a [u32]> },
 }
 
 fn is_attribute(key: &str) -> bool {
     matches!(key, "status" | "run_name" | "run_id" | "start_time" | "end_time" | "experiment")
-}
-
-fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| pairs[i].1.as_str())
-}
-
-/// The latest value of a metric as search sees it: none when missing or NaN.
-fn metric(e: &Entry, key: &str) -> Option<f64> {
-    let m = &e.view.metrics;
-    m.binary_search_by(|p| p.key.as_str().cmp(key)).ok().map(|i| m[i].value).filter(|v| !v.is_nan())
-}
-
-/// Does the run match? `None`: not answerable exactly here.
-fn matches(e: &Entry, f: &Filter) -> Option<bool> {
-    // No NOT in the language: SQL's NULL (a missing end time) can be false
-    // here, as WHERE treats it.
-    match f {
-        Filter::And(a, b) => Some(matches(e, a)? && matches(e, b)?),
-        Filter::Or(a, b) => Some(matches(e, a)? || matches(e, b)?),
-        Filter::Compare { entity, key, op, value } => match entity {
-            Entity::Metric => {
-                let Value::Number(n) = value else { return None };
-                Some(metric(e, key).is_some_and(|v| number_holds(v, *op, *n).unwrap_or(false)))
-            }
-            Entity::Param | Entity::Tag => {
-                let pairs = if *entity == Entity::Param { &e.view.params } else { &e.view.tags };
-                match lookup(pairs, key) {
-                    Some(v) => text_holds(v, *op, value),
-                    None => Some(false),
-                }
-            }
-            Entity::Attribute => {
-                let v = &e.view;
-                let text = match key.as_str() {
-                    "status" => Some(v.status.as_str()),
-                    "run_name" => Some(v.name.as_str()),
-                    "run_id" => Some(v.id.as_str()),
-                    "experiment" => Some(e.experiment.as_str()),
-                    _ => None,
-                };
-                match (text, key.as_str(), value) {
-                    (Some(t), ..) => text_holds(t, *op, value),
-                    (None, "start_time", Value::Number(n)) => number_holds(v.start_time as f64, *op, *n),
-                    (None, "end_time", Value::Number(n)) => match v.end_time {
-                        Some(t) => number_holds(t as f64, *op, *n),
-                        None => number_holds(0.0, *op, *n).map(|_| false),
-                    },
-                    _ => None,
-                }
-            }
-        },
-    }
 }
 
 fn number_holds(v: f64, op: Op, n: f64) -> Option<bool> {
@@ -434,23 +520,6 @@ impl Key<'_> {
                 if descending { o.reverse() } else { o }
             }
         }
-    }
-}
-
-fn order_key<'a>(e: &'a Entry, o: &OrderBy) -> Key<'a> {
-    let v = &e.view;
-    match o.entity {
-        Entity::Metric => Key::Number(metric(e, &o.key)),
-        Entity::Param => Key::Text(lookup(&v.params, &o.key)),
-        Entity::Tag => Key::Text(lookup(&v.tags, &o.key)),
-        Entity::Attribute => match o.key.as_str() {
-            "start_time" => Key::Int(Some(v.start_time)),
-            "end_time" => Key::Int(v.end_time),
-            "status" => Key::Text(Some(&v.status)),
-            "run_name" => Key::Text(Some(&v.name)),
-            "run_id" => Key::Text(Some(&v.id)),
-            _ => Key::Text(Some(&e.experiment)),
-        },
     }
 }
 
