@@ -3,12 +3,16 @@
 //! A filtered, ordered search over a thousand runs costs a few milliseconds
 //! in SQL (a correlated lookup per run and condition, then the rows of the
 //! page's runs, each crossing from sqlx's thread one at a time); over a
-//! snapshot in memory it is microseconds. The snapshot is only used while
-//! nothing has been committed since it was read: SQLite's `PRAGMA
-//! data_version`, asked on a connection of the catalog's own that never
-//! writes, changes whenever any other connection, in this process or
-//! another, commits. A search that finds it stale answers from SQL and
-//! starts one rebuild in the background.
+//! snapshot in memory it is microseconds.
+//!
+//! Staying current: the group writer patches every tracking write it
+//! commits (metrics, params, tags) into the snapshot before it acknowledges
+//! the write. Everything else (a run created, renamed, finished or deleted,
+//! here or in another process) is another connection's commit, which
+//! changes SQLite's `PRAGMA data_version` as seen on the writer's
+//! connection; the snapshot carries the value it was read at, so a search
+//! that finds a different one answers from SQL and starts one rebuild in
+//! the background.
 //!
 //! The evaluation here mirrors the SQL of `search.rs` on SQLite (LIKE is
 //! case-blind for ASCII, text compares bytewise, NULLs sort last, ties go
@@ -16,27 +20,30 @@
 //! (LIKE on a number) it declines and SQL answers. A test runs every kind
 //! of filter and ordering both ways and compares.
 
+use super::group::TrackingWrite;
 use super::runs::{MetricPoint, RunView};
 use super::search::SearchQuery;
 use super::{Backend, Result, Store};
 use crate::tracking::filter::{Entity, Filter, Op, OrderBy, Value};
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::Row;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-/// Above this many active runs the catalog is not kept (memory); SQL answers.
-const MAX_RUNS: usize = 50_000;
+/// Above this many active runs the catalog is not kept (memory, and the
+/// copy a patch makes of the run list); SQL answers.
+const MAX_RUNS: usize = 20_000;
 /// Rebuilds start at most this often, however busy the writes.
 const MIN_REBUILD_INTERVAL: Duration = Duration::from_millis(200);
 
+#[derive(Default)]
 pub(crate) struct Catalog {
-    url: String,
-    /// The connection whose `data_version` tells whether anything changed.
-    watcher: tokio::sync::Mutex<Option<AnyConnection>>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// The writer's own writes, in commit order, kept a while for a rebuild
+    /// that reads the tables while they land (see `rebuild_catalog`).
+    patches: std::sync::Mutex<PatchLog>,
     rebuilding: AtomicBool,
     last_rebuild: std::sync::Mutex<Option<Instant>>,
     /// The renderer `search_rendered` was first called with: a rebuild
@@ -44,13 +51,50 @@ pub(crate) struct Catalog {
     renderer: OnceLock<Renderer>,
 }
 
+#[derive(Default)]
+struct PatchLog {
+    /// Patches sent so far.
+    sent: u64,
+    /// The last few, numbered from `sent - log.len() + 1`.
+    log: std::collections::VecDeque<Patch>,
+}
+
+const PATCHES_KEPT: usize = 4096;
+
+/// What one committed tracking write changed in its run, as the catalog
+/// sees it: the latest point of each metric key, params, tags.
+struct Patch {
+    run_id: String,
+    latest: Vec<MetricPoint>,
+    params: Vec<(String, String)>,
+    tags: Vec<(String, String)>,
+}
+
+impl Patch {
+    fn of(w: &TrackingWrite) -> Self {
+        let mut latest: Vec<MetricPoint> = Vec::new();
+        for p in &w.metrics {
+            match latest.iter_mut().find(|l| l.key == p.key) {
+                // The group writer's rule: the highest (step, timestamp), the later on a tie.
+                Some(l) if (p.step, p.timestamp) >= (l.step, l.timestamp) => *l = p.clone(),
+                Some(_) => {}
+                None => latest.push(p.clone()),
+            }
+        }
+        Patch { run_id: w.run_id.clone(), latest, params: w.params.clone(), tags: w.tags.clone() }
+    }
+}
+
+#[derive(Clone)]
 struct Snapshot {
-    version: i64,
-    runs: Vec<Entry>,
+    /// The writer's connection and its `data_version` when this was read.
+    stamp: (u64, i64),
+    runs: Vec<Arc<Entry>>,
+    index: Arc<HashMap<String, usize>>,
     /// Per metric, param and tag key: where each run holds it (an index
     /// into its view's list; `MISSING` if it does not), so a search looks a
     /// key up once, not once per run.
-    columns: HashMap<(Kind, String), Vec<u32>>,
+    columns: HashMap<(Kind, String), Arc<Vec<u32>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,19 +106,60 @@ enum Kind {
 
 const MISSING: u32 = u32::MAX;
 
-fn columns(runs: &[Entry]) -> HashMap<(Kind, String), Vec<u32>> {
-    let mut columns: HashMap<(Kind, String), Vec<u32>> = HashMap::new();
-    for (i, e) in runs.iter().enumerate() {
-        let keys = e.view.metrics.iter().map(|m| (Kind::Metric, &m.key)).chain(e.view.params.iter().map(|p| (Kind::Param, &p.0))).chain(e.view.tags.iter().map(|t| (Kind::Tag, &t.0)));
+impl Snapshot {
+    /// Point run `i`'s entries in every column at its keys.
+    fn index_run(&mut self, i: usize) {
+        let n = self.runs.len();
+        let v = &self.runs[i].view;
+        let keys = v.metrics.iter().map(|m| (Kind::Metric, &m.key)).chain(v.params.iter().map(|p| (Kind::Param, &p.0))).chain(v.tags.iter().map(|t| (Kind::Tag, &t.0)));
         let mut at = [0u32; 3];
         for (kind, key) in keys {
             let slot = &mut at[kind as usize];
-            let col = columns.entry((kind, key.clone())).or_insert_with(|| vec![MISSING; runs.len()]);
-            col[i] = *slot;
+            let col = self.columns.entry((kind, key.clone())).or_insert_with(|| Arc::new(vec![MISSING; n]));
+            Arc::make_mut(col)[i] = *slot;
             *slot += 1;
         }
     }
-    columns
+
+    /// Apply one of the writer's writes, as its SQL did: latest metrics by
+    /// (step, timestamp), params only where absent, tags replaced.
+    fn apply(&mut self, p: &Patch) {
+        let Some(&i) = self.index.get(&p.run_id) else {
+            return;
+        };
+        let old = &self.runs[i];
+        let mut view = old.view.clone();
+        // Only a new key moves the run's slots in the columns; new values
+        // for known keys (the usual write) leave the columns alone.
+        let keys = (view.metrics.len(), view.params.len(), view.tags.len());
+        for m in &p.latest {
+            match view.metrics.binary_search_by(|x| x.key.as_str().cmp(&m.key)) {
+                Ok(j) => {
+                    let cur = &view.metrics[j];
+                    if m.step > cur.step || (m.step == cur.step && m.timestamp >= cur.timestamp) {
+                        view.metrics[j] = m.clone();
+                    }
+                }
+                Err(j) => view.metrics.insert(j, m.clone()),
+            }
+        }
+        for (key, value) in &p.params {
+            if let Err(j) = view.params.binary_search_by(|x| x.0.as_str().cmp(key)) {
+                view.params.insert(j, (key.clone(), value.clone()));
+            }
+        }
+        for (key, value) in &p.tags {
+            match view.tags.binary_search_by(|x| x.0.as_str().cmp(key)) {
+                Ok(j) => view.tags[j].1 = value.clone(),
+                Err(j) => view.tags.insert(j, (key.clone(), value.clone())),
+            }
+        }
+        let moved = keys != (view.metrics.len(), view.params.len(), view.tags.len());
+        self.runs[i] = Arc::new(Entry { view, experiment: old.experiment.clone(), rendered: OnceLock::new() });
+        if moved {
+            self.index_run(i);
+        }
+    }
 }
 
 struct Entry {
@@ -89,34 +174,49 @@ struct Entry {
 pub type Renderer = fn(&RunView) -> Vec<u8>;
 
 impl Catalog {
-    pub(crate) fn new(url: &str) -> Self {
-        Catalog {
-            url: url.to_string(),
-            watcher: tokio::sync::Mutex::new(None),
-            snapshot: RwLock::new(None),
-            rebuilding: AtomicBool::new(false),
-            last_rebuild: std::sync::Mutex::new(None),
-            renderer: OnceLock::new(),
-        }
-    }
-
-    async fn data_version(&self) -> Result<i64> {
-        let mut watcher = self.watcher.lock().await;
-        if watcher.is_none() {
-            *watcher = Some(AnyConnection::connect(&self.url).await?);
-        }
-        let conn = watcher.as_mut().expect("connected above");
-        match sqlx::query("PRAGMA data_version").fetch_one(&mut *conn).await {
-            Ok(row) => Ok(row.try_get(0)?),
-            Err(e) => {
-                *watcher = None;
-                Err(e.into())
-            }
-        }
-    }
-
     fn current(&self) -> Option<Arc<Snapshot>> {
         self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many patches the writer has sent.
+    pub(crate) fn patches(&self) -> u64 {
+        self.patches.lock().unwrap_or_else(|p| p.into_inner()).sent
+    }
+
+    /// The writer committed these writes: keep the snapshot current.
+    pub(crate) fn applied<'w>(&self, writes: impl Iterator<Item = &'w TrackingWrite>) {
+        let mut log = self.patches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut snap = self.current().map(|s| (*s).clone());
+        for w in writes {
+            let patch = Patch::of(w);
+            if let Some(s) = snap.as_mut() {
+                s.apply(&patch);
+            }
+            log.sent += 1;
+            log.log.push_back(patch);
+            if log.log.len() > PATCHES_KEPT {
+                log.log.pop_front();
+            }
+        }
+        if let Some(s) = snap {
+            *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
+        }
+    }
+
+    /// Publish a rebuilt snapshot, bringing it up to the writes committed
+    /// since `seen` patches: applying a patch twice changes nothing, so
+    /// a write the rebuild's reads already saw may be applied again.
+    fn publish(&self, mut snap: Snapshot, seen: u64) {
+        let log = self.patches.lock().unwrap_or_else(|p| p.into_inner());
+        let first = log.sent - log.log.len() as u64 + 1;
+        if seen + 1 < first {
+            // More writes landed during the rebuild than are kept: drop it.
+            return;
+        }
+        for p in log.log.iter().skip((seen + 1 - first) as usize) {
+            snap.apply(p);
+        }
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(snap));
     }
 }
 
@@ -157,16 +257,16 @@ impl Store {
         if self.backend != Backend::Sqlite {
             return None;
         }
-        match self.catalog.data_version().await {
-            Ok(version) => match self.catalog.current() {
-                Some(snap) if snap.version == version => Some(snap),
+        match self.writer.probe().await {
+            Ok(stamp) => match self.catalog.current() {
+                Some(snap) if snap.stamp == (stamp.epoch, stamp.version) => Some(snap),
                 _ => {
                     self.start_rebuild();
                     None
                 }
             },
             Err(e) => {
-                tracing::warn!("run catalog: reading data_version: {e}");
+                tracing::warn!("run catalog: asking the writer: {e}");
                 None
             }
         }
@@ -192,12 +292,13 @@ impl Store {
         });
     }
 
-    /// Read every active run into a new snapshot, stamped with the
-    /// `data_version` read before any of it: if anything commits while the
-    /// rows are read, the stamp is already stale and the snapshot unused.
+    /// Read every active run into a new snapshot, stamped with the writer's
+    /// `data_version` read before any of it: if another connection commits
+    /// while the rows are read, the stamp is already stale and the snapshot
+    /// unused; the writer's own commits meanwhile are patched in.
     pub(super) async fn rebuild_catalog(&self) -> Result<()> {
         let started = Instant::now();
-        let version = self.catalog.data_version().await?;
+        let stamp = self.writer.probe().await?;
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM runs WHERE lifecycle_stage = 'active'").fetch_one(&self.pool).await?.try_get(0)?;
         if count as usize > MAX_RUNS {
             *self.catalog.snapshot.write().unwrap_or_else(|p| p.into_inner()) = None;
@@ -261,14 +362,18 @@ impl Store {
                 });
             }
         }
-        if let Some(&render) = self.catalog.renderer.get() {
-            for e in &runs {
+        let n = runs.len();
+        let mut snap = Snapshot { stamp: (stamp.epoch, stamp.version), runs: runs.into_iter().map(Arc::new).collect(), index: Arc::new(index), columns: HashMap::new() };
+        for i in 0..n {
+            snap.index_run(i);
+        }
+        self.catalog.publish(snap, stamp.patches);
+        if let (Some(&render), Some(snap)) = (self.catalog.renderer.get(), self.catalog.current()) {
+            for e in &snap.runs {
                 let _ = e.rendered.set((render, render(&e.view).into()));
             }
         }
-        tracing::debug!(runs = runs.len(), elapsed = ?started.elapsed(), "run catalog rebuilt");
-        let columns = columns(&runs);
-        *self.catalog.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Snapshot { version, runs, columns }));
+        tracing::debug!(runs = n, elapsed = ?started.elapsed(), "run catalog rebuilt");
         Ok(())
     }
 }
@@ -316,7 +421,7 @@ impl Snapshot {
         let start = (q.offset.max(0) as usize).min(hits.len());
         let end = start.saturating_add(q.max_results.max(0) as usize).min(hits.len());
         let next = (end < hits.len()).then_some(q.offset + q.max_results);
-        Some((hits[start..end].iter().map(|&i| &self.runs[i]).collect(), next))
+        Some((hits[start..end].iter().map(|&i| &*self.runs[i]).collect(), next))
     }
 
     fn column(&self, entity: Entity, key: &str) -> Option<&[u32]> {
@@ -327,7 +432,7 @@ impl Snapshot {
             Entity::Attribute => return None,
         };
         // A missing key is a column of MISSING: `None` here too.
-        self.columns.get(&(kind, key.to_string())).map(Vec::as_slice)
+        self.columns.get(&(kind, key.to_string())).map(|c| c.as_slice())
     }
 
     fn plan<'a>(&'a self, f: &'a Filter) -> Plan<'a> {
@@ -526,7 +631,7 @@ impl Key<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewRun, RunStatus};
+    use crate::store::RunStatus;
     use crate::tracking::filter;
 
     /// Runs in two experiments with every kind of value search meets:
@@ -631,26 +736,64 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_write_after_the_snapshot_is_seen_by_the_next_search() {
+    async fn tracking_writes_are_patched_in_and_other_commits_make_it_stale() {
         let (store, _dir) = crate::store::testing::sqlite().await;
-        let run = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
-        let q = SearchQuery { filter: filter::parse("metrics.m > 1").unwrap(), max_results: 10, ..Default::default() };
-        store.log_metrics(&run, &[MetricPoint { key: "m".into(), value: 0.5, step: 0, timestamp: 0 }]).await.unwrap();
+        store.ensure_default_experiment().await.unwrap();
+        seed(&store).await;
+        let runs = store.search_run_ids(&SearchQuery { max_results: 1000, ..Default::default() }).await.unwrap().0;
         store.rebuild_catalog().await.unwrap();
-        assert!(store.search_views(&q).await.unwrap().0.is_empty());
-        store.log_metrics(&run, &[MetricPoint { key: "m".into(), value: 2.0, step: 1, timestamp: 0 }]).await.unwrap();
-        let (found, _) = store.search_views(&q).await.unwrap();
-        assert_eq!(found.len(), 1, "the write is seen at once (answered from SQL while the catalog is stale)");
-        assert_eq!(found[0].metrics[0].value, 2.0);
-        // Once rebuilt, the catalog answers, and with the write in it.
-        store.rebuild_catalog().await.unwrap();
+        let fresh = |store: &Store| {
+            let store = store.clone();
+            async move {
+                let stamp = store.writer.probe().await.unwrap();
+                store.catalog.current().is_some_and(|s| s.stamp == (stamp.epoch, stamp.version))
+            }
+        };
+        assert!(fresh(&store).await);
+        // Tracking writes through the writer: new keys, a newer and an
+        // older point, a param, tags replaced; from many tasks at once, so
+        // that they share groups.
+        let mut tasks = Vec::new();
+        for (n, run) in runs.iter().enumerate().take(12) {
+            let (store, run) = (store.clone(), run.clone());
+            tasks.push(tokio::spawn(async move {
+                let point = |key: &str, value: f64, step: i64| MetricPoint { key: key.into(), value, step, timestamp: 5 };
+                store.log_batch(&run, &[point("accuracy", 0.99, 10), point("fresh", n as f64, 0)], &[(format!("p{n}"), "x".into())], &[("team".into(), "ml-new".into())]).await.unwrap();
+                store.log_metrics(&run, &[point("accuracy", 0.01, 3)]).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(fresh(&store).await, "the writer's own commits leave the snapshot current");
         let snap = store.catalog.current().unwrap();
-        assert_eq!(snap.version, store.catalog.data_version().await.unwrap(), "nothing committed since the rebuild");
-        assert_eq!(snap.search(&q).unwrap().0.len(), 1);
-        // Deleting the run is a commit too.
-        store.set_run_stage(&run, "deleted").await.unwrap();
-        assert_ne!(snap.version, store.catalog.data_version().await.unwrap());
-        assert!(store.search_views(&q).await.unwrap().0.is_empty());
+        let queries = [
+            ("metrics.accuracy > 0.9", vec!["metrics.accuracy DESC"]),
+            ("metrics.fresh >= 0", vec!["metrics.fresh DESC"]),
+            ("tags.team = 'ml-new'", vec!["attributes.run_name"]),
+            ("params.p3 = 'x' or params.p7 = 'x'", vec![]),
+            ("", vec!["tags.team", "metrics.accuracy"]),
+        ];
+        for (f, order) in queries {
+            let q = SearchQuery {
+                filter: filter::parse(f).unwrap(),
+                order_by: order.iter().map(|o| filter::parse_order_by(o).unwrap()).collect(),
+                max_results: 1000,
+                ..Default::default()
+            };
+            let (ids, _) = store.search_run_ids(&q).await.unwrap();
+            let sql = store.run_views(&ids).await.unwrap();
+            let (views, _) = snap.search(&q).unwrap();
+            assert_eq!(format!("{views:?}"), format!("{sql:?}"), "`{f}`: the patched snapshot says what SQL says");
+        }
+        // Any other commit (a run finished, from the pool) makes it stale,
+        // and the next search answers from SQL.
+        store.finish_run(&runs[0], RunStatus::Killed, None).await.unwrap();
+        assert!(!fresh(&store).await);
+        let q = SearchQuery { filter: filter::parse("attributes.status = 'KILLED'").unwrap(), max_results: 10, ..Default::default() };
+        let (found, _) = store.search_views(&q).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, runs[0]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

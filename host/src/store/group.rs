@@ -14,12 +14,13 @@
 //! PostgreSQL takes the same path; one transaction per group is cheaper
 //! there too.
 
+use super::catalog::Catalog;
 use super::runs::MetricPoint;
 use super::{Backend, Result, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use tokio::sync::{mpsc, oneshot};
 
 /// One caller's write: applied all or nothing.
@@ -36,10 +37,27 @@ struct Pending {
     done: oneshot::Sender<Result<()>>,
 }
 
+enum Job {
+    Write(Pending),
+    /// Where the writer's connection stands, for the run catalog.
+    Probe(oneshot::Sender<Result<Stamp>>),
+}
+
+/// The writer's view of the database: which connection (a new one after
+/// a failure), its `data_version` (which changes when any *other*
+/// connection commits: the writer's own commits leave it alone, and reach
+/// the run catalog as patches), and how many patches it has sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub epoch: u64,
+    pub version: i64,
+    pub patches: u64,
+}
+
 /// The queue in front of the writer task.
 #[derive(Clone)]
 pub(crate) struct GroupWriter {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Job>,
 }
 
 /// Writes per transaction: enough to amortise the commit, small enough
@@ -48,34 +66,55 @@ const MAX_GROUP_WRITES: usize = 512;
 const MAX_GROUP_METRICS: usize = 50_000;
 
 impl GroupWriter {
-    pub(crate) fn spawn(pool: AnyPool, backend: Backend) -> Self {
+    pub(crate) fn spawn(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>) -> Self {
         // Bounded: beyond this many waiting writes, callers wait to enqueue
         // (backpressure) instead of growing memory without limit.
         let (queue, rx) = mpsc::channel(16_384);
-        tokio::spawn(writer(pool, backend, rx));
+        tokio::spawn(writer(pool, backend, catalog, rx));
         GroupWriter { queue }
     }
 
     pub(crate) async fn write(&self, write: TrackingWrite) -> Result<()> {
         let (done, ack) = oneshot::channel();
-        let stopped = || StoreError::Conflict("the store's writer has stopped (the server is shutting down)".into());
-        self.queue.send(Pending { write, done }).await.map_err(|_| stopped())?;
+        self.queue.send(Job::Write(Pending { write, done })).await.map_err(|_| stopped())?;
         ack.await.map_err(|_| stopped())?
+    }
+
+    /// The writer's stamp, taken after every write queued before this call
+    /// has been committed and patched into the catalog.
+    pub(crate) async fn probe(&self) -> Result<Stamp> {
+        let (done, answer) = oneshot::channel();
+        self.queue.send(Job::Probe(done)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>) {
+fn stopped() -> StoreError {
+    StoreError::Conflict("the store's writer has stopped (the server is shutting down)".into())
+}
+
+async fn writer(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>, mut rx: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP_WRITES);
+    let mut probes = Vec::new();
     let mut conn: Option<sqlx::pool::PoolConnection<sqlx::Any>> = None;
+    let mut epoch = 0u64;
     while let Some(first) = rx.recv().await {
-        let mut metrics = first.write.metrics.len();
-        group.push(first);
+        // Probes are answered after this group: they see its writes.
+        let take = |job: Job, group: &mut Vec<Pending>, probes: &mut Vec<_>| match job {
+            Job::Write(p) => {
+                let n = p.write.metrics.len();
+                group.push(p);
+                n
+            }
+            Job::Probe(p) => {
+                probes.push(p);
+                0
+            }
+        };
+        let mut metrics = take(first, &mut group, &mut probes);
         while group.len() < MAX_GROUP_WRITES && metrics < MAX_GROUP_METRICS {
             match rx.try_recv() {
-                Ok(p) => {
-                    metrics += p.write.metrics.len();
-                    group.push(p);
-                }
+                Ok(job) => metrics += take(job, &mut group, &mut probes),
                 Err(_) => break,
             }
         }
@@ -83,17 +122,23 @@ async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>
         // warm); one that failed mid-transaction is closed, not reused.
         if conn.is_none() {
             conn = match pool.acquire().await {
-                Ok(c) => Some(c),
+                Ok(c) => {
+                    epoch += 1;
+                    Some(c)
+                }
                 Err(e) => {
                     let message = e.to_string();
                     for p in group.drain(..) {
                         let _ = p.done.send(Err(StoreError::Conflict(format!("writing to the database failed: {message}"))));
                     }
+                    for p in probes.drain(..) {
+                        let _ = p.send(Err(StoreError::Conflict(format!("the writer has no connection: {message}"))));
+                    }
                     continue;
                 }
             };
         }
-        let results = commit_group(conn.as_mut().expect("acquired above"), backend, &group).await;
+        let results = if group.is_empty() { Ok(Vec::new()) } else { commit_group(conn.as_mut().expect("acquired above"), backend, &group).await };
         if results.is_err() {
             if let Some(c) = conn.take() {
                 let _ = c.detach().close().await;
@@ -101,6 +146,11 @@ async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>
         }
         match results {
             Ok(results) => {
+                // The catalog hears of the writes before their callers do:
+                // a client that searches after its write sees it.
+                if backend == Backend::Sqlite {
+                    catalog.applied(group.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(p, _)| &p.write));
+                }
                 for (p, r) in group.drain(..).zip(results) {
                     let _ = p.done.send(r);
                 }
@@ -112,6 +162,16 @@ async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>
                     let _ = p.done.send(Err(StoreError::Conflict(format!("writing to the database failed: {message}"))));
                 }
             }
+        }
+        for p in probes.drain(..) {
+            let stamp = match conn.as_mut() {
+                Some(c) => match sqlx::query("PRAGMA data_version").fetch_one(&mut **c).await {
+                    Ok(row) => row.try_get::<i64, _>(0).map(|version| Stamp { epoch, version, patches: catalog.patches() }).map_err(StoreError::from),
+                    Err(e) => Err(e.into()),
+                },
+                None => Err(StoreError::Conflict("the writer's connection failed".into())),
+            };
+            let _ = p.send(stamp);
         }
     }
 }

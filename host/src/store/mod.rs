@@ -115,8 +115,9 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         migrator().run(&pool).await?;
-        let writer = group::GroupWriter::spawn(pool.clone(), backend);
-        let store = Store { pool, backend, writer, catalog: std::sync::Arc::new(catalog::Catalog::new(url)) };
+        let catalog = std::sync::Arc::new(catalog::Catalog::default());
+        let writer = group::GroupWriter::spawn(pool.clone(), backend, catalog.clone());
+        let store = Store { pool, backend, writer, catalog };
         store.convert_legacy_metrics().await?;
         Ok(store)
     }
