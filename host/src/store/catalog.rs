@@ -314,26 +314,9 @@ impl Store {
         let mut runs = Vec::with_capacity(rows.len());
         let mut index: HashMap<String, usize> = HashMap::with_capacity(rows.len());
         for r in &rows {
-            let id: String = r.try_get("id")?;
-            index.insert(id.clone(), runs.len());
-            runs.push(Entry {
-                view: RunView {
-                    id,
-                    name: r.try_get("name")?,
-                    experiment_id: r.try_get("experiment_id")?,
-                    user_id: r.try_get("user_id")?,
-                    status: r.try_get("status")?,
-                    start_time: r.try_get("start_time")?,
-                    end_time: r.try_get("end_time")?,
-                    lifecycle_stage: r.try_get("lifecycle_stage")?,
-                    parent_run_id: r.try_get("parent_run_id")?,
-                    params: Vec::new(),
-                    metrics: Vec::new(),
-                    tags: Vec::new(),
-                },
-                experiment: r.try_get("experiment")?,
-                rendered: OnceLock::new(),
-            });
+            let view = RunView::from_row(r)?;
+            index.insert(view.id.clone(), runs.len());
+            runs.push(Entry { view, experiment: r.try_get("experiment")?, rendered: OnceLock::new() });
         }
         let active = "SELECT x.run_id, x.key, x.value FROM {} x JOIN runs r ON r.id = x.run_id WHERE r.lifecycle_stage = 'active' ORDER BY x.run_id, x.key";
         for (table, is_params) in [("params", true), ("tags", false)] {
@@ -353,13 +336,7 @@ impl Store {
         .await?
         {
             if let Some(&i) = index.get(r.try_get::<&str, _>(0)?) {
-                let (value, is_nan): (Option<f64>, i64) = (r.try_get(4)?, r.try_get(5)?);
-                runs[i].view.metrics.push(MetricPoint {
-                    key: r.try_get(1)?,
-                    value: if is_nan == 1 { f64::NAN } else { value.unwrap_or(f64::NAN) },
-                    step: r.try_get(2)?,
-                    timestamp: r.try_get(3)?,
-                });
+                runs[i].view.metrics.push(super::runs::metric_from_row(&r)?);
             }
         }
         let n = runs.len();

@@ -362,24 +362,8 @@ impl Store {
             .await?;
             let mut found: HashMap<String, RunView> = HashMap::with_capacity(rows.len());
             for r in &rows {
-                let id: String = r.try_get("id")?;
-                found.insert(
-                    id.clone(),
-                    RunView {
-                        id,
-                        name: r.try_get("name")?,
-                        experiment_id: r.try_get("experiment_id")?,
-                        user_id: r.try_get("user_id")?,
-                        status: r.try_get("status")?,
-                        start_time: r.try_get("start_time")?,
-                        end_time: r.try_get("end_time")?,
-                        lifecycle_stage: r.try_get("lifecycle_stage")?,
-                        parent_run_id: r.try_get("parent_run_id")?,
-                        params: Vec::new(),
-                        metrics: Vec::new(),
-                        tags: Vec::new(),
-                    },
-                );
+                let view = RunView::from_row(r)?;
+                found.insert(view.id.clone(), view);
             }
             for r in query(format!("SELECT run_id, key, value FROM params WHERE run_id IN ({list}) ORDER BY run_id, key")).fetch_all(&self.pool).await? {
                 if let Some(v) = found.get_mut(&r.try_get::<String, _>("run_id")?) {
@@ -604,7 +588,27 @@ fn stage_from_row(r: &sqlx::any::AnyRow) -> Result<StageRecord> {
     })
 }
 
-fn metric_from_row(row: &sqlx::any::AnyRow) -> Result<MetricPoint> {
+impl RunView {
+    /// A run's info from a row of `runs` (params, metrics and tags empty).
+    pub(super) fn from_row(r: &sqlx::any::AnyRow) -> Result<Self> {
+        Ok(RunView {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            experiment_id: r.try_get("experiment_id")?,
+            user_id: r.try_get("user_id")?,
+            status: r.try_get("status")?,
+            start_time: r.try_get("start_time")?,
+            end_time: r.try_get("end_time")?,
+            lifecycle_stage: r.try_get("lifecycle_stage")?,
+            parent_run_id: r.try_get("parent_run_id")?,
+            params: Vec::new(),
+            metrics: Vec::new(),
+            tags: Vec::new(),
+        })
+    }
+}
+
+pub(super) fn metric_from_row(row: &sqlx::any::AnyRow) -> Result<MetricPoint> {
     let is_nan: i64 = row.try_get("is_nan")?;
     let value: Option<f64> = row.try_get("value")?;
     Ok(MetricPoint {
