@@ -310,4 +310,13 @@ fn kilns_api_refuses_the_same_bad_input_naming_the_field_and_value() {
     assert_eq!(metrics, ["a/b", "ünï code:1"]);
     assert_eq!(shown["params"].as_object().unwrap().keys().collect::<Vec<_>>(), ["p.q"]);
     assert!(shown["tags"].as_object().is_none_or(|t| t.is_empty()), "{shown}");
+
+    // A deleted run takes nothing until it is restored.
+    let status = http().delete(&format!("{api}/runs/{run}")).call().unwrap().status().as_u16();
+    assert_eq!(status, 200);
+    refused(log(json!({"metrics": [{"key": "late", "value": 1.0}]})), 409, &[&run, "deleted", "restore"]);
+    let (code, body) = send(&format!("{api}/runs/{run}/restore"), Some(&json!({})));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = log(json!({"metrics": [{"key": "late", "value": 1.0}]}));
+    assert_eq!(code, 200, "{body}");
 }
