@@ -578,7 +578,7 @@ impl serde::Serialize for RunJson<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(Some(self.0.len()))?;
                 for p in self.0 {
-                    seq.serialize_element(&MetricJson(p))?;
+                    seq.serialize_element(&MetricJson::from(p))?;
                 }
                 seq.end()
             }
@@ -606,12 +606,23 @@ impl serde::Serialize for RunJson<'_> {
 }
 
 /// A metric point as MLflow writes it (NaN and the infinities as strings).
-struct MetricJson<'a>(&'a MetricPoint);
+struct MetricJson<'a> {
+    key: &'a str,
+    value: f64,
+    timestamp: i64,
+    step: i64,
+}
+
+impl<'a> From<&'a MetricPoint> for MetricJson<'a> {
+    fn from(p: &'a MetricPoint) -> Self {
+        MetricJson { key: &p.key, value: p.value, timestamp: p.timestamp, step: p.step }
+    }
+}
 
 impl serde::Serialize for MetricJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let p = self.0;
+        let p = self;
         let mut m = s.serialize_map(Some(4))?;
         m.serialize_entry("key", &p.key)?;
         if p.value.is_finite() {
@@ -1031,7 +1042,7 @@ async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, 
         None => None,
     };
     let limit = limit.map_or(i64::MAX, |l| l as i64);
-    let (points, more) = app.store.metric_history_json(id, key, offset as i64, limit).await?;
+    let (points, more) = app.store.metric_history_page(id, key, offset as i64, limit).await?;
     if points.is_empty() {
         // No points: an unknown run is an error, a run without this metric is not.
         app.store.run_extras(id).await.map_err(|e| match e {
@@ -1039,14 +1050,19 @@ async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, 
             other => other.into(),
         })?;
     }
-    let mut body = Vec::with_capacity(points.len() + 64);
-    body.extend_from_slice(b"{\"metrics\":[");
-    body.extend_from_slice(points.as_bytes());
-    body.push(b']');
-    if more {
-        body.extend_from_slice(format!(",\"next_page_token\":\"{}\"", offset as i64 + limit).as_bytes());
+    // Written straight from the points: a page of 25,000 is too many for a
+    // tree of `Value`s.
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        metrics: Vec<MetricJson<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<String>,
     }
-    body.push(b'}');
+    let page = Page {
+        metrics: points.iter().map(|p| MetricJson { key, value: p.value, timestamp: p.timestamp, step: p.step }).collect(),
+        next_page_token: more.then(|| (offset as i64 + limit).to_string()),
+    };
+    let body = serde_json::to_vec(&page).map_err(|e| invalid(e.to_string()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

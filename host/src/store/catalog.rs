@@ -72,15 +72,7 @@ struct Patch {
 
 impl Patch {
     fn of(w: &TrackingWrite) -> Self {
-        let mut latest: Vec<MetricPoint> = Vec::new();
-        for p in &w.metrics {
-            match latest.iter_mut().find(|l| l.key == p.key) {
-                // The group writer's rule: the highest (step, timestamp), the later on a tie.
-                Some(l) if (p.step, p.timestamp) >= (l.step, l.timestamp) => *l = p.clone(),
-                Some(_) => {}
-                None => latest.push(p.clone()),
-            }
-        }
+        let latest = w.latest().into_iter().cloned().collect();
         Patch { run_id: w.run_id.clone(), latest, params: w.params.clone(), tags: w.tags.clone() }
     }
 }

@@ -32,6 +32,25 @@ pub(crate) struct TrackingWrite {
     pub tags: Vec<(String, String)>,
 }
 
+impl TrackingWrite {
+    /// The latest point of each metric key in this write, by key: the
+    /// highest (step, timestamp), the later one on a tie. What the write
+    /// leaves in `latest_metrics` (where an older stored point loses too).
+    pub(crate) fn latest(&self) -> Vec<&MetricPoint> {
+        let mut latest: HashMap<&str, &MetricPoint> = HashMap::new();
+        for p in &self.metrics {
+            let slot = latest.entry(p.key.as_str()).or_insert(p);
+            if (p.step, p.timestamp) >= (slot.step, slot.timestamp) {
+                *slot = p;
+            }
+        }
+        let mut latest: Vec<&MetricPoint> = latest.into_values().collect();
+        // A stable order: two groups upserting the same keys lock rows alike.
+        latest.sort_by(|a, b| a.key.cmp(&b.key));
+        latest
+    }
+}
+
 struct Pending {
     write: TrackingWrite,
     done: oneshot::Sender<Result<()>>,
@@ -292,16 +311,7 @@ struct Encoded<'a> {
 
 impl<'a> Encoded<'a> {
     fn new(write: &'a TrackingWrite, backend: Backend) -> Self {
-        let mut latest: HashMap<&str, &MetricPoint> = HashMap::new();
-        for p in &write.metrics {
-            let slot = latest.entry(p.key.as_str()).or_insert(p);
-            if (p.step, p.timestamp) >= (slot.step, slot.timestamp) {
-                *slot = p;
-            }
-        }
-        let mut latest: Vec<&MetricPoint> = latest.into_values().collect();
-        // A stable order: two groups upserting the same keys lock rows alike.
-        latest.sort_by(|a, b| a.key.cmp(&b.key));
+        let latest = write.latest();
         // PostgreSQL refuses an upsert that touches a row twice: one tag per key.
         let mut tags: Vec<&(String, String)> = Vec::with_capacity(write.tags.len());
         for t in write.tags.iter().rev() {
@@ -605,46 +615,33 @@ mod tests {
         assert_eq!(detail.summary.params.get("x"), None);
     });
 
-    both_backends!(history_pages_as_json_are_exact, |store| {
+    both_backends!(history_pages_are_exact_and_ordered, |store| {
         let run = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
         let key = "odd \"key\"\n\\é";
         let values = [1.0 / 3.0, 0.1, -2.5e-300, 1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 5e-324, 42.0, -0.0];
+        // Logged in two writes, the second with the earlier steps.
         let points: Vec<MetricPoint> =
             values.iter().enumerate().map(|(i, v)| MetricPoint { key: key.into(), value: *v, step: i as i64, timestamp: 1_700_000_000_000 + i as i64 }).collect();
-        store.log_metrics(&run, &points).await.unwrap();
-        let page = |offset, limit| {
-            let store = store.clone();
-            let run = run.clone();
-            async move {
-                let (text, more) = store.metric_history_json(&run, key, offset, limit).await.unwrap();
-                let v: serde_json::Value = serde_json::from_str(&format!("[{text}]")).unwrap_or_else(|e| panic!("{e}: {text}"));
-                (v.as_array().unwrap().clone(), more)
-            }
-        };
-        let (all, more) = page(0, i64::MAX).await;
+        store.log_metrics(&run, &points[5..]).await.unwrap();
+        store.log_metrics(&run, &points[..5]).await.unwrap();
+        let (all, more) = store.metric_history_page(&run, key, 0, i64::MAX).await.unwrap();
         assert!(!more);
         assert_eq!(all.len(), values.len());
         for (i, (got, want)) in all.iter().zip(values).enumerate() {
-            assert_eq!(got["key"], key);
-            assert_eq!((got["step"].as_i64(), got["timestamp"].as_i64()), (Some(i as i64), Some(1_700_000_000_000 + i as i64)));
-            match &got["value"] {
-                serde_json::Value::String(s) => {
-                    let expected = if want.is_nan() { "NaN" } else if want > 0.0 { "Infinity" } else { "-Infinity" };
-                    assert_eq!(s, expected, "point {i}");
-                }
-                // Exact: the same double, not a 15-digit rounding of it.
-                v => assert!(v.as_f64().unwrap() == want, "point {i}: {v} for {want:e}"),
-            }
+            assert_eq!((got.step, got.timestamp), (i as i64, 1_700_000_000_000 + i as i64));
+            assert_eq!(got.value.to_bits(), want.to_bits(), "point {i}: the same double, bit for bit");
         }
-        let (first, more) = page(0, 4).await;
-        assert_eq!((first.len(), more), (4, true));
-        let (last, more) = page(8, 4).await;
-        assert_eq!((last.len(), more), (2, false));
-        assert_eq!(last[0]["step"], 8);
-        let (exact, more) = page(6, 4).await;
-        assert_eq!((exact.len(), more), (4, false), "a page that ends at the last point has no next");
-        let (none, more) = store.metric_history_json(&run, "other", 0, 10).await.unwrap();
-        assert_eq!((none.as_str(), more), ("", false));
+        let page = |offset, limit| {
+            let (store, run) = (store.clone(), run.clone());
+            async move {
+                let (points, more) = store.metric_history_page(&run, key, offset, limit).await.unwrap();
+                (points.iter().map(|p| p.step).collect::<Vec<_>>(), more)
+            }
+        };
+        assert_eq!(page(0, 4).await, (vec![0, 1, 2, 3], true));
+        assert_eq!(page(8, 4).await, (vec![8, 9], false));
+        assert_eq!(page(6, 4).await, (vec![6, 7, 8, 9], false), "a page that ends at the last point has no next");
+        assert_eq!(store.metric_history_page(&run, "other", 0, 10).await.unwrap(), (vec![], false));
     });
 
     fn point(key: &str, step: i64) -> MetricPoint {

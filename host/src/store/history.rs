@@ -45,16 +45,12 @@ fn sort(points: &mut [Packed]) {
     points.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)));
 }
 
-/// A double as MLflow writes it: a JSON number, or NaN and the infinities
-/// as strings.
-pub(crate) fn push_value(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("\"NaN\"");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" });
-    } else {
-        out.push_str(&serde_json::to_string(&v).expect("a finite double serialises"));
-    }
+/// One point of a metric's history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryPoint {
+    pub step: i64,
+    pub timestamp: i64,
+    pub value: f64,
 }
 
 impl Store {
@@ -84,26 +80,14 @@ impl Store {
             .collect())
     }
 
-    /// Up to `limit` points of one metric's history from `offset`, as the
-    /// elements of a JSON array in MLflow's shape
-    /// (`{"key","value","timestamp","step"}`), and whether more follow.
-    pub async fn metric_history_json(&self, run_id: &str, key: &str, offset: i64, limit: i64) -> Result<(String, bool)> {
+    /// Up to `limit` points of one metric's history from `offset`, in
+    /// history order, and whether more follow.
+    pub async fn metric_history_page(&self, run_id: &str, key: &str, offset: i64, limit: i64) -> Result<(Vec<HistoryPoint>, bool)> {
         let points = self.history_points(run_id, key).await?;
         let start = (offset.max(0) as usize).min(points.len());
         let end = start.saturating_add(limit.max(0) as usize).min(points.len());
-        let key = serde_json::to_string(key).expect("a string serialises");
-        let mut out = String::with_capacity((end - start) * (key.len() + 64));
-        for (i, (step, timestamp, value)) in points[start..end].iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str("{\"key\":");
-            out.push_str(&key);
-            out.push_str(",\"value\":");
-            push_value(&mut out, *value);
-            out.push_str(&format!(",\"timestamp\":{timestamp},\"step\":{step}}}"));
-        }
-        Ok((out, end < points.len()))
+        let page = points[start..end].iter().map(|&(step, timestamp, value)| HistoryPoint { step, timestamp, value }).collect();
+        Ok((page, end < points.len()))
     }
 
     /// Move the rows of the table of one row per point (before migration

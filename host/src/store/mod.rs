@@ -19,6 +19,7 @@ mod search;
 
 pub use datasets::{DatasetVersion, NewDatasetVersion};
 pub use experiments::ExperimentRecord;
+pub use history::HistoryPoint;
 pub use jobs::Job;
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
