@@ -208,7 +208,7 @@ async fn commit_group(conn: &mut AnyConnection, backend: Backend, group: &[Pendi
     match backend {
         Backend::Sqlite if writes.len() == 1 => {
             let w = &writes[0];
-            if let Err(e) = w.check()? {
+            if let Err(e) = w.check() {
                 return Ok(vec![Err(e)]);
             }
             match sqlx::query(AssertSqlSafe(SQLITE_SOLE.as_str())).bind_all(w).fetch_all(&mut *conn).await {
@@ -223,7 +223,7 @@ async fn commit_group(conn: &mut AnyConnection, backend: Backend, group: &[Pendi
             sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             let mut results = Vec::with_capacity(writes.len());
             for w in &writes {
-                if let Err(e) = w.check()? {
+                if let Err(e) = w.check() {
                     results.push(Err(e));
                     continue;
                 }
@@ -249,7 +249,7 @@ async fn commit_group(conn: &mut AnyConnection, backend: Backend, group: &[Pendi
             let mut tx = conn.begin().await?;
             let mut results = Vec::with_capacity(writes.len());
             for w in &writes {
-                if let Err(e) = w.check()? {
+                if let Err(e) = w.check() {
                     results.push(Err(e));
                     continue;
                 }
@@ -291,10 +291,10 @@ async fn apply_postgres(conn: &mut AnyConnection, w: &Encoded<'_>) -> Result<Res
     Ok(Ok(()))
 }
 
-/// One write as bind values: the run, and each kind of row as one JSON
-/// array that the database unpacks itself (`json_each` on SQLite,
-/// `json_array_elements` on PostgreSQL). One bind per kind, whatever the
-/// batch size, instead of six per metric point.
+/// One write as bind values: the run, its points packed into one blob,
+/// and each other kind of row as one JSON array that the database unpacks
+/// itself (`json_each` on SQLite, `json_array_elements` on PostgreSQL).
+/// One bind per kind, whatever the batch size, instead of six per point.
 struct Encoded<'a> {
     write: &'a TrackingWrite,
     /// Every point, packed, grouped by key (see `history.rs`)…
@@ -302,7 +302,8 @@ struct Encoded<'a> {
     /// …and where each key's chunk lies in it: `[[key, points, from, bytes], …]`
     /// (`from` counts from 1, as SQL's substring does).
     chunks: String,
-    /// The same shape, the latest point of each key in this write.
+    /// `[[key, step, timestamp, value, is_nan], …]`, the latest point of
+    /// each key in this write.
     latest: String,
     /// `[[key, value], …]`, the last value of each key.
     tags: String,
@@ -320,30 +321,28 @@ impl<'a> Encoded<'a> {
             }
         }
         tags.reverse();
-        // One chunk per key, its points in the order they came.
-        let mut keys: Vec<&str> = Vec::new();
+        // One chunk per key (keys in the order they first came), its
+        // points in the order they came.
+        let mut slot: HashMap<&str, usize> = HashMap::new();
+        let mut keys: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
         for p in &write.metrics {
-            if !keys.contains(&p.key.as_str()) {
-                keys.push(&p.key);
-            }
+            let i = *slot.entry(p.key.as_str()).or_insert_with(|| {
+                keys.push((p.key.as_str(), Vec::new()));
+                keys.len() - 1
+            });
+            keys[i].1.push(p);
         }
         let mut packed = Vec::with_capacity(write.metrics.len() * 24);
         let mut chunks = String::from("[");
-        for (i, key) in keys.iter().enumerate() {
+        for (i, (key, points)) in keys.iter().enumerate() {
             let from = packed.len();
-            let points = if keys.len() == 1 {
-                super::history::pack(write.metrics.iter(), &mut packed);
-                write.metrics.len()
-            } else {
-                super::history::pack(write.metrics.iter().filter(|p| p.key == *key), &mut packed);
-                (packed.len() - from) / 24
-            };
+            super::history::pack(points.iter().copied(), &mut packed);
             if i > 0 {
                 chunks.push(',');
             }
             chunks.push('[');
             push_json_str(&mut chunks, key);
-            chunks.push_str(&format!(",{points},{},{}]", from + 1, packed.len() - from));
+            chunks.push_str(&format!(",{},{},{}]", points.len(), from + 1, packed.len() - from));
         }
         chunks.push(']');
         Encoded {
@@ -358,16 +357,16 @@ impl<'a> Encoded<'a> {
 
     /// What can be refused before the database is asked: one param key
     /// given two values.
-    fn check(&self) -> Result<Result<()>> {
+    fn check(&self) -> Result<()> {
         let params = &self.write.params;
         for (i, (key, value)) in params.iter().enumerate() {
             if let Some((_, other)) = params[..i].iter().find(|(k, v)| k == key && v != value) {
-                return Ok(Err(StoreError::Conflict(format!(
+                return Err(StoreError::Conflict(format!(
                     "param `{key}` is given twice in one write (`{other}` and `{value}`); params cannot change"
-                ))));
+                )));
             }
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// The write's outcome from the first statement's row: the run's
