@@ -25,26 +25,6 @@ pub(crate) fn pack<'p>(points: impl Iterator<Item = &'p MetricPoint>, out: &mut 
     }
 }
 
-/// A stored point: (step, timestamp, value).
-pub(crate) type Packed = (i64, i64, f64);
-
-fn unpack(data: &[u8], out: &mut Vec<Packed>) -> Result<()> {
-    if data.len() % POINT != 0 {
-        return Err(StoreError::Db(sqlx::Error::Protocol(format!("a metric chunk of {} bytes is not whole points of {POINT}", data.len()))));
-    }
-    out.extend(data.chunks_exact(POINT).map(|c| {
-        let word = |i: usize| u64::from_le_bytes(c[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        (word(0) as i64, word(1) as i64, f64::from_bits(word(2)))
-    }));
-    Ok(())
-}
-
-/// History order: by step, then timestamp; the value breaks what ties are
-/// left, so every page of a history sees the same order.
-fn sort(points: &mut [Packed]) {
-    points.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)));
-}
-
 /// One point of a metric's history.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HistoryPoint {
@@ -53,9 +33,26 @@ pub struct HistoryPoint {
     pub value: f64,
 }
 
+fn unpack(data: &[u8], out: &mut Vec<HistoryPoint>) -> Result<()> {
+    if data.len() % POINT != 0 {
+        return Err(StoreError::Db(sqlx::Error::Protocol(format!("a metric chunk of {} bytes is not whole points of {POINT}", data.len()))));
+    }
+    out.extend(data.chunks_exact(POINT).map(|c| {
+        let word = |i: usize| u64::from_le_bytes(c[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        HistoryPoint { step: word(0) as i64, timestamp: word(1) as i64, value: f64::from_bits(word(2)) }
+    }));
+    Ok(())
+}
+
+/// History order: by step, then timestamp; the value breaks what ties are
+/// left, so every page of a history sees the same order.
+fn sort(points: &mut [HistoryPoint]) {
+    points.sort_unstable_by(|a, b| (a.step, a.timestamp).cmp(&(b.step, b.timestamp)).then(a.value.total_cmp(&b.value)));
+}
+
 impl Store {
     /// Every point of one metric, in history order.
-    async fn history_points(&self, run_id: &str, key: &str) -> Result<Vec<Packed>> {
+    async fn history_points(&self, run_id: &str, key: &str) -> Result<Vec<HistoryPoint>> {
         let rows = sqlx::query("SELECT points, data FROM metric_chunks WHERE run_id = $1 AND key = $2")
             .bind(run_id)
             .bind(key)
@@ -76,7 +73,7 @@ impl Store {
             .history_points(run_id, key)
             .await?
             .into_iter()
-            .map(|(step, timestamp, value)| MetricPoint { key: key.to_string(), value, step, timestamp })
+            .map(|p| MetricPoint { key: key.to_string(), value: p.value, step: p.step, timestamp: p.timestamp })
             .collect())
     }
 
@@ -86,8 +83,7 @@ impl Store {
         let points = self.history_points(run_id, key).await?;
         let start = (offset.max(0) as usize).min(points.len());
         let end = start.saturating_add(limit.max(0) as usize).min(points.len());
-        let page = points[start..end].iter().map(|&(step, timestamp, value)| HistoryPoint { step, timestamp, value }).collect();
-        Ok((page, end < points.len()))
+        Ok((points[start..end].to_vec(), end < points.len()))
     }
 
     /// Move the rows of the table of one row per point (before migration
@@ -121,10 +117,7 @@ impl Store {
             let (run, key): (String, String) = (rows[i].try_get(0)?, rows[i].try_get(1)?);
             let mut points = Vec::new();
             while i < rows.len() && rows[i].try_get::<&str, _>(0)? == run && rows[i].try_get::<&str, _>(1)? == key {
-                let r = &rows[i];
-                let value: Option<f64> = r.try_get(4)?;
-                let value = if r.try_get::<i64, _>(5)? == 1 { f64::NAN } else { value.unwrap_or(f64::NAN) };
-                points.push(MetricPoint { key: key.clone(), value, step: r.try_get(2)?, timestamp: r.try_get(3)? });
+                points.push(super::runs::metric_from_row(&rows[i])?);
                 i += 1;
             }
             let mut data = Vec::with_capacity(points.len() * POINT);
@@ -212,15 +205,15 @@ mod tests {
         assert_eq!(data.len(), points.len() * POINT);
         let mut back = Vec::new();
         unpack(&data, &mut back).unwrap();
-        for (p, (step, ts, v)) in points.iter().zip(&back) {
-            assert_eq!((p.step, p.timestamp, p.value.to_bits()), (*step, *ts, v.to_bits()));
+        for (p, q) in points.iter().zip(&back) {
+            assert_eq!((p.step, p.timestamp, p.value.to_bits()), (q.step, q.timestamp, q.value.to_bits()));
         }
         let mut a = back.clone();
-        let mut b: Vec<Packed> = back.into_iter().rev().collect();
+        let mut b: Vec<HistoryPoint> = back.into_iter().rev().collect();
         sort(&mut a);
         sort(&mut b);
-        assert!(a.iter().zip(&b).all(|(x, y)| (x.0, x.1, x.2.to_bits()) == (y.0, y.1, y.2.to_bits())));
-        assert!(a.windows(2).all(|w| (w[0].0, w[0].1) <= (w[1].0, w[1].1)));
+        assert!(a.iter().zip(&b).all(|(x, y)| (x.step, x.timestamp, x.value.to_bits()) == (y.step, y.timestamp, y.value.to_bits())));
+        assert!(a.windows(2).all(|w| (w[0].step, w[0].timestamp) <= (w[1].step, w[1].timestamp)));
         assert!(unpack(&data[..25], &mut Vec::new()).is_err(), "a torn chunk is an error, not garbage");
     }
 }
