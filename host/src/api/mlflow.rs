@@ -387,10 +387,9 @@ fn check_name(name: &str, path: &str) -> Result<(), MlflowError> {
         return Ok(());
     };
     let value = Value::String(name.to_string());
-    match Some(problem) {
-        None => Ok(()),
-        Some(NameProblem::Characters) => Err(invalid_value(path, &value, Some(NAME_CHARACTERS))),
-        Some(NameProblem::Resolves(norm)) => Err(invalid_value(
+    match problem {
+        NameProblem::Characters => Err(invalid_value(path, &value, Some(NAME_CHARACTERS))),
+        NameProblem::Resolves(norm) => Err(invalid_value(
             path,
             &value,
             Some(&format!(
@@ -722,18 +721,25 @@ async fn restore_run(State(app): State<App>, Json(body): Json<Value>) -> R {
 
 /// A metric of a `log-metric` call (`path` empty) or the `metrics[i]` of a
 /// batch, checked as MLflow's `_validate_metric` does, in its order.
+/// MLflow refuses a negative timestamp; `path` (the metric's place in the
+/// request) is spelled out only for the error.
+fn check_timestamp(key: &str, value: f64, timestamp: i64, path: impl FnOnce() -> String) -> Result<(), MlflowError> {
+    if timestamp < 0 {
+        return Err(invalid_value(
+            &at(&path(), "timestamp"),
+            &json!(timestamp),
+            Some(&format!("metric '{key}' (value={}). Timestamp must be a nonnegative long (64-bit integer) ", py_float(value))),
+        ));
+    }
+    Ok(())
+}
+
 fn metric_point(m: &Value, path: &str) -> Result<MetricPoint, MlflowError> {
     let key = required_str(m, "key", path)?;
     let value = double(m.get("value"), &at(path, "value"))?;
     check_name(&key, &at(path, "name"))?;
     let timestamp = int(m, "timestamp")?.unwrap_or_else(now_ms);
-    if timestamp < 0 {
-        return Err(invalid_value(
-            &at(path, "timestamp"),
-            &json!(timestamp),
-            Some(&format!("metric '{key}' (value={}). Timestamp must be a nonnegative long (64-bit integer) ", py_float(value))),
-        ));
-    }
+    check_timestamp(&key, value, timestamp, || path.to_string())?;
     let step = int(m, "step")?.unwrap_or(0);
     check_length("Metric name", MAX_KEY, &key)?;
     Ok(MetricPoint { key, value, timestamp, step })
@@ -869,13 +875,7 @@ fn typed_metric(m: TypedMetric, i: usize) -> Result<MetricPoint, MlflowError> {
         check_name(&m.key, &at(&path(), "name"))?;
     }
     let timestamp = m.timestamp.unwrap_or_else(now_ms);
-    if timestamp < 0 {
-        return Err(invalid_value(
-            &at(&path(), "timestamp"),
-            &json!(timestamp),
-            Some(&format!("metric '{}' (value={}). Timestamp must be a nonnegative long (64-bit integer) ", m.key, py_float(m.value))),
-        ));
-    }
+    check_timestamp(&m.key, m.value, timestamp, path)?;
     check_length("Metric name", MAX_KEY, &m.key)?;
     Ok(MetricPoint { key: m.key.into_owned(), value: m.value, timestamp, step: m.step.unwrap_or(0) })
 }
