@@ -110,6 +110,12 @@ impl BlobStore {
         })
     }
 
+    /// Remove what killed processes left in the temporary folder (a
+    /// server killed mid-upload, a `kiln data add` killed mid-copy).
+    pub fn sweep_temporary(&self) {
+        sweep_orphans(&self.root.join(".tmp"));
+    }
+
     /// A batch of files to copy in with one filesystem sync instead of an
     /// fsync per file (see [`Staging`]).
     pub fn staging(&self) -> Result<Staging, BlobError> {

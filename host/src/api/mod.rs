@@ -5,8 +5,10 @@
 mod artifacts;
 mod datasets;
 mod error;
+mod guard;
 mod mlflow;
 mod pipelines;
+mod server;
 mod tracking;
 
 use crate::app::App;
@@ -14,8 +16,12 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use guard::AllowedHosts;
+pub use server::{ServeOptions, default_max_connections, raise_fd_limit, serve};
 
-pub fn router(app: App) -> Router {
+/// Every route, behind the guard (Host and content-type checks, request
+/// ids, JSON error bodies).
+pub fn router(app: App, hosts: AllowedHosts) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         // MLflow's liveness probe, for tools that check it.
@@ -47,6 +53,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/datasets/{name}/versions/{version}/content", get(datasets::download))
         .merge(mlflow::router())
         .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(hosts), guard::guard))
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

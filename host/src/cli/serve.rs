@@ -20,6 +20,21 @@ pub struct ServeArgs {
     /// A worker's lease on a job; it is renewed every third of this.
     #[arg(long, default_value = "30s", value_parser = crate::runtime::parse_duration)]
     lease: Duration,
+    /// Serve under this host name too (repeatable; `*` for any). Requests
+    /// whose Host header names neither this nor the bound address are refused.
+    #[arg(long = "allow-host", value_name = "NAME", env = "KILN_ALLOW_HOSTS", value_delimiter = ',')]
+    allow_hosts: Vec<String>,
+    /// A request's header must arrive within this; an idle kept-alive
+    /// connection is closed after it too.
+    #[arg(long, default_value = "30s", value_parser = crate::runtime::parse_duration)]
+    header_timeout: Duration,
+    /// A request body that sends nothing for this long is cut off.
+    #[arg(long, default_value = "60s", value_parser = crate::runtime::parse_duration)]
+    body_timeout: Duration,
+    /// Connections open at once (default: half the open-file limit, at most 4096);
+    /// more wait until one closes.
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 #[derive(Args)]
@@ -64,7 +79,10 @@ async fn listen(addr: &str) -> Result<tokio::net::TcpListener> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<i32> {
+    let fd_limit = crate::api::raise_fd_limit();
     let app = App::open(true).await?;
+    // What a killed server was uploading when it died.
+    app.blobs.sweep_temporary();
     let listener = listen(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
     let (_tx, rx) = shutdown_signal();
@@ -97,12 +115,13 @@ pub async fn serve(args: ServeArgs) -> Result<i32> {
         if args.no_scheduler { "off" } else { "on" }
     );
     std::io::stdout().flush()?;
-    let mut stop = rx.clone();
-    axum::serve(listener, crate::api::router(app))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|v| *v).await;
-        })
-        .await?;
+    let options = crate::api::ServeOptions {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections.unwrap_or_else(|| crate::api::default_max_connections(fd_limit)),
+        allowed_hosts: args.allow_hosts,
+    };
+    crate::api::serve(listener, app, options, rx.clone()).await?;
     let _ = background.await;
     Ok(0)
 }

@@ -1,0 +1,245 @@
+//! What every request passes before a handler sees it, and what every
+//! error response looks like on its way out.
+//!
+//! A loopback server without authentication is safe only while no other
+//! origin can talk to it. A browser lets any web page send "simple"
+//! cross-site requests (GET, and POST with a form or `text/plain` body,
+//! or none) and, through DNS rebinding, lets a page reach 127.0.0.1 under
+//! its own host name. So: the `Host` header must name this server (its
+//! bound address or a name the operator allowed), a POST must carry a
+//! content type no form can send, and no CORS header is ever sent, so a
+//! preflighted request from another origin is refused by the browser.
+//! PUT, PATCH and DELETE always need a preflight, which is never granted.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tracing::Instrument;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled (also in its `x-request-id`
+/// response header and in the server log's lines about it).
+pub fn request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".into())
+}
+
+/// A server-side fault: logged in full with the request id; the client
+/// gets only the id, never a path, SQL or an error chain.
+pub fn server_fault(detail: &str) -> String {
+    let id = request_id();
+    tracing::error!(request_id = %id, "{detail}");
+    format!("internal error (request id {id}); the server log has the details")
+}
+
+/// Which `Host` headers this server answers.
+#[derive(Debug, Clone)]
+pub struct AllowedHosts {
+    /// Bound to every interface: any IP literal is this machine (DNS
+    /// rebinding needs a name, not an address).
+    any_ip: bool,
+    any: bool,
+    names: Vec<String>,
+}
+
+impl AllowedHosts {
+    /// The names a server bound to `addr` answers to, plus `extra` (`*`
+    /// allows any, for a proxy that checks the name itself).
+    pub fn new(addr: SocketAddr, extra: &[String]) -> Self {
+        let ip = addr.ip();
+        let mut names: Vec<String> = vec![host_of_ip(ip)];
+        if ip.is_loopback() || ip.is_unspecified() {
+            names.extend(["localhost", "127.0.0.1", "[::1]"].map(String::from));
+        }
+        let any = extra.iter().any(|n| n == "*");
+        names.extend(extra.iter().filter(|n| *n != "*").map(|n| normalise(n)));
+        AllowedHosts { any_ip: ip.is_unspecified(), any, names }
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        if self.any {
+            return true;
+        }
+        let name = normalise(strip_port(host));
+        if self.names.contains(&name) {
+            return true;
+        }
+        self.any_ip && name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok()
+    }
+}
+
+fn host_of_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn normalise(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `name:8080` → `name`, `[::1]:8080` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Content types a web page may POST cross-site without a preflight.
+fn simple_content_type(essence: &str) -> bool {
+    matches!(essence, "" | "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data")
+}
+
+fn essence(req: &Request) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn is_mlflow(path: &str) -> bool {
+    path.starts_with("/api/2.0/mlflow")
+}
+
+/// The middleware: request id, Host and content-type checks, and JSON
+/// bodies on every error response.
+pub async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+    let mlflow = is_mlflow(req.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let refused = refusal(&hosts, &req);
+    let response = REQUEST_ID
+        .scope(id.clone(), async move {
+            let response = match refused {
+                Some((status, message)) => error_body(status, mlflow, message),
+                None => next.run(req).await,
+            };
+            as_json(response, mlflow).await
+        })
+        .instrument(span)
+        .await;
+    let mut response = response;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+fn refusal(hosts: &AllowedHosts, req: &Request) -> Option<(StatusCode, String)> {
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    match host {
+        None => return Some((StatusCode::BAD_REQUEST, "the request has no Host header".into())),
+        Some(h) if !hosts.allows(h) => {
+            let shown: String = h.chars().take(100).collect();
+            return Some((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Host `{shown}` is not a name of this server; start it with `--allow-host NAME` to serve under that name \
+                     (a page on another site can reach a local server under its own name, so unknown names are refused)"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    if req.method() == Method::POST && simple_content_type(&essence(req)) {
+        let given = essence(req);
+        let given = if given.is_empty() { "none".to_string() } else { format!("`{given}`") };
+        return Some((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "a POST needs a Content-Type of `application/json` (`application/toml` for a pipeline file, the file's own type \
+                 for an upload); got {given}. Forms and text/plain bodies are refused because any web page can send them"
+            ),
+        ));
+    }
+    None
+}
+
+/// An error response in the route's JSON shape.
+pub fn error_body(status: StatusCode, mlflow: bool, message: String) -> Response {
+    let message = if status.is_server_error() { server_fault(&message) } else { message };
+    let body = if mlflow {
+        let code = match status {
+            StatusCode::NOT_FOUND => "ENDPOINT_NOT_FOUND",
+            s if s.is_server_error() => "INTERNAL_ERROR",
+            _ => "INVALID_PARAMETER_VALUE",
+        };
+        serde_json::json!({"error_code": code, "message": message})
+    } else {
+        serde_json::json!({"error": message})
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Rewrite an error response that is not JSON (axum's rejections: a body
+/// too large, a wrong content type, an unknown route…) as JSON, keeping
+/// its status and its words.
+async fn as_json(response: Response, mlflow: bool) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 << 10).await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    let mut out = error_body(status, mlflow, message);
+    // Keep what the original said besides its body (Allow on a 405…).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_a_loopback_server() {
+        let h = AllowedHosts::new("127.0.0.1:8080".parse().unwrap(), &[]);
+        for ok in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080", "localhost.:9"] {
+            assert!(h.allows(ok), "{ok}");
+        }
+        for bad in ["rebind.evil.example:8080", "evil.example", "10.0.0.1:8080", "localhost.evil.example", ""] {
+            assert!(!h.allows(bad), "{bad}");
+        }
+        let h = AllowedHosts::new("127.0.0.1:8080".parse().unwrap(), &["kiln.example.com".into()]);
+        assert!(h.allows("kiln.example.com:443") && !h.allows("evil.example"));
+        assert!(AllowedHosts::new("127.0.0.1:8080".parse().unwrap(), &["*".into()]).allows("anything"));
+    }
+
+    #[test]
+    fn hosts_of_a_server_on_every_interface() {
+        let h = AllowedHosts::new("0.0.0.0:8080".parse().unwrap(), &[]);
+        assert!(h.allows("192.168.1.20:8080") && h.allows("[fe80::1]:8080") && h.allows("localhost"));
+        assert!(!h.allows("rebind.evil.example:8080"));
+    }
+
+    #[test]
+    fn simple_content_types_are_the_ones_forms_send() {
+        for t in ["", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"] {
+            assert!(simple_content_type(t), "{t}");
+        }
+        for t in ["application/json", "application/toml", "text/csv", "application/octet-stream"] {
+            assert!(!simple_content_type(t), "{t}");
+        }
+    }
+}
