@@ -13,6 +13,8 @@ pub struct App {
     pub workspace: Workspace,
     pub store: Store,
     pub blobs: BlobStore,
+    /// `[limits]` of the workspace's `kiln.toml`.
+    pub limits: crate::limits::SizeLimits,
     /// Started on first use (see [`App::runtime`]).
     runtime: Arc<OnceLock<Runtime>>,
 }
@@ -25,9 +27,10 @@ impl App {
     }
 
     pub async fn open_at(workspace: Workspace) -> Result<Self> {
+        let limits = crate::data::remote::Config::load(workspace.root())?.limits;
         let store = Store::connect(&workspace.database_url()).await?;
         let blobs = BlobStore::new(workspace.blob_dir());
-        Ok(App { workspace, store, blobs, runtime: Arc::new(OnceLock::new()) })
+        Ok(App { workspace, store, blobs, limits, runtime: Arc::new(OnceLock::new()) })
     }
 
     /// The plugin runtime, started the first time something runs a

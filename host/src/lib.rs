@@ -9,6 +9,8 @@ pub mod blobs;
 pub mod cli;
 pub mod data;
 pub mod dataset;
+pub mod invalid;
+pub mod limits;
 pub mod output;
 pub mod pipeline;
 pub mod plugins;

@@ -67,9 +67,9 @@ pub async fn upload(
     if q.filename.is_empty() || q.filename.contains('/') {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("filename `{}` must be a plain file name", q.filename)));
     }
-    let (blob, size) = super::artifacts::receive(&app.blobs, body)
+    let (blob, size) = super::artifacts::receive(&app.blobs, body, app.limits.upload_size)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the upload failed: {e}")))?;
+        .map_err(|e| ApiError::new(e.status(), format!("storing the upload failed: {e}")))?;
     let (v, created) = crate::data::add_blob(&app, &name, &blob, size, &q.filename, !q.no_profile).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({"version": v, "created": created}))))

@@ -1,9 +1,9 @@
 //! One error type for the API, mapped once to a status and a JSON body.
 //! The client gets a stable message; server faults are logged in full.
 
+use crate::invalid::Invalid;
 use crate::pipeline::spec::SpecError;
 use crate::store::StoreError;
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -20,30 +20,30 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// A 5xx body carries only the request id (see `guard::error_body`).
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({"error": self.message}))).into_response()
+        super::guard::error_body(self.status, false, self.message)
     }
 }
 
 impl From<anyhow::Error> for ApiError {
+    /// The client's mistakes by type; everything else is the server's.
     fn from(e: anyhow::Error) -> Self {
         let message = format!("{e:#}");
         if let Some(s) = e.downcast_ref::<StoreError>() {
-            return match s {
-                StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, message),
-                StoreError::Conflict(_) | StoreError::RunNotActive { .. } => ApiError::new(StatusCode::CONFLICT, message),
-                _ => {
-                    tracing::error!("store error: {message}");
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error (see the server log)")
-                }
+            let status = match s {
+                StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+                StoreError::Conflict(_) | StoreError::RunNotActive { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
+            return ApiError::new(status, message);
         }
-        if e.downcast_ref::<SpecError>().is_some() || e.downcast_ref::<crate::dataset::CsvError>().is_some() {
-            return ApiError::new(StatusCode::BAD_REQUEST, message);
-        }
-        // What is left are checks on the request (unknown plugin, bad
-        // override, invalid params): the client's to fix.
-        ApiError::new(StatusCode::BAD_REQUEST, message)
+        let client = e.downcast_ref::<SpecError>().is_some()
+            || e.downcast_ref::<Invalid>().is_some()
+            || e.downcast_ref::<crate::dataset::CsvError>().is_some()
+            || e.downcast_ref::<crate::data::profile::ProfileError>().is_some();
+        let status = if client { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+        ApiError::new(status, message)
     }
 }
 

@@ -118,9 +118,9 @@ async fn upload_artifact(
         return Err(invalid("an artifact needs a file name"));
     }
     app.store.run_extras(&run_id).await.map_err(|_| no_run(&run_id))?;
-    let (blob, size) = super::artifacts::receive(&app.blobs, body).await.map_err(|e| {
-        tracing::error!("storing artifact {rel} of run {run_id}: {e}");
-        MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: format!("could not store the artifact: {e}") }
+    let (blob, size) = super::artifacts::receive(&app.blobs, body, app.limits.upload_size).await.map_err(|e| match e.status() {
+        s if s.is_client_error() => MlflowError { status: s, code: "INVALID_PARAMETER_VALUE", message: e.to_string() },
+        _ => internal(format!("storing artifact {rel} of run {run_id}: {e}")),
     })?;
     let media = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
     app.store.add_artifact(&run_id, &rel, &blob, size as i64, media).await?;
@@ -131,10 +131,7 @@ async fn download_artifact(State(app): State<App>, axum::extract::Path(path): ax
     let (run_id, rel) = split_artifact_path(&path)?;
     let run = app.store.get_run(&run_id).await?;
     let a = run.artifacts.iter().find(|a| a.path == rel).ok_or_else(|| not_found(format!("artifact '{rel}' of run '{run_id}'")))?;
-    super::artifacts::send(&app.blobs, &a.blob, &a.media_type).map_err(|e| {
-        tracing::error!("reading artifact {rel}: {e}");
-        MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: format!("artifact '{rel}' cannot be read: {e}") }
-    })
+    super::artifacts::send(&app.blobs, &a.blob, &a.media_type).map_err(|e| internal(format!("artifact '{rel}' of run {run_id} cannot be read: {e}")))
 }
 
 async fn list_artifacts(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
@@ -174,9 +171,15 @@ fn not_found(message: impl Into<String>) -> MlflowError {
 }
 
 impl IntoResponse for MlflowError {
+    /// A 5xx body carries only the request id; the detail goes to the log.
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error_code": self.code, "message": self.message}))).into_response()
+        let message = if self.status.is_server_error() { super::guard::server_fault(&self.message) } else { self.message };
+        (self.status, Json(json!({"error_code": self.code, "message": message}))).into_response()
     }
+}
+
+fn internal(detail: impl Into<String>) -> MlflowError {
+    MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: detail.into() }
 }
 
 impl From<StoreError> for MlflowError {
@@ -187,10 +190,7 @@ impl From<StoreError> for MlflowError {
             StoreError::RunNotActive { run, stage } => {
                 invalid(format!("The run {run} must be in the 'active' state. Current state is {stage}."))
             }
-            other => {
-                tracing::error!("mlflow api: {other}");
-                MlflowError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: "internal error (see the server log)".into() }
-            }
+            other => internal(other.to_string()),
         }
     }
 }

@@ -258,9 +258,9 @@ pub async fn upload_artifact(
     if path.split('/').any(|p| p == ".." || p.is_empty()) {
         return Err(bad(format!("artifact path `{path}` may not contain empty or `..` segments")));
     }
-    let (blob, size) = super::artifacts::receive(&app.blobs, body)
+    let (blob, size) = super::artifacts::receive(&app.blobs, body, app.limits.upload_size)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storing artifact `{path}` failed: {e}")))?;
+        .map_err(|e| ApiError::new(e.status(), format!("storing artifact `{path}` failed: {e}")))?;
     let media = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
     app.store.add_artifact(&id, &path, &blob, size as i64, media).await?;
     Ok((StatusCode::CREATED, Json(json!({"path": path, "size": size, "blob": blob}))))

@@ -19,7 +19,7 @@ pub enum PluginCommand {
         #[arg(long, value_parser = crate::runtime::parse_duration)]
         timeout: Option<std::time::Duration>,
         /// Memory cap for each call (e.g. 512MiB, 2GiB).
-        #[arg(long, value_parser = crate::runtime::parse_size)]
+        #[arg(long, value_parser = crate::runtime::parse_memory)]
         memory: Option<u64>,
         #[arg(long)]
         json: bool,
@@ -61,7 +61,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
             }
         }
         PluginCommand::Add { file, timeout, memory, json } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = read_component(&file, app.limits.plugin_size)?;
             let (record, inserted) = plugins::add(&app, &bytes, false, LimitOverrides { timeout, memory_bytes: memory })
                 .await
                 .with_context(|| format!("{} was not registered", file.display()))?;
@@ -104,4 +104,15 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A component file's bytes: a regular file of at most `limit` bytes.
+fn read_component(file: &std::path::Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = crate::limits::open_regular(file, limit, "plugin_size").with_context(|| format!("reading {}", file.display()))?;
+    let mut bytes = Vec::new();
+    // `take`: a file that grows after the size check is still read only
+    // up to the limit (and then refused as not a whole component).
+    f.take(limit).read_to_end(&mut bytes).with_context(|| format!("reading {}", file.display()))?;
+    Ok(bytes)
 }

@@ -55,6 +55,8 @@ pub struct Config {
     pub remotes: BTreeMap<String, RemoteConfig>,
     #[serde(default)]
     pub data: DataConfig,
+    #[serde(default)]
+    pub limits: crate::limits::SizeLimits,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,12 +7,33 @@
 //! (empty, `NA`, `NaN`, `null`) become NaN or the empty string.
 
 use super::{Column, ColumnData, Table};
+use crate::limits::MAX_COLUMNS;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// A reader that fails, rather than ends, past its limit: a file that
+/// grew after its size was checked must not be read in part as if whole.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::FileTooLarge, "grew past the `input_size` limit while being read")
+        })?;
+        Ok(n)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Not `source`: the message already holds it, and a `#[source]` is
+    /// printed again by `{:#}`.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}:{line}: {message}")]
     At { path: PathBuf, line: u64, message: String },
     #[error("{path}: {message}")]
@@ -23,8 +44,17 @@ fn is_missing(v: &str) -> bool {
     matches!(v, "" | "NA" | "N/A" | "NaN" | "nan" | "null" | "NULL" | "None")
 }
 
+/// Read the CSV file at `path` (a regular file; no size limit).
 pub fn read_csv(path: &Path, categorical: &[String]) -> Result<Table, CsvError> {
-    let file = std::fs::File::open(path).map_err(|source| CsvError::Io { path: path.to_path_buf(), source })?;
+    let file = crate::limits::open_regular(path, u64::MAX, "input_size").map_err(|error| CsvError::Io { path: path.to_path_buf(), error })?;
+    read_csv_file(file, path, categorical, u64::MAX)
+}
+
+/// Read an opened CSV file, `path` being what messages call it. Reading
+/// stops with an error past `limit` bytes (the file may grow after it was
+/// checked) and at a header of more than [`MAX_COLUMNS`] columns.
+pub fn read_csv_file(file: std::fs::File, path: &Path, categorical: &[String], limit: u64) -> Result<Table, CsvError> {
+    let file = Limited { inner: file, left: limit };
     let mut reader = ::csv::ReaderBuilder::new().has_headers(true).flexible(false).trim(::csv::Trim::All).from_reader(file);
     let at = |line: u64, message: String| CsvError::At { path: path.to_path_buf(), line, message };
     let headers = reader
@@ -33,6 +63,9 @@ pub fn read_csv(path: &Path, categorical: &[String]) -> Result<Table, CsvError> 
         .clone();
     if headers.is_empty() || headers.iter().all(str::is_empty) {
         return Err(CsvError::File { path: path.to_path_buf(), message: "the file is empty (no header row)".into() });
+    }
+    if headers.len() > MAX_COLUMNS {
+        return Err(at(1, format!("the header has {} columns; Kiln reads at most {MAX_COLUMNS}", headers.len())));
     }
     for (i, h) in headers.iter().enumerate() {
         if h.is_empty() {
@@ -61,6 +94,7 @@ pub fn read_csv(path: &Path, categorical: &[String]) -> Result<Table, CsvError> 
                         format!("this row has {len} fields but the header has {expected_len}")
                     }
                     ::csv::ErrorKind::Utf8 { .. } => "this row is not valid UTF-8".to_string(),
+                    ::csv::ErrorKind::Io(e) => return Err(CsvError::Io { path: path.to_path_buf(), error: std::io::Error::new(e.kind(), e.to_string()) }),
                     _ => e.to_string(),
                 };
                 return Err(at(line, message));
@@ -158,6 +192,18 @@ mod tests {
         assert!(read_csv(&p, &[]).unwrap_err().to_string().contains("no data rows"));
         let err = read_csv(Path::new("/nonexistent/x.csv"), &[]).unwrap_err().to_string();
         assert!(err.starts_with("/nonexistent/x.csv:"), "{err}");
+    }
+
+    #[test]
+    fn too_many_columns_and_too_many_bytes_are_refused() {
+        let header: Vec<String> = (0..MAX_COLUMNS + 1).map(|i| format!("c{i}")).collect();
+        let (_d, p) = write(&format!("{}\n", header.join(",")));
+        let err = read_csv(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("data.csv:1:") && err.contains("at most 10000"), "{err}");
+        let (_d, p) = write("a,b\n1,2\n3,4\n");
+        let file = std::fs::File::open(&p).unwrap();
+        let err = read_csv_file(file, &p, &[], 8).unwrap_err().to_string();
+        assert!(err.contains("input_size"), "{err}");
     }
 
     #[test]

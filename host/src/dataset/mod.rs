@@ -4,7 +4,7 @@
 mod csv;
 mod split;
 
-pub use self::csv::{CsvError, read_csv};
+pub use self::csv::{CsvError, read_csv, read_csv_file};
 pub use kiln_sdk::{Column, ColumnData, Table};
 pub use split::{Split, split_rows};
 
@@ -24,10 +24,23 @@ pub fn take_rows(table: &Table, idx: &[usize]) -> Table {
     Table { rows: idx.len(), columns }
 }
 
+/// Column names for a message: the first 20, and how many more.
+pub fn list_names<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 20;
+    let mut out = names.iter().take(SHOWN).map(|n| {
+        let n = n.as_ref();
+        if n.chars().count() > 64 { format!("{}…", n.chars().take(64).collect::<String>()) } else { n.to_string() }
+    }).collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}
+
 /// Split off the target column; what remains are the features.
 pub fn features_and_target(table: &Table, target: &str) -> Result<(Table, Column), String> {
     let pos = table.columns.iter().position(|c| c.name == target).ok_or_else(|| {
-        format!("there is no target column `{target}`; the columns are: {}", table.names().join(", "))
+        format!("there is no target column `{target}`; the columns are: {}", list_names(&table.names()))
     })?;
     let mut features = table.clone();
     let target = features.columns.remove(pos);

@@ -90,7 +90,12 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Parentheses and `not`s open at this point.
+    depth: usize,
+    terms: usize,
 }
+
+use crate::limits::{MAX_EXPR_DEPTH, MAX_EXPR_TERMS};
 
 impl Parser {
     fn peek(&self) -> &Tok {
@@ -125,10 +130,21 @@ impl Parser {
         }
         Ok(left)
     }
+    /// Enter a nested expression (parentheses, `not`), or refuse past the limit.
+    fn nest(&mut self) -> Result<(), String> {
+        if self.depth == MAX_EXPR_DEPTH {
+            return Err(format!("the expression nests deeper than {MAX_EXPR_DEPTH} levels at column {}", self.col()));
+        }
+        self.depth += 1;
+        Ok(())
+    }
     fn not(&mut self) -> Result<Expr, String> {
         if self.keyword("not") {
+            self.nest()?;
             self.next();
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.compare()
     }
@@ -143,10 +159,16 @@ impl Parser {
     }
     fn atom(&mut self) -> Result<Expr, String> {
         let col = self.col();
+        self.terms += 1;
+        if self.terms > 2 * MAX_EXPR_TERMS {
+            return Err(format!("the expression has more than {MAX_EXPR_TERMS} comparisons (at column {col})"));
+        }
         match self.next() {
             Tok::Num(v) => Ok(Expr::Number(v)),
             Tok::LParen => {
+                self.nest()?;
                 let e = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Tok::RParen => Ok(e),
                     _ => Err(format!("expected `)` at column {}", self.toks[self.pos.saturating_sub(1)].1)),
@@ -179,7 +201,7 @@ fn describe(t: &Tok) -> String {
 
 impl Expr {
     pub fn parse(text: &str) -> Result<Expr, String> {
-        let mut p = Parser { toks: lex(text)?, pos: 0 };
+        let mut p = Parser { toks: lex(text)?, pos: 0, depth: 0, terms: 0 };
         let e = p.or()?;
         if *p.peek() != Tok::End {
             return Err(format!("unexpected {} at column {}", describe(p.peek()), p.col()));
@@ -267,6 +289,16 @@ mod tests {
         assert!(!e.eval(&metrics()).unwrap());
         assert_eq!(e.stage_refs(), ["evaluate", "drift"]);
         assert!(Expr::parse("evaluate.f1 != 1e-3").unwrap().eval(&metrics()).unwrap());
+    }
+
+    #[test]
+    fn nesting_and_size_are_limited() {
+        let deep = format!("{}a.x > 1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(Expr::parse(&deep).unwrap_err().contains("deeper than 32 levels"));
+        assert!(Expr::parse(&format!("{}a.x", "not ".repeat(5000))).unwrap_err().contains("deeper than 32 levels"));
+        let chain = |n: usize| (0..n).map(|i| format!("a.m{i} > 1")).collect::<Vec<_>>().join(" or ");
+        assert!(Expr::parse(&chain(100)).is_ok());
+        assert!(Expr::parse(&chain(60_000)).unwrap_err().contains("more than 100 comparisons"));
     }
 
     #[test]

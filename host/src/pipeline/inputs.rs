@@ -5,6 +5,7 @@ use super::spec::{DataRef, Input, Part, Pipeline};
 use crate::dataset::{self, Column, Table};
 use anyhow::{Result, anyhow};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The table a stage receives: features, the target if the input names one.
@@ -20,19 +21,49 @@ pub struct Dataset {
 
 pub type Inputs = BTreeMap<DataRef, Arc<Dataset>>;
 
-pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>) -> Result<Inputs> {
+/// Open an input's file: a regular file of at most `limit` bytes, and for
+/// a confined pipeline one inside the workspace (opened beneath it, so
+/// neither `..` nor a symlink can lead out). Returns the file and what
+/// messages call it.
+pub fn open(pipeline: &Pipeline, spec: &Input, limit: u64) -> Result<(std::fs::File, PathBuf)> {
+    let fail = |e: std::io::Error, shown: &Path| pipeline.error(spec.line, format!("input `{}`: cannot read `{}`: {e}", spec.name, shown.display()));
+    let confine = pipeline.confine.as_ref().filter(|_| spec.dataset.is_none());
+    let Some(root) = confine else {
+        let file = crate::limits::open_regular(&spec.path, limit, "input_size").map_err(|e| fail(e, &spec.path))?;
+        return Ok((file, spec.path.clone()));
+    };
+    let shown = PathBuf::from(&spec.given);
+    let outside = || pipeline.error(spec.line, super::spec::outside(&spec.name, &spec.given));
+    let rel = spec.path.strip_prefix(root).map_err(|_| outside())?;
+    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|e| fail(e, Path::new(".")))?;
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.read(true);
+    // As in `limits::open_regular`: a FIFO must not block the open.
+    cap_std::fs::OpenOptionsExt::custom_flags(&mut options, rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    let file = match dir.open_with(rel, &options) {
+        Ok(f) => f.into_std(),
+        // cap-std's word for a step out of the directory.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && e.to_string().contains("outside") => return Err(outside().into()),
+        Err(e) => return Err(fail(e, &shown).into()),
+    };
+    crate::limits::check_regular(&file, limit, "input_size").map_err(|e| fail(e, &shown))?;
+    Ok((file, shown))
+}
+
+pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>, limit: u64) -> Result<Inputs> {
     let mut out = Inputs::new();
     for (name, spec) in &pipeline.inputs {
         let parts: Vec<Part> = wanted.iter().filter(|r| &r.input == name).map(|r| r.part).collect();
         if parts.is_empty() {
             continue;
         }
-        let table = dataset::read_csv(&spec.path, &spec.categorical)?;
-        let table = select_columns(pipeline, spec, table)?;
+        let (file, shown) = open(pipeline, spec, limit)?;
+        let table = dataset::read_csv_file(file, &shown, &spec.categorical, limit)?;
+        let table = select_columns(pipeline, spec, &shown, table)?;
         let (features, target) = match &spec.target {
             Some(t) => {
                 let (f, t) = dataset::features_and_target(&table, t)
-                    .map_err(|m| pipeline.error(spec.line, format!("input `{name}` ({}): {m}", spec.path.display())))?;
+                    .map_err(|m| pipeline.error(spec.line, format!("input `{name}` ({}): {m}", shown.display())))?;
                 (f, Some(t))
             }
             None => (table, None),
@@ -68,20 +99,20 @@ pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>) -> Result<Inputs> {
             let hash = dataset::content_hash(&whole);
             out.insert(
                 DataRef { input: name.clone(), part },
-                Arc::new(Dataset { features: f, target: t, hash, path: spec.path.display().to_string() }),
+                Arc::new(Dataset { features: f, target: t, hash, path: shown.display().to_string() }),
             );
         }
     }
     Ok(out)
 }
 
-fn select_columns(pipeline: &Pipeline, spec: &Input, table: Table) -> Result<Table> {
+fn select_columns(pipeline: &Pipeline, spec: &Input, shown: &Path, table: Table) -> Result<Table> {
     let names = table.names().iter().map(|s| s.to_string()).collect::<Vec<_>>();
     for c in spec.columns.iter().flatten().chain(&spec.exclude) {
         if !names.contains(c) {
             return Err(anyhow!(pipeline.error(
                 spec.line,
-                format!("input `{}`: {} has no column `{c}` (columns: {})", spec.name, spec.path.display(), names.join(", "))
+                format!("input `{}`: {} has no column `{c}` (columns: {})", spec.name, shown.display(), dataset::list_names(&names))
             )));
         }
     }

@@ -52,7 +52,24 @@ impl PipelineRun {
 /// plugin's schema, inputs load.
 pub async fn prepare(app: &App, mut pipeline: Pipeline) -> Result<Prepared> {
     plugins::ensure_bundled(app).await?;
+    // A confined pipeline's paths are checked before anything reads them
+    // (the dataset lookup below reads the pointer file beside a path).
+    if pipeline.confine.is_some() {
+        for input in pipeline.inputs.values().filter(|i| i.dataset.is_none()) {
+            inputs::open(&pipeline, input, app.limits.input_size)?;
+        }
+    }
     resolve_datasets(app, &mut pipeline).await?;
+    let (resolved, wanted) = resolve_stages(app, &pipeline).await?;
+    let limit = app.limits.input_size;
+    let (pipeline, inputs) = tokio::task::spawn_blocking(move || inputs::load(&pipeline, &wanted, limit).map(|i| (pipeline, i))).await??;
+    Ok(Prepared { pipeline, plugins: resolved, inputs: Arc::new(inputs) })
+}
+
+/// Resolve every stage's plugin and check the stage against it: the
+/// slots its kind needs, and its params against the plugin's schema.
+/// Returns the plugins by stage and the data the stages read.
+async fn resolve_stages(app: &App, pipeline: &Pipeline) -> Result<(BTreeMap<String, PluginRecord>, BTreeSet<spec::DataRef>)> {
     let mut resolved: BTreeMap<String, PluginRecord> = BTreeMap::new();
     for stage in &pipeline.stages {
         let Action::Plugin { uses, uses_line, .. } = &stage.action else { continue };
@@ -120,8 +137,7 @@ pub async fn prepare(app: &App, mut pipeline: Pipeline) -> Result<Prepared> {
             wanted.insert(r.0.clone());
         }
     }
-    let inputs = Arc::new(inputs::load(&pipeline, &wanted)?);
-    Ok(Prepared { pipeline, plugins: resolved, inputs })
+    Ok((resolved, wanted))
 }
 
 /// Run a prepared pipeline as a tracked run (experiment = pipeline name):
@@ -249,7 +265,7 @@ pub async fn run_sweep(
     mut on_child: impl FnMut(&SweepChild),
 ) -> Result<SweepOutcome> {
     let sweep = pipeline.sweep.clone().ok_or_else(|| anyhow::anyhow!("the pipeline has no [sweep]"))?;
-    let combos = sweep.combinations(max_runs);
+    let combos = sweep.combinations(max_runs).map_err(crate::invalid::invalid)?;
     let mut prepared = Vec::with_capacity(combos.len());
     for combo in &combos {
         let mut p = pipeline.clone();
@@ -329,13 +345,27 @@ pub struct RunRequest {
 pub const PIPELINE_JOB: &str = "pipeline-run";
 
 /// Check a pipeline and register it under its name (for REST runs and
-/// schedules). Relative data paths resolve against `base_dir`.
+/// schedules). Relative data paths resolve against `base_dir`; a
+/// registered pipeline reads only inside the workspace (see
+/// [`Pipeline::confine`]), since the server runs it for any client.
 pub async fn register(app: &App, source: &str, label: &str, base_dir: &std::path::Path) -> Result<Pipeline> {
+    let root = workspace_root(app)?;
     let base = std::path::absolute(base_dir)?;
-    let pipeline = Pipeline::parse(source, label, &base)?;
+    let base = base.canonicalize().unwrap_or(base);
+    let mut pipeline = Pipeline::parse(source, label, &base)?;
+    pipeline.confine_to(&root)?;
     let prepared = prepare(app, pipeline).await?;
-    app.store.upsert_pipeline(&prepared.pipeline.name, source, &base.display().to_string()).await?;
+    // Stored relative to the workspace, so the workspace can move.
+    let stored = base.strip_prefix(&root).map(|p| p.display().to_string()).unwrap_or_else(|_| base.display().to_string());
+    app.store.upsert_pipeline(&prepared.pipeline.name, source, &stored).await?;
     Ok(prepared.pipeline)
+}
+
+/// The workspace root as the kernel names it (symlinks resolved), the
+/// folder confined pipelines may not leave.
+fn workspace_root(app: &App) -> Result<std::path::PathBuf> {
+    let root = app.workspace.root();
+    root.canonicalize().map_err(|e| anyhow::anyhow!("resolving the workspace folder {}: {e}", root.display()))
 }
 
 /// A registered pipeline with `request`'s overrides applied.
@@ -345,13 +375,15 @@ pub async fn load_registered(app: &App, request: &RunRequest) -> Result<Pipeline
         .pipeline(&request.pipeline)
         .await?
         .ok_or_else(|| crate::store::StoreError::NotFound(format!("pipeline `{}`", request.pipeline)))?;
-    let mut pipeline = Pipeline::parse(&rec.spec, &format!("{}.toml", rec.name), std::path::Path::new(&rec.base_dir))?;
+    let root = workspace_root(app)?;
+    let mut pipeline = Pipeline::parse(&rec.spec, &format!("{}.toml", rec.name), &root.join(&rec.base_dir))?;
+    pipeline.confine_to(&root)?;
     for o in &request.set {
-        pipeline.apply_override(o).map_err(anyhow::Error::msg)?;
+        pipeline.apply_override(o).map_err(crate::invalid::invalid)?;
     }
     for f in &request.force {
         if pipeline.stage(f).is_none() {
-            anyhow::bail!("force: the pipeline has no stage `{f}`");
+            return Err(crate::invalid::invalid(format!("force: the pipeline has no stage `{f}`")));
         }
     }
     Ok(pipeline)
@@ -362,6 +394,10 @@ pub async fn load_registered(app: &App, request: &RunRequest) -> Result<Pipeline
 /// picks it up.
 pub async fn submit(app: &App, request: &RunRequest) -> Result<String> {
     let pipeline = load_registered(app, request).await?;
+    // Overridden params must fit the plugins' schemas now, not fail later
+    // in a worker.
+    plugins::ensure_bundled(app).await?;
+    resolve_stages(app, &pipeline).await?;
     let run_id = app.store.create_run(new_run(&pipeline)).await?;
     app.store.set_run_status(&run_id, RunStatus::Scheduled).await?;
     app.store.enqueue_job(PIPELINE_JOB, &serde_json::to_string(request)?, Some(&run_id)).await?;
@@ -382,7 +418,11 @@ pub async fn run_job(app: &App, job: &crate::store::Job) -> Result<PipelineRun> 
 fn run_params(p: &Pipeline) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, input) in &p.inputs {
-        out.push((format!("{name}.path"), input.path.display().to_string()));
+        match (&input.dataset, &input.version) {
+            (Some(_), Some((ds, v))) => out.push((format!("{name}.dataset"), format!("{ds}@{v}"))),
+            (Some(reference), None) => out.push((format!("{name}.dataset"), reference.clone())),
+            (None, _) => out.push((format!("{name}.path"), input.given.clone())),
+        }
         if let Some(s) = input.split {
             out.push((format!("{name}.split.test_size"), s.test_size.to_string()));
             out.push((format!("{name}.split.seed"), s.seed.to_string()));

@@ -45,6 +45,11 @@ pub struct Pipeline {
     pub description: String,
     /// Folder relative data paths resolve against.
     pub base_dir: PathBuf,
+    /// For a registered pipeline (run by the server for any REST client):
+    /// the workspace root, which its `path` inputs may not leave, symlinks
+    /// included. `None` for a file run from the command line, which reads
+    /// what its user can.
+    pub confine: Option<PathBuf>,
     pub source: String,
     pub file: String,
     pub inputs: BTreeMap<String, Input>,
@@ -59,6 +64,8 @@ pub struct Input {
     /// The CSV file read: the `path` given, or for a `dataset` input the
     /// version's blob (set by `prepare`).
     pub path: PathBuf,
+    /// `path` as written in the file (what messages show).
+    pub given: String,
     /// `dataset = "NAME@VERSION"` as written (`NAME` or `NAME@latest` for
     /// the latest version).
     pub dataset: Option<String>,
@@ -234,13 +241,17 @@ impl Pipeline {
                     return Err(err(line_at(source, split.span().start), format!("input `{name}`: split.test_size must be between 0 and 1, got {}", s.test_size)));
                 }
             }
-            let (path, dataset, path_line) = match (i.path, i.dataset) {
+            let (path, given, dataset, path_line) = match (i.path, i.dataset) {
                 (Some(p), None) => {
                     let l = line_at(source, p.span().start);
-                    let path = PathBuf::from(p.into_inner());
-                    (if path.is_absolute() { path } else { base_dir.join(path) }, None, l)
+                    let given = p.into_inner();
+                    if given.is_empty() || given.contains('\0') {
+                        return Err(err(l, format!("input `{name}`: `path` must name a file")));
+                    }
+                    let path = PathBuf::from(&given);
+                    (if path.is_absolute() { path } else { base_dir.join(path) }, given, None, l)
                 }
-                (None, Some(d)) => (PathBuf::new(), Some(d.get_ref().clone()), line_at(source, d.span().start)),
+                (None, Some(d)) => (PathBuf::new(), String::new(), Some(d.get_ref().clone()), line_at(source, d.span().start)),
                 (Some(_), Some(_)) => return Err(err(line, format!("input `{name}`: give `path` or `dataset`, not both"))),
                 (None, None) => {
                     return Err(err(line, format!("input `{name}` needs `path` (a CSV file) or `dataset` (NAME@VERSION, from `kiln data add`)")));
@@ -251,6 +262,7 @@ impl Pipeline {
                 Input {
                     name,
                     path,
+                    given,
                     dataset,
                     version: None,
                     line: path_line,
@@ -303,7 +315,7 @@ impl Pipeline {
             };
             let memory = match &s.memory {
                 Some(m) => Some(
-                    crate::runtime::parse_size(m.get_ref())
+                    crate::runtime::parse_memory(m.get_ref())
                         .map_err(|msg| err(line_at(source, m.span().start), format!("stage `{name}`: memory: {msg}")))?,
                 ),
                 None => None,
@@ -371,6 +383,7 @@ impl Pipeline {
             name: raw.name,
             description: raw.description,
             base_dir: base_dir.to_path_buf(),
+            confine: None,
             source: source.to_string(),
             file: file.to_string(),
             inputs,
@@ -428,6 +441,19 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Keep the `path` inputs inside `root` (see [`Pipeline::confine`]): an
+    /// absolute path is refused here, a relative one that leads out
+    /// (`..`, a symlink) when it is opened.
+    pub fn confine_to(&mut self, root: &Path) -> Result<(), SpecError> {
+        for input in self.inputs.values() {
+            if input.dataset.is_none() && Path::new(&input.given).is_absolute() {
+                return Err(self.error(input.line, outside(&input.name, &input.given)));
+            }
+        }
+        self.confine = Some(root.to_path_buf());
+        Ok(())
+    }
+
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name == name)
     }
@@ -463,6 +489,9 @@ impl Pipeline {
             .trim()
             .split_once('.')
             .ok_or_else(|| format!("`--set {assignment}`: expected STAGE.PARAM=VALUE"))?;
+        if assignment.contains(['\n', '\r']) {
+            return Err(format!("`--set {}`: the value holds a line break; one --set sets one param", assignment.escape_debug()));
+        }
         let value = value.trim();
         let parsed: serde_json::Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
             Ok(t) => serde_json::to_value(&t["v"]).map_err(|e| e.to_string())?,
@@ -470,6 +499,15 @@ impl Pipeline {
         };
         self.set_param(stage, param, parsed).map_err(|e| format!("`--set {assignment}`: {e}"))
     }
+}
+
+/// The one message for a path a registered pipeline may not read: the
+/// same whether or not the file exists, and never anything it holds.
+pub fn outside(input: &str, given: &str) -> String {
+    format!(
+        "input `{input}`: `{given}` is outside the workspace; a registered pipeline reads files inside the workspace \
+         (relative paths) or dataset versions (`dataset = \"NAME@VERSION\"`)"
+    )
 }
 
 fn check_name(name: &str) -> Result<(), String> {

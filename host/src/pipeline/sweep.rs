@@ -42,6 +42,17 @@ fn default_goal() -> String {
     "maximize".into()
 }
 
+/// The most combinations one sweep runs (each is a child run, and every
+/// one is checked before the first starts).
+pub const MAX_SWEEP_RUNS: usize = 10_000;
+
+fn check_max_runs(n: usize) -> Result<(), String> {
+    if n == 0 || n > MAX_SWEEP_RUNS {
+        return Err(format!("a sweep runs 1 to {MAX_SWEEP_RUNS} combinations, not {n}"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Domain {
     Values(Vec<Value>),
@@ -117,15 +128,24 @@ impl Sweep {
         if random && raw.max_runs.is_none() {
             return Err("method = \"random\" needs `max_runs`".into());
         }
+        if let Some(n) = raw.max_runs {
+            check_max_runs(n).map_err(|e| format!("max_runs: {e}"))?;
+        }
         Ok(Sweep { random, metric: raw.metric, maximize, max_runs: raw.max_runs, seed: raw.seed, params })
     }
 
-    /// The combinations to run, each `stage.param` → value.
-    pub fn combinations(&self, max_runs: Option<usize>) -> Vec<BTreeMap<String, Value>> {
+    /// The combinations to run, each `stage.param` → value: at most
+    /// `max_runs` (the command line's, else the file's) and never more than
+    /// [`MAX_SWEEP_RUNS`]. A grid is enumerated, not built whole, so a cap
+    /// of 1 on a grid of 10^12 costs one combination.
+    pub fn combinations(&self, max_runs: Option<usize>) -> Result<Vec<BTreeMap<String, Value>>, String> {
         let cap = max_runs.or(self.max_runs);
+        if let Some(c) = cap {
+            check_max_runs(c)?;
+        }
         if self.random {
             let mut rng = StdRng::seed_from_u64(self.seed);
-            return (0..cap.unwrap_or(10))
+            return Ok((0..cap.unwrap_or(10))
                 .map(|_| {
                     self.params
                         .iter()
@@ -142,26 +162,40 @@ impl Sweep {
                         })
                         .collect()
                 })
-                .collect();
+                .collect());
         }
-        let mut combos = vec![BTreeMap::new()];
-        for (k, d) in &self.params {
-            let Domain::Values(values) = d else { continue };
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    values.iter().map(move |v| {
-                        let mut c = c.clone();
-                        c.insert(k.clone(), v.clone());
-                        c
-                    })
-                })
-                .collect();
-        }
-        if let Some(cap) = cap {
-            combos.truncate(cap);
-        }
-        combos
+        let axes: Vec<(&String, &Vec<Value>)> = self
+            .params
+            .iter()
+            .filter_map(|(k, d)| match d {
+                Domain::Values(values) => Some((k, values)),
+                Domain::Range { .. } => None,
+            })
+            .collect();
+        // None: more than usize can count.
+        let total = axes.iter().try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()));
+        let n = match (cap, total) {
+            (Some(c), t) => t.map_or(c, |t| t.min(c)),
+            (None, Some(t)) if t <= MAX_SWEEP_RUNS => t,
+            (None, t) => {
+                let t = t.map_or_else(|| "more combinations than can be counted".to_string(), |t| format!("{t} combinations"));
+                return Err(format!(
+                    "the grid has {t}, more than the {MAX_SWEEP_RUNS} a sweep runs; set `max_runs` (or --max-runs) to run the first ones"
+                ));
+            }
+        };
+        // Combination i in the order of nested loops, the last param
+        // varying fastest.
+        Ok((0..n)
+            .map(|mut i| {
+                let mut combo = BTreeMap::new();
+                for (k, values) in axes.iter().rev() {
+                    combo.insert((*k).clone(), values[i % values.len()].clone());
+                    i /= values.len();
+                }
+                combo
+            })
+            .collect())
     }
 
     /// Whether `a` beats `b` for this sweep's goal.
@@ -191,17 +225,33 @@ mod tests {
     #[test]
     fn grid_is_the_cartesian_product() {
         let p = parse("[sweep]\nmetric = \"train.x\"\n[sweep.params]\n\"train.c\" = [1, 2, 3]\n\"train.model\" = [\"logistic\", \"ridge\"]\n").unwrap();
-        let combos = p.sweep.as_ref().unwrap().combinations(None);
+        let combos = p.sweep.as_ref().unwrap().combinations(None).unwrap();
         assert_eq!(combos.len(), 6);
-        assert_eq!(p.sweep.as_ref().unwrap().combinations(Some(4)).len(), 4, "--max-runs caps a grid");
+        assert_eq!(combos[1]["train.c"], 1);
+        assert_eq!(combos[1]["train.model"], "ridge", "the last param varies fastest");
+        assert_eq!(p.sweep.as_ref().unwrap().combinations(Some(4)).unwrap().len(), 4, "--max-runs caps a grid");
+    }
+
+    #[test]
+    fn huge_grids_and_caps_are_refused_or_enumerated_lazily() {
+        // 10^12 combinations: a cap of 1 builds one, no cap is refused.
+        let values = format!("[{}]", (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+        let grid = format!("[sweep]\nmetric = \"train.x\"\n[sweep.params]\n\"train.a\" = {values}\n\"train.b\" = {values}\n\"train.c\" = {values}\n\"train.d\" = {values}\n");
+        let s = parse(&grid).unwrap().sweep.unwrap();
+        assert_eq!(s.combinations(Some(1)).unwrap().len(), 1);
+        let e = s.combinations(None).unwrap_err();
+        assert!(e.contains("1000000000000 combinations") && e.contains("max_runs"), "{e}");
+        assert!(s.combinations(Some(usize::MAX)).unwrap_err().contains("1 to 10000"));
+        let e = parse("[sweep]\nmethod = \"random\"\nmax_runs = 18446744073709551615\nmetric = \"train.x\"\n[sweep.params]\n\"train.c\" = [1]\n").unwrap_err();
+        assert!(e.contains("max_runs: a sweep runs 1 to 10000"), "{e}");
     }
 
     #[test]
     fn random_is_seeded_and_respects_ranges() {
         let p = parse("[sweep]\nmethod = \"random\"\nmax_runs = 5\nmetric = \"train.x\"\ngoal = \"minimize\"\n[sweep.params]\n\"train.c\" = { min = 0.01, max = 100.0, log = true }\n\"train.max_iter\" = { min = 10, max = 20 }\n").unwrap();
         let s = p.sweep.unwrap();
-        let a = s.combinations(None);
-        assert_eq!(a, s.combinations(None), "same seed, same draws");
+        let a = s.combinations(None).unwrap();
+        assert_eq!(a, s.combinations(None).unwrap(), "same seed, same draws");
         assert_eq!(a.len(), 5);
         for c in &a {
             let v = c["train.c"].as_f64().unwrap();

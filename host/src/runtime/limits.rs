@@ -37,7 +37,27 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
     };
-    Ok((n * mult) as u64)
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("`{text}` is too large a size"));
+    }
+    Ok(bytes as u64)
+}
+
+/// The smallest memory cap a plugin can work in (a Rust component's
+/// stack and data alone take a megabyte or two)…
+pub const MIN_MEMORY: u64 = 16 << 20;
+/// …and the largest the runtime supports (32-bit linear memories; the
+/// pooling allocator reserves this much address space per slot).
+pub const MAX_MEMORY: u64 = 4 << 30;
+
+/// Parse a memory cap and check it is one the runtime can enforce.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
+        return Err(format!("a plugin's memory cap must be between 16MiB and 4GiB, got `{}`", text.trim()));
+    }
+    Ok(bytes)
 }
 
 /// Parse `30s`, `5m`, `250ms`, `1h` into a duration.
@@ -53,7 +73,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m, h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is too long a duration"))?;
+    if d.is_zero() {
+        return Err(format!("`{text}`: a duration must be more than zero"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -69,5 +93,15 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert!(parse_duration("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_not_panics() {
+        assert!(parse_duration("99999999999999999999s").unwrap_err().contains("too long"));
+        assert!(parse_duration("0s").unwrap_err().contains("more than zero"));
+        assert!(parse_size("99999999999999999999999GiB").unwrap_err().contains("too large"));
+        assert!(parse_memory("1").unwrap_err().contains("between 16MiB and 4GiB"));
+        assert!(parse_memory("8GiB").unwrap_err().contains("between 16MiB and 4GiB"));
+        assert_eq!(parse_memory("512MiB").unwrap(), 512 << 20);
     }
 }

@@ -17,7 +17,7 @@ mod limits;
 
 pub use error::RuntimeError;
 pub use inspect::{ComponentInfo, SUPPORTED_WIT};
-pub use limits::{Limits, parse_duration, parse_size};
+pub use limits::{Limits, MAX_MEMORY, parse_duration, parse_memory, parse_size};
 
 use anyhow::Context as _;
 use bindings::v0_1_0 as v1;
@@ -96,7 +96,7 @@ impl Runtime {
             .total_core_instances(1024)
             .total_memories(256)
             .total_tables(1024)
-            .max_memory_size(4 << 30)
+            .max_memory_size(limits::MAX_MEMORY as usize)
             .linear_memory_keep_resident(64 << 20)
             .table_keep_resident(1 << 20);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));

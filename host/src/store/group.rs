@@ -109,7 +109,7 @@ impl GroupWriter {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Conflict("the store's writer has stopped (the server is shutting down)".into())
+    StoreError::Unavailable("the store's writer has stopped (the server is shutting down)".into())
 }
 
 async fn writer(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>, mut rx: mpsc::Receiver<Job>) {
@@ -148,10 +148,10 @@ async fn writer(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>, mut rx: 
                 Err(e) => {
                     let message = e.to_string();
                     for p in group.drain(..) {
-                        let _ = p.done.send(Err(StoreError::Conflict(format!("writing to the database failed: {message}"))));
+                        let _ = p.done.send(Err(StoreError::Unavailable(format!("writing to the database failed: {message}"))));
                     }
                     for p in probes.drain(..) {
-                        let _ = p.send(Err(StoreError::Conflict(format!("the writer has no connection: {message}"))));
+                        let _ = p.send(Err(StoreError::Unavailable(format!("the writer has no connection: {message}"))));
                     }
                     continue;
                 }
@@ -178,7 +178,7 @@ async fn writer(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>, mut rx: 
                 tracing::warn!(writes = group.len(), "group commit failed: {e}");
                 let message = e.to_string();
                 for p in group.drain(..) {
-                    let _ = p.done.send(Err(StoreError::Conflict(format!("writing to the database failed: {message}"))));
+                    let _ = p.done.send(Err(StoreError::Unavailable(format!("writing to the database failed: {message}"))));
                 }
             }
         }
@@ -188,7 +188,7 @@ async fn writer(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>, mut rx: 
                     Ok(row) => row.try_get::<i64, _>(0).map(|version| Stamp { epoch, version, patches: catalog.patches() }).map_err(StoreError::from),
                     Err(e) => Err(e.into()),
                 },
-                None => Err(StoreError::Conflict("the writer's connection failed".into())),
+                None => Err(StoreError::Unavailable("the writer's connection failed".into())),
             };
             let _ = p.send(stamp);
         }

@@ -42,6 +42,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("run `{run}` is {stage}; only an active run can be logged to (restore it first)")]
     RunNotActive { run: String, stage: String },
+    /// The database could not take a write (connection lost, disk full…):
+    /// the server's fault, never the client's.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("cannot connect to the database at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("migrating the database: {0}")]

@@ -176,9 +176,18 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Parentheses open at this point.
+    depth: usize,
+    terms: usize,
+    values: usize,
 }
 
+use crate::limits::{MAX_EXPR_DEPTH, MAX_EXPR_TERMS, MAX_EXPR_VALUES};
+
 impl Parser {
+    fn new(text: &str) -> Result<Self, String> {
+        Ok(Parser { toks: lex(text)?, pos: 0, depth: 0, terms: 0, values: 0 })
+    }
     fn peek(&self) -> &Tok {
         &self.toks[self.pos].0
     }
@@ -216,13 +225,22 @@ impl Parser {
 
     fn factor(&mut self) -> Result<Filter, String> {
         if *self.peek() == Tok::LParen {
+            if self.depth == MAX_EXPR_DEPTH {
+                return Err(format!("parentheses nest deeper than {MAX_EXPR_DEPTH} levels at column {}", self.col()));
+            }
+            self.depth += 1;
             self.bump();
             let e = self.or()?;
+            self.depth -= 1;
             let col = self.col();
             return match self.bump().0 {
                 Tok::RParen => Ok(e),
                 _ => Err(format!("expected `)` at column {col}")),
             };
+        }
+        self.terms += 1;
+        if self.terms > MAX_EXPR_TERMS {
+            return Err(format!("the filter has more than {MAX_EXPR_TERMS} comparisons (at column {}); narrow it or split the search", self.col()));
         }
         let (entity, key) = self.identifier()?;
         let col = self.col();
@@ -299,6 +317,10 @@ impl Parser {
 
     fn scalar(&mut self) -> Result<Value, String> {
         let col = self.col();
+        self.values += 1;
+        if self.values > MAX_EXPR_VALUES {
+            return Err(format!("the filter has more than {MAX_EXPR_VALUES} values (at column {col})"));
+        }
         match self.bump().0 {
             Tok::Number(n) => Ok(Value::Number(n)),
             Tok::Quoted(s) => Ok(Value::Text(s)),
@@ -343,7 +365,7 @@ pub fn parse(text: &str) -> Result<Option<Filter>, String> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let mut p = Parser { toks: lex(text)?, pos: 0 };
+    let mut p = Parser::new(text)?;
     let f = p.or()?;
     if *p.peek() != Tok::End {
         return Err(format!("unexpected {:?} at column {}", p.peek(), p.col()));
@@ -353,7 +375,7 @@ pub fn parse(text: &str) -> Result<Option<Filter>, String> {
 
 /// Parse `metrics.accuracy DESC`, `attributes.start_time`, `params.lr ASC`.
 pub fn parse_order_by(text: &str) -> Result<OrderBy, String> {
-    let mut p = Parser { toks: lex(text)?, pos: 0 };
+    let mut p = Parser::new(text)?;
     let (entity, key) = p.identifier()?;
     let descending = if p.is_kw("desc") {
         p.bump();
@@ -400,6 +422,20 @@ mod tests {
         assert!(parse("attributes.colour = 'red'").unwrap_err().contains("unknown attribute `colour`"));
         assert!(parse("(metrics.a > 1").unwrap_err().contains("expected `)`"));
         assert!(parse("params.a = 'x").unwrap_err().contains("unterminated"));
+    }
+
+    #[test]
+    fn nesting_and_size_are_limited() {
+        // 2,000 nested parentheses used to overflow the stack and abort.
+        let deep = format!("{}metrics.a > 1{}", "(".repeat(2000), ")".repeat(2000));
+        assert!(parse(&deep).unwrap_err().contains("deeper than 32 levels"));
+        let ok = format!("{}metrics.a > 1{}", "(".repeat(32), ")".repeat(32));
+        assert!(parse(&ok).is_ok());
+        let chain = |n: usize| (0..n).map(|i| format!("metrics.m{i} > 1")).collect::<Vec<_>>().join(" or ");
+        assert!(parse(&chain(100)).is_ok());
+        assert!(parse(&chain(60_000)).unwrap_err().contains("more than 100 comparisons"));
+        let list = format!("params.p IN ({})", (0..1001).map(|i| format!("'{i}'")).collect::<Vec<_>>().join(","));
+        assert!(parse(&list).unwrap_err().contains("more than 1000 values"));
     }
 
     #[test]
