@@ -60,6 +60,13 @@ impl Local {
     }
 }
 
+impl Local {
+    /// The workspace root as the kernel names it: what links may not leave.
+    fn root(&self) -> Result<PathBuf> {
+        self.workspace.root().canonicalize().context("resolving the workspace folder")
+    }
+}
+
 impl App {
     pub fn local(&self) -> Local {
         Local { workspace: self.workspace.clone(), blobs: self.blobs.clone() }
@@ -100,18 +107,29 @@ fn check_name(name: &str) -> Result<()> {
 /// The data path given on the command line, made absolute and checked to
 /// lie inside the workspace (pointers are committed beside it).
 fn resolve(local: &Local, path: &Path) -> Result<PathBuf> {
-    let root = local.workspace.root().canonicalize().context("resolving the workspace folder")?;
+    let root = local.root()?;
     let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let abs = if meta.file_type().is_symlink() {
         // Keep the link's own name (the pointer sits beside it); its
-        // target is read through it.
+        // target is read through it, so it must lie in the workspace too.
+        walk::check_link(path, &root)?;
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        parent.canonicalize().with_context(|| format!("cannot read {}", parent.display()))?.join(path.file_name().unwrap())
+        match path.file_name() {
+            Some(name) => parent.canonicalize().with_context(|| format!("cannot read {}", parent.display()))?.join(name),
+            None => path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?,
+        }
     } else {
         path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?
     };
-    if !abs.starts_with(&root) || abs == root {
+    if abs == root {
+        bail!("{} is the workspace's own folder; add a file or a folder inside it (its pointer file goes beside it)", path.display());
+    }
+    if !abs.starts_with(&root) {
         bail!("{} is outside the workspace {} (data is tracked from inside it, where its pointer file is committed)", path.display(), root.display());
+    }
+    let target = std::fs::metadata(&abs).with_context(|| format!("cannot read {}", path.display()))?;
+    if !target.is_file() && !target.is_dir() {
+        bail!("{} is {}; Kiln versions regular files and folders", path.display(), crate::limits::kind_of(&target));
     }
     if abs.components().any(|c| c.as_os_str() == crate::workspace::DIR_NAME) {
         bail!("{} is inside Kiln's own folder {}", path.display(), crate::workspace::DIR_NAME);
@@ -196,7 +214,7 @@ pub async fn add(app: &App, path: &Path, opts: AddOptions) -> Result<Added> {
     let stem = if abs.is_dir() { abs.file_name() } else { abs.file_stem() };
     let name = opts.name.clone().unwrap_or_else(|| stem.unwrap_or_default().to_string_lossy().into_owned());
     check_name(&name)?;
-    let (blobs, kiln_dir) = (app.blobs.clone(), app.workspace.dir.clone());
+    let (blobs, kiln_dir, root) = (app.blobs.clone(), app.workspace.dir.clone(), local.root()?);
     let work_path = abs.clone();
     let (profile, hardlink) = (opts.profile, opts.hardlink);
     // Hashing, copying and profiling are blocking work for all cores.
@@ -204,7 +222,7 @@ pub async fn add(app: &App, path: &Path, opts: AddOptions) -> Result<Added> {
         let state = State::load(&kiln_dir);
         let abs = work_path;
         let result = if abs.is_dir() {
-            let files = walk::files(&abs)?;
+            let files = walk::files(&abs, walk::Links::FollowWithin(&root))?;
             let (entries, new_blobs, new_bytes) = store_files(&blobs, &state, &files, hardlink, "hashing")?;
             let size = entries.iter().map(|e| e.size).sum::<u64>();
             let count = entries.len() as u64;
@@ -326,7 +344,24 @@ pub fn find_pointers(local: &Local, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// A directory version's manifest, from the blob store.
 fn manifest(blobs: &BlobStore, p: &Pointer, pointer_file: &Path) -> Result<Manifest> {
     let bytes = manifest_bytes(blobs, p, pointer_file)?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pointer_file.display(), p.hash))
+    let m: Manifest =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pointer_file.display(), p.hash))?;
+    for e in &m.files {
+        check_entry_path(&e.path, pointer_file, &p.hash)?;
+    }
+    Ok(m)
+}
+
+/// A manifest's paths stay inside their folder: one pulled from a shared
+/// remote must not name `../../.bashrc`.
+fn check_entry_path(path: &str, pointer_file: &Path, hash: &str) -> Result<()> {
+    let plain = !path.is_empty()
+        && !path.contains(['\0', '\\'])
+        && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        bail!("{}: the manifest {hash} lists {path:?}, which is not a path inside the folder", pointer_file.display());
+    }
+    Ok(())
 }
 
 /// A manifest read in place (paths and hashes borrowed from its bytes):
@@ -357,7 +392,11 @@ fn manifest_bytes(blobs: &BlobStore, p: &Pointer, pointer_file: &Path) -> Result
 
 /// Whether a workspace file holds `hash`: by stamp from the cache, else by
 /// reading it.
-fn holds(state: &State, path: &Path, hash: &str) -> Result<Option<bool>> {
+fn holds(state: &State, root: &Path, path: &Path, hash: &str) -> Result<Option<bool>> {
+    // A link out of the workspace is a change, and is not read.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) && walk::check_link(path, root).is_err() {
+        return Ok(Some(false));
+    }
     let now = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => hashing::Stamp::of(&m),
         Ok(_) => return Ok(Some(false)),
@@ -372,12 +411,13 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
     // Independent work side by side: decoding the cache is CPU, finding
     // the pointers (and below, walking a folder) mostly system calls.
     let (state, pointers) = rayon::join(|| State::load(&local.workspace.dir), || find_pointers(local, paths));
+    let root = local.root()?;
     let mut out = Vec::new();
     for pf in pointers? {
         let p = Pointer::read(&pf)?;
         let data = p.data_path(&pf);
         let (st, detail) = if p.kind == "file" {
-            match holds(&state, &data, &p.hash)? {
+            match holds(&state, &root, &data, &p.hash)? {
                 None => (DataState::Missing, String::new()),
                 Some(true) => (DataState::Unchanged, String::new()),
                 Some(false) => (DataState::Modified, String::new()),
@@ -389,10 +429,13 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
             // One walk gives every file's stamp: unchanged files are
             // recognised from the cache without another system call.
             let (found, m) = rayon::join(
-                || walk::files(&data),
+                || walk::files(&data, walk::Links::FollowWithin(&root)),
                 || serde_json::from_slice::<ManifestView>(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pf.display(), p.hash)),
             );
             let (found, m) = (found?, m?);
+            for e in &m.files {
+                check_entry_path(&e.path, &pf, &p.hash)?;
+            }
             let present: std::collections::HashMap<&str, &walk::Found, foldhash::fast::RandomState> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
             // Unchanged files are answered by the cache, in one pass; only
             // the rest are read, on all cores.
@@ -463,6 +506,7 @@ pub struct CheckedOut {
 /// Changes that no version holds are not overwritten without `force`.
 pub fn checkout(local: &Local, paths: &[PathBuf], force: bool, hardlink: bool) -> Result<Vec<CheckedOut>> {
     let state = State::load(&local.workspace.dir);
+    let root = local.root()?;
     let mut out = Vec::new();
     for pf in find_pointers(local, paths)? {
         let p = Pointer::read(&pf)?;
@@ -475,10 +519,27 @@ pub fn checkout(local: &Local, paths: &[PathBuf], force: bool, hardlink: bool) -
         };
         let (mut restored, mut removed) = (0u64, 0u64);
         let mut restore = |target: &Path, hash: &str| -> Result<()> {
-            match holds(&state, target, hash)? {
+            // Never write through a link: `--force` replaces it (the link,
+            // not what it points at) with a real folder.
+            if let Some(link) = linked_folder(&[&root, local.workspace.root()], target)? {
+                if !force {
+                    bail!(
+                        "{} is a symbolic link; checkout does not write through links (`--force` replaces the link with a folder)",
+                        link.display()
+                    );
+                }
+                std::fs::remove_file(&link).with_context(|| format!("removing the link {}", link.display()))?;
+            }
+            match holds(&state, &root, target, hash)? {
                 Some(true) => return Ok(()),
                 Some(false) if !force => {
-                    let current = hashing::stamp(target).and_then(|s| state.hash(target, s, &|_| {})).map(|(h, _)| h).unwrap_or_default();
+                    // A link counts as a change no version holds: not read.
+                    let link = std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink());
+                    let current = if link {
+                        String::new()
+                    } else {
+                        hashing::stamp(target).and_then(|s| state.hash(target, s, &|_| {})).map(|(h, _)| h).unwrap_or_default()
+                    };
                     if !local.blobs.contains(&current) {
                         bail!(
                             "{} has changes no version holds; `kiln data add {}` keeps them, `--force` discards them",
@@ -509,7 +570,9 @@ pub fn checkout(local: &Local, paths: &[PathBuf], force: bool, hardlink: bool) -
             }
             if data.is_dir() {
                 let known: std::collections::HashSet<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
-                for walk::Found { rel, path, .. } in walk::files(&data)? {
+                // Links are entries here, never followed: removing one
+                // removes the link, never what it points at.
+                for walk::Found { rel, path, .. } in walk::files(&data, walk::Links::Keep)? {
                     if !known.contains(rel.as_str()) {
                         if !force {
                             bail!("{} is not in version {} of `{}`; `--force` removes it", path.display(), p.version, p.name);
@@ -524,6 +587,28 @@ pub fn checkout(local: &Local, paths: &[PathBuf], force: bool, hardlink: bool) -
     }
     state.save()?;
     Ok(out)
+}
+
+/// The first folder between the workspace `root` and `target`'s parent
+/// that is a symbolic link, if any. `target` is named from the workspace
+/// root as found (`roots[1]`) or as the kernel names it (`roots[0]`).
+fn linked_folder(roots: &[&Path; 2], target: &Path) -> Result<Option<PathBuf>> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    let parent = std::path::absolute(parent).with_context(|| format!("resolving {}", parent.display()))?;
+    let Some((base, rel)) = roots.iter().find_map(|r| parent.strip_prefix(r).ok().map(|rel| (r.to_path_buf(), rel.to_path_buf()))) else {
+        return Ok(None);
+    };
+    let mut at = base;
+    for part in rel.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Ok(Some(at)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", at.display())),
+        }
+    }
+    Ok(None)
 }
 
 /// Register a blob already in the store (an upload) as a version of
@@ -684,7 +769,7 @@ pub fn tracked_version(local: &Local, path: &Path) -> Result<Option<(String, i64
     let p = Pointer::read(&pointer_file)?;
     let state = State::load(&local.workspace.dir);
     let path = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
-    let held = holds(&state, &path, &p.hash)?;
+    let held = holds(&state, &local.root()?, &path, &p.hash)?;
     state.save()?;
     if held == Some(true) {
         return Ok(Some((p.name, p.version)));

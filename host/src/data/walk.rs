@@ -6,8 +6,11 @@
 //! that descriptor (`fstatat`), so the kernel resolves one name per file
 //! rather than the whole path (a full-path `stat` per file was most of the
 //! time in a profile of the walkdir version). Entries are `stat`ed on all
-//! cores. Symlinks are followed, like `cp -rL`, and a link back to a folder
-//! being walked is an error rather than an endless walk.
+//! cores. Symlinks are followed, like `cp -rL`, as long as they stay
+//! inside the workspace: a link out of it is an error (data is tracked
+//! from inside the workspace, and nothing outside is read through a link),
+//! and so is a link back to a folder being walked. `checkout` walks
+//! without following, so it sees (and may remove) the links themselves.
 
 use super::hashing::Stamp;
 use anyhow::{Result, bail};
@@ -27,14 +30,38 @@ pub struct Found {
     pub stamp: Stamp,
 }
 
-/// Every regular file under `root` (following symlinks), sorted by `rel`.
-pub fn files(root: &Path) -> Result<Vec<Found>> {
+/// How a walk treats symlinks.
+#[derive(Debug, Clone, Copy)]
+pub enum Links<'a> {
+    /// Follow those that resolve inside this folder (the canonical
+    /// workspace root); a link out of it is an error.
+    FollowWithin(&'a Path),
+    /// Report a link as the entry it is (its own stamp), never follow it.
+    Keep,
+}
+
+/// Every regular file under `root`, sorted by `rel`.
+pub fn files(root: &Path, links: Links) -> Result<Vec<Found>> {
     let fd = open_dir(root)?;
     let st = rustix::fs::fstat(&fd).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", root.display()))?;
     let mut out = Vec::new();
-    walk(&fd, root, "", &[(st.st_dev, st.st_ino, root.to_path_buf())], &mut out)?;
+    walk(&fd, root, "", &[(st.st_dev, st.st_ino, root.to_path_buf())], links, &mut out)?;
     out.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
+}
+
+/// Refuse a symlink whose target lies outside `within`.
+pub fn check_link(link: &Path, within: &Path) -> Result<()> {
+    let target = link.canonicalize().map_err(|e| anyhow::anyhow!("cannot follow the link {}: {e}", link.display()))?;
+    if !target.starts_with(within) {
+        bail!(
+            "{} is a symbolic link to {}, outside the workspace {}; Kiln does not follow links out of it",
+            link.display(),
+            target.display(),
+            within.display()
+        );
+    }
+    Ok(())
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
@@ -56,7 +83,7 @@ enum Kind {
 /// one folder per task; a folder with many entries also has its entries
 /// `stat`ed in parallel batches. (A parallel `stat` of every folder's
 /// entries, even 100 of them, spent more on waking threads than it saved.)
-fn walk(fd: &OwnedFd, path: &Path, prefix: &str, ancestors: &[(u64, u64, PathBuf)], out: &mut Vec<Found>) -> Result<()> {
+fn walk(fd: &OwnedFd, path: &Path, prefix: &str, ancestors: &[(u64, u64, PathBuf)], links: Links, out: &mut Vec<Found>) -> Result<()> {
     let shown = |name: &CString| path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
     let dir = rustix::fs::Dir::read_from(fd).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let mut names: Vec<(CString, FileType)> = Vec::new();
@@ -77,8 +104,20 @@ fn walk(fd: &OwnedFd, path: &Path, prefix: &str, ancestors: &[(u64, u64, PathBuf
         if !matches!(*ty, FileType::RegularFile | FileType::Symlink | FileType::Unknown) {
             return Ok(Kind::Other);
         }
-        let st = rustix::fs::statat(fd.as_fd(), name.as_c_str(), AtFlags::empty())
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", shown(name).display()))?;
+        let lstat = |flags| {
+            rustix::fs::statat(fd.as_fd(), name.as_c_str(), flags).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", shown(name).display()))
+        };
+        // The link itself first (an unknown type may be one).
+        let mut st = lstat(AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            match links {
+                Links::Keep => return Ok(Kind::File(Stamp::of_stat(&st))),
+                Links::FollowWithin(root) => {
+                    check_link(&shown(name), root)?;
+                    st = lstat(AtFlags::empty())?;
+                }
+            }
+        }
         Ok(match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => Kind::File(Stamp::of_stat(&st)),
             FileType::Directory => Kind::Dir(st.st_dev, st.st_ino),
@@ -116,7 +155,7 @@ fn walk(fd: &OwnedFd, path: &Path, prefix: &str, ancestors: &[(u64, u64, PathBuf
             let mut inner = ancestors.to_vec();
             inner.push((dev, ino, child_path.clone()));
             let mut found = Vec::new();
-            walk(&child, &child_path, &rel, &inner, &mut found)?;
+            walk(&child, &child_path, &rel, &inner, links, &mut found)?;
             Ok(found)
         })
         .collect();
@@ -144,7 +183,7 @@ mod tests {
         std::fs::write(dir.path().join("outside/o.txt"), "333").unwrap();
         std::os::unix::fs::symlink(dir.path().join("outside"), root.join("linked")).unwrap();
         std::os::unix::fs::symlink(root.join("top.txt"), root.join("alias.txt")).unwrap();
-        let found = files(&root).unwrap();
+        let found = files(&root, Links::FollowWithin(dir.path())).unwrap();
         let rels: Vec<(&str, u64)> = found.iter().map(|f| (f.rel.as_str(), f.stamp.size)).collect();
         assert_eq!(rels, [("a/b/deep.txt", 2), ("alias.txt", 1), ("linked/o.txt", 3), ("top.txt", 1)]);
         assert_eq!(found[0].path, root.join("a/b/deep.txt"));
@@ -152,7 +191,24 @@ mod tests {
         assert_eq!(found[1].stamp, Stamp::of(&std::fs::metadata(root.join("top.txt")).unwrap()));
 
         std::os::unix::fs::symlink(&root, root.join("a/b/back")).unwrap();
-        let e = files(&root).unwrap_err().to_string();
+        let e = files(&root, Links::FollowWithin(dir.path())).unwrap_err().to_string();
         assert!(e.contains("symlink loop") && e.contains("a/b/back"), "{e}");
+    }
+
+    #[test]
+    fn links_out_of_the_workspace_are_refused_or_kept_as_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ws, outside) = (dir.path().join("ws"), dir.path().join("outside"));
+        std::fs::create_dir_all(ws.join("set")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret.txt"), "s").unwrap();
+        std::fs::write(ws.join("set/a.txt"), "a").unwrap();
+        std::os::unix::fs::symlink(&outside, ws.join("set/linked")).unwrap();
+        let ws = ws.canonicalize().unwrap();
+        let e = files(&ws.join("set"), Links::FollowWithin(&ws)).unwrap_err().to_string();
+        assert!(e.contains("set/linked is a symbolic link") && e.contains("outside the workspace"), "{e}");
+        let kept = files(&ws.join("set"), Links::Keep).unwrap();
+        let rels: Vec<&str> = kept.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, ["a.txt", "linked"], "the link is an entry; nothing behind it is walked");
     }
 }
