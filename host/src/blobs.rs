@@ -16,8 +16,8 @@ pub enum BlobError {
     Corrupt { id: String, actual: String },
     #[error("`{0}` is not a blob id (64 hex characters)")]
     BadId(String),
-    #[error("blob store I/O at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("blob store I/O at {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ impl BlobStore {
         let path = self.path_of(id)?;
         let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => BlobError::Missing(id.to_string()),
-            _ => BlobError::Io { path: path.clone(), source },
+            _ => BlobError::Io { path: path.clone(), error: source },
         })?;
         let actual = Self::id_of(&bytes);
         if actual != id {
@@ -106,7 +106,7 @@ impl BlobStore {
         let path = self.path_of(id)?;
         std::fs::metadata(&path).map(|m| m.len()).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => BlobError::Missing(id.to_string()),
-            _ => BlobError::Io { path: path.clone(), source },
+            _ => BlobError::Io { path: path.clone(), error: source },
         })
     }
 
@@ -140,12 +140,15 @@ impl BlobStore {
             if hardlink {
                 std::fs::hard_link(&path, &tmp).map_err(io(&tmp))?;
             } else {
-                std::fs::copy(&path, &tmp).map_err(io(&tmp))?;
-                // The copy is the user's file: writable, unlike the blob.
-                let mut perms = std::fs::metadata(&tmp).map_err(io(&tmp))?.permissions();
-                #[allow(clippy::permissions_set_readonly_false)]
-                perms.set_readonly(false);
-                std::fs::set_permissions(&tmp, perms).map_err(io(&tmp))?;
+                // The copy is the user's file: created 0666 less the
+                // umask, like any file a program writes (not the blob's
+                // read-only mode, nor writable by everyone). io::copy
+                // between files is copy_file_range: a reflink where the
+                // filesystem shares extents.
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o666).open(&tmp).map_err(io(&tmp))?;
+                let mut src = std::fs::File::open(&path).map_err(io(&path))?;
+                std::io::copy(&mut src, &mut out).map_err(io(&tmp))?;
             }
             std::fs::rename(&tmp, dest).map_err(io(dest))
         })();
@@ -160,7 +163,7 @@ impl BlobStore {
     /// stays constant.
     pub fn writer(&self) -> Result<BlobWriter, BlobError> {
         let tmp = self.temp_dir()?.join(temp_name());
-        let file = std::fs::File::create(&tmp).map_err(|source| BlobError::Io { path: tmp.clone(), source })?;
+        let file = std::fs::File::create(&tmp).map_err(|source| BlobError::Io { path: tmp.clone(), error: source })?;
         Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: blake3::Hasher::new(), size: 0 })
     }
 
@@ -175,9 +178,9 @@ impl BlobStore {
         let path = self.path_of(id)?;
         let file = std::fs::File::open(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => BlobError::Missing(id.to_string()),
-            _ => BlobError::Io { path: path.clone(), source },
+            _ => BlobError::Io { path: path.clone(), error: source },
         })?;
-        let size = file.metadata().map_err(|source| BlobError::Io { path: path.clone(), source })?.len();
+        let size = file.metadata().map_err(|source| BlobError::Io { path: path.clone(), error: source })?.len();
         struct Reading {
             file: std::fs::File,
             hasher: blake3::Hasher,
@@ -226,7 +229,7 @@ fn temp_name() -> String {
 /// The error of an I/O failure at `path`, for `map_err`.
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError {
     let path = path.to_path_buf();
-    move |source| BlobError::Io { path, source }
+    move |source| BlobError::Io { path, error: source }
 }
 
 /// Remove temporary files left in `dir` by processes that no longer run
@@ -310,7 +313,7 @@ impl Staging {
         }
         let sync = || -> Result<(), BlobError> {
             let d = std::fs::File::open(&self.dir).map_err(io(&self.dir))?;
-            rustix::fs::syncfs(&d).map_err(|e| BlobError::Io { path: self.dir.clone(), source: e.into() })
+            rustix::fs::syncfs(&d).map_err(|e| BlobError::Io { path: self.dir.clone(), error: e.into() })
         };
         sync()?;
         let mut made = std::collections::HashSet::new();
@@ -347,7 +350,7 @@ pub struct BlobWriter {
 impl BlobWriter {
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
         let file = self.file.as_mut().expect("a BlobWriter is not used after finish");
-        file.write_all(chunk).map_err(|source| BlobError::Io { path: self.tmp.clone(), source })?;
+        file.write_all(chunk).map_err(|source| BlobError::Io { path: self.tmp.clone(), error: source })?;
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
         Ok(())

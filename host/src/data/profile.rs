@@ -28,6 +28,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use crate::limits::MAX_COLUMNS;
 
 /// The quantiles every numeric column records.
 pub const QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
@@ -38,6 +39,27 @@ pub const TOP_VALUES: usize = 10;
 /// Rows per record batch: big enough that per-batch overhead vanishes, small
 /// enough that a batch of a wide file stays a few MiB.
 const BATCH_ROWS: usize = 8192;
+/// Cells per batch: arrow allocates every column's builder for a whole
+/// batch up front, so a wide file gets fewer rows per batch (10,000
+/// columns × 8,192 rows was 1.3 GB for a one-row file).
+const BATCH_CELLS: usize = 1 << 20;
+
+/// Rows per batch for `columns` columns: memory follows the data's size.
+fn batch_rows(columns: usize) -> usize {
+    (BATCH_CELLS / columns.max(1)).clamp(1, BATCH_ROWS)
+}
+
+/// Refuse a file wider than [`MAX_COLUMNS`] before reading its rows.
+fn check_width(path: &Path, columns: usize, line: Option<u64>) -> Result<(), ProfileError> {
+    if columns <= MAX_COLUMNS {
+        return Ok(());
+    }
+    let message = format!("the file has {columns} columns; Kiln profiles at most {MAX_COLUMNS} (add it with --no-profile to store it as opaque data)");
+    Err(match line {
+        Some(line) => ProfileError::At { path: path.into(), line, message },
+        None => ProfileError::File { path: path.into(), message },
+    })
+}
 /// What a proportion of zero counts as in the PSI (whose log would otherwise
 /// be infinite); the value most PSI implementations use.
 const PSI_FLOOR: f64 = 1e-4;
@@ -110,8 +132,10 @@ pub struct TextStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Not `source`: the message holds it, and `{:#}` would print a
+    /// `#[source]` a second time.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}:{line}: {message}")]
     At { path: PathBuf, line: u64, message: String },
     #[error("{path}: {message}")]
@@ -159,6 +183,7 @@ pub fn profile_csv(path: &Path, delimiter: u8) -> Result<(Schema, Profile), Prof
     if schema.fields().is_empty() {
         return Err(ProfileError::File { path: path.into(), message: "the file is empty (no header row)".into() });
     }
+    check_width(path, schema.fields().len(), Some(1))?;
     if let Some(name) = duplicate_name(schema.fields()) {
         return Err(ProfileError::At {
             path: path.into(),
@@ -169,7 +194,7 @@ pub fn profile_csv(path: &Path, delimiter: u8) -> Result<(Schema, Profile), Prof
     let schema = Arc::new(schema);
     let reader = arrow_csv::ReaderBuilder::new(schema.clone())
         .with_format(format)
-        .with_batch_size(BATCH_ROWS)
+        .with_batch_size(batch_rows(schema.fields().len()))
         .build(open(path)?)
         .map_err(|e| csv_error(path, delimiter, e))?;
     let mut columns: Vec<ColumnAccumulator> = schema.fields().iter().map(|f| ColumnAccumulator::new(f)).collect();
@@ -197,6 +222,7 @@ pub fn profile_parquet(path: &Path) -> Result<(Schema, Profile), ProfileError> {
         ProfileError::File { path: path.into(), message }
     })?;
     let schema = metadata.schema().clone();
+    check_width(path, schema.fields().len(), None)?;
     if let Some(name) = duplicate_name(schema.fields()) {
         return Err(ProfileError::File { path: path.into(), message: format!("column `{name}` appears twice") });
     }
@@ -223,7 +249,7 @@ pub fn profile_parquet(path: &Path) -> Result<(Schema, Profile), ProfileError> {
                 path: path.into(),
                 message: format!("row group {row_group} (of {row_groups}), column `{name}`: {e}"),
             };
-            let input = file.try_clone().map_err(|source| ProfileError::Io { path: path.into(), source })?;
+            let input = file.try_clone().map_err(|source| ProfileError::Io { path: path.into(), error: source })?;
             let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata.clone())
                 .with_row_groups(vec![row_group])
                 .with_projection(ProjectionMask::roots(metadata.parquet_schema(), [index]))
@@ -246,14 +272,12 @@ fn readable(codec: parquet::basic::Compression) -> bool {
     matches!(codec, UNCOMPRESSED | SNAPPY | LZ4 | LZ4_RAW | ZSTD(_))
 }
 
+/// A regular file (a folder, device or FIFO is refused by name).
 fn open(path: &Path) -> Result<File, ProfileError> {
-    let io = |source| ProfileError::Io { path: path.into(), source };
-    let file = File::open(path).map_err(io)?;
-    // Opening a directory succeeds; reading it fails with a vaguer message.
-    if file.metadata().map_err(io)?.is_dir() {
-        return Err(ProfileError::File { path: path.into(), message: "is a directory, not a file".into() });
-    }
-    Ok(file)
+    crate::limits::open_regular(path, u64::MAX, "input_size").map_err(|error| match error.kind() {
+        std::io::ErrorKind::InvalidInput => ProfileError::File { path: path.into(), message: error.to_string() },
+        _ => ProfileError::Io { path: path.into(), error },
+    })
 }
 
 fn duplicate_name(fields: &arrow_schema::Fields) -> Option<&str> {
@@ -361,7 +385,7 @@ fn csv_error(path: &Path, delimiter: u8, e: ArrowError) -> ProfileError {
         ArrowError::IoError(_, source) => {
             return ProfileError::Io {
                 path: path.into(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
+                error: std::io::Error::new(source.kind(), source.to_string()),
             };
         }
         _ => {}
