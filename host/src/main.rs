@@ -1,5 +1,7 @@
 //! The `kiln` binary.
 
+use std::io::Write;
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -8,8 +10,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     // A bug in kiln must still end in a sentence, not a backtrace dump.
+    // (Written, not eprintln!ed: a closed stderr must not panic again.)
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error in kiln ({info}); please report it with the command you ran");
+        let _ = writeln!(std::io::stderr(), "error: internal error in kiln ({info}); please report it with the command you ran");
     }));
     // Multi-threaded: a plugin spinning in Wasm must not starve other tasks.
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -23,7 +26,7 @@ fn main() {
         match kiln::cli::main().await {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                let _ = writeln!(std::io::stderr(), "error: {e:#}");
                 1
             }
         }

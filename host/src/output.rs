@@ -1,6 +1,37 @@
 //! How the CLI prints: readable tables by default, JSON with `--json`.
 
 use comfy_table::{Table, presets};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once stdout's reader has gone.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write to stdout. Once the reader has gone (`kiln runs list | head -1`
+/// closes the pipe) output stops quietly and the command still finishes
+/// its work and exits as it would have: `println!` would panic instead.
+pub fn print(args: std::fmt::Arguments) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if out.write_fmt(args).and_then(|()| out.flush()).is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `println!` that survives a closed stdout (see [`print`]).
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::output::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// The first `n` characters of an id, for tables: ids from other tools
+/// (MLflow's experiment `0`) may be shorter.
+pub fn short(id: &str, n: usize) -> &str {
+    id.char_indices().nth(n).map_or(id, |(i, _)| &id[..i])
+}
 
 /// A plain table with a header row and no borders.
 pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
@@ -72,5 +103,8 @@ mod tests {
         assert_eq!(time_ms(0), "1970-01-01 00:00:00");
         assert_eq!(time_ms(1_764_167_400_000), "2025-11-26 14:30:00");
         assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(short("0", 12), "0");
+        assert_eq!(short("0123456789abcdef", 12), "0123456789ab");
+        assert_eq!(short("ééé", 2), "éé");
     }
 }

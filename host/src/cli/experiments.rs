@@ -26,30 +26,30 @@ pub async fn run(cmd: ExperimentsCommand) -> Result<i32> {
         ExperimentsCommand::List { all, json } => {
             let list = app.store.list_experiments(all).await?;
             if json {
-                println!("{}", output::json(&list));
+                crate::outln!("{}", output::json(&list));
             } else {
                 let rows = list
                     .iter()
-                    .map(|e| vec![e.name.clone(), e.runs.to_string(), e.lifecycle_stage.clone(), output::time_ms(e.created_at), e.id[..12].to_string()])
+                    .map(|e| vec![e.name.clone(), e.runs.to_string(), e.lifecycle_stage.clone(), output::time_ms(e.created_at), output::short(&e.id, 12).to_string()])
                     .collect();
-                println!("{}", output::table(&["name", "runs", "stage", "created (UTC)", "id"], rows));
+                crate::outln!("{}", output::table(&["name", "runs", "stage", "created (UTC)", "id"], rows));
             }
         }
         ExperimentsCommand::Create { name } => {
             let id = app.store.create_experiment(&name).await?;
-            println!("Created experiment `{name}` ({id})");
+            crate::outln!("Created experiment `{name}` ({id})");
         }
         ExperimentsCommand::Rename { name, new_name } => {
             app.store.rename_experiment(&name, &new_name).await?;
-            println!("Renamed `{name}` to `{new_name}`");
+            crate::outln!("Renamed `{name}` to `{new_name}`");
         }
         ExperimentsCommand::Delete { name } => {
             app.store.set_experiment_stage(&name, "deleted").await?;
-            println!("Deleted experiment `{name}` (kiln experiments restore {name} brings it back)");
+            crate::outln!("Deleted experiment `{name}` (kiln experiments restore {name} brings it back)");
         }
         ExperimentsCommand::Restore { name } => {
             app.store.set_experiment_stage(&name, "active").await?;
-            println!("Restored experiment `{name}`");
+            crate::outln!("Restored experiment `{name}`");
         }
     }
     Ok(0)

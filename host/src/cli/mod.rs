@@ -66,7 +66,7 @@ pub async fn main() -> Result<i32> {
             let ws = crate::workspace::Workspace::init(&at)?;
             let app = crate::app::App::open_at(ws).await?;
             crate::plugins::ensure_bundled(&app).await?;
-            println!("Initialised Kiln workspace in {}", app.workspace.dir.display());
+            crate::outln!("Initialised Kiln workspace in {}", app.workspace.dir.display());
             Ok(0)
         }
         Command::Run(args) => run::run(args).await,

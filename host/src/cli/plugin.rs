@@ -42,7 +42,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
         PluginCommand::List { json } => {
             let list = app.store.list_plugins().await?;
             if json {
-                println!("{}", output::json(&list));
+                crate::outln!("{}", output::json(&list));
             } else {
                 let rows = list
                     .iter()
@@ -52,12 +52,12 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
                             p.version.clone(),
                             p.kind.clone(),
                             if p.bundled { "bundled".into() } else { "added".into() },
-                            p.digest[..19].to_string(),
+                            output::short(&p.digest, 19).to_string(),
                             p.summary.clone(),
                         ]
                     })
                     .collect();
-                println!("{}", output::table(&["name", "version", "kind", "origin", "digest", "summary"], rows));
+                crate::outln!("{}", output::table(&["name", "version", "kind", "origin", "digest", "summary"], rows));
             }
         }
         PluginCommand::Add { file, timeout, memory, json } => {
@@ -66,11 +66,11 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
                 .await
                 .with_context(|| format!("{} was not registered", file.display()))?;
             if json {
-                println!("{}", output::json(&record));
+                crate::outln!("{}", output::json(&record));
             } else if inserted {
-                println!("Registered {}@{} ({}, {}) from {}", record.name, record.version, record.kind, record.digest, file.display());
+                crate::outln!("Registered {}@{} ({}, {}) from {}", record.name, record.version, record.kind, record.digest, file.display());
             } else {
-                println!("{}@{} is already registered ({})", record.name, record.version, record.digest);
+                crate::outln!("{}@{} is already registered ({})", record.name, record.version, record.digest);
             }
         }
         PluginCommand::Inspect { plugin, json } => {
@@ -79,28 +79,28 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
             if json {
                 let mut v = serde_json::to_value(&p)?;
                 v["params_schema"] = schema;
-                println!("{}", output::json(&v));
+                crate::outln!("{}", output::json(&v));
             } else {
-                println!("name:         {}", p.name);
-                println!("version:      {}", p.version);
-                println!("kind:         {}", p.kind);
-                println!("wit:          kiln:plugin@{}", p.wit_version);
-                println!("digest:       {}", p.digest);
-                println!("size:         {}", output::bytes(p.size as u64));
-                println!("origin:       {}", if p.bundled { "bundled with kiln" } else { "added" });
-                println!("summary:      {}", p.summary);
+                crate::outln!("name:         {}", p.name);
+                crate::outln!("version:      {}", p.version);
+                crate::outln!("kind:         {}", p.kind);
+                crate::outln!("wit:          kiln:plugin@{}", p.wit_version);
+                crate::outln!("digest:       {}", p.digest);
+                crate::outln!("size:         {}", output::bytes(p.size as u64));
+                crate::outln!("origin:       {}", if p.bundled { "bundled with kiln" } else { "added" });
+                crate::outln!("summary:      {}", p.summary);
                 let limits = plugins::limits_for(&p, LimitOverrides::default());
-                println!("limits:       {:?} per call, {} memory", limits.timeout, output::bytes(limits.memory_bytes));
-                println!("imports:");
+                crate::outln!("limits:       {:?} per call, {} memory", limits.timeout, output::bytes(limits.memory_bytes));
+                crate::outln!("imports:");
                 for i in &p.imports {
-                    println!("  {i}");
+                    crate::outln!("  {i}");
                 }
-                println!("params schema:\n{}", output::json(&schema));
+                crate::outln!("params schema:\n{}", output::json(&schema));
             }
         }
         PluginCommand::Remove { plugin } => {
             let removed = plugins::remove(&app, &plugin).await?;
-            println!("Removed {}@{} ({})", removed.name, removed.version, removed.digest);
+            crate::outln!("Removed {}@{} ({})", removed.name, removed.version, removed.digest);
         }
     }
     Ok(0)

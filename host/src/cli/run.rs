@@ -31,6 +31,20 @@ pub struct RunArgs {
     json: bool,
 }
 
+/// The first SIGINT (Ctrl-C) or SIGTERM, and the exit code it calls for.
+async fn interrupted() -> (&'static str, i32) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
+    }
+}
+
+/// `kiln run`: the pipeline (or sweep) until it ends or the process is
+/// interrupted; then the runs it was executing are marked KILLED.
 pub async fn run(args: RunArgs) -> Result<i32> {
     let mut pipeline = Pipeline::load(&args.pipeline)?;
     for o in &args.overrides {
@@ -42,20 +56,32 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         }
     }
     let app = App::open(true).await?;
-    if pipeline.sweep.is_some() {
-        return sweep(&app, pipeline, &args).await;
+    let work = run_pipeline(&app, pipeline, &args);
+    tokio::select! {
+        code = work => code,
+        (signal, code) = interrupted() => {
+            pipeline::abandon_live_runs(&app, &format!("interrupted ({signal})")).await;
+            eprintln!("kiln run: interrupted ({signal}); the run is marked KILLED");
+            Ok(code)
+        }
     }
-    let prepared = pipeline::prepare(&app, pipeline).await?;
+}
+
+async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
+    if pipeline.sweep.is_some() {
+        return sweep(app, pipeline, args).await;
+    }
+    let prepared = pipeline::prepare(app, pipeline).await?;
     let name = prepared.pipeline.name.clone();
     let human = !args.json;
     let live = human && std::io::stderr().is_terminal();
     if human {
-        println!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
+        crate::outln!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
     }
     let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
-    let run = pipeline::execute(&app, prepared, options, None, |event| match event {
+    let run = pipeline::execute(app, prepared, options, None, |event| match event {
         Event::Started(stage) if live => eprintln!("  … {} started", stage.name),
-        Event::Finished(r) if human => println!("{}", stage_line(r)),
+        Event::Finished(r) if human => crate::outln!("{}", stage_line(r)),
         _ => {}
     })
     .await?;
@@ -76,16 +102,16 @@ pub async fn run(args: RunArgs) -> Result<i32> {
                 })
             })
             .collect();
-        println!("{}", output::json(&serde_json::json!({"run_id": run.run_id, "pipeline": name, "succeeded": ok, "stages": stages})));
+        crate::outln!("{}", output::json(&serde_json::json!({"run_id": run.run_id, "pipeline": name, "succeeded": ok, "stages": stages})));
     } else {
         print_summary(&run.results);
         let ran = run.results.iter().filter(|r| r.status == StageStatus::Ran).count();
         let cached = run.results.iter().filter(|r| r.status == StageStatus::Cached).count();
-        println!(
+        crate::outln!(
             "\nRun {} in experiment `{name}`: {} ({ran} ran, {cached} cached). See it with `kiln runs show {}`.",
             run.run_id,
             if ok { "succeeded" } else { "FAILED" },
-            &run.run_id[..12]
+            output::short(&run.run_id, 12)
         );
     }
     Ok(if ok { 0 } else { 1 })
@@ -117,9 +143,9 @@ fn print_summary(results: &[StageResult]) {
         }
     }
     if !lines.is_empty() {
-        println!("\nSummary");
+        crate::outln!("\nSummary");
         for l in lines {
-            println!("{l}");
+            crate::outln!("{l}");
         }
     }
 }
@@ -129,32 +155,32 @@ async fn sweep(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
     let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
     let human = !args.json;
     if human {
-        println!("Sweeping pipeline `{name}`");
+        crate::outln!("Sweeping pipeline `{name}`");
     }
     let outcome = pipeline::run_sweep(app, pipeline, options, args.max_runs, |c| {
         if human {
             let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let metric = c.metric.map(output::num).unwrap_or_else(|| "-".into());
-            println!("  {}  {:<9} {metric:>10}  {}", &c.run_id[..12], if c.succeeded { "succeeded" } else { "FAILED" }, params.join(" "));
+            crate::outln!("  {}  {:<9} {metric:>10}  {}", output::short(&c.run_id, 12), if c.succeeded { "succeeded" } else { "FAILED" }, params.join(" "));
         }
     })
     .await?;
     if args.json {
-        println!("{}", output::json(&outcome));
+        crate::outln!("{}", output::json(&outcome));
     } else {
         match outcome.best {
             Some(b) => {
                 let c = &outcome.children[b];
-                println!(
+                crate::outln!(
                     "\nBest {} = {} in run {} ({}). Parent run {}.",
                     outcome.metric,
                     output::num(c.metric.unwrap_or(f64::NAN)),
-                    &c.run_id[..12],
+                    output::short(&c.run_id, 12),
                     c.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
                     outcome.parent_id
                 );
             }
-            None => println!("\nNo combination succeeded. Parent run {}.", outcome.parent_id),
+            None => crate::outln!("\nNo combination succeeded. Parent run {}.", outcome.parent_id),
         }
     }
     Ok(if outcome.best.is_some() { 0 } else { 1 })

@@ -60,11 +60,11 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
         RunsCommand::List { experiment, limit, json } => {
             let runs = app.store.list_runs(experiment.as_deref(), limit).await?;
             if json {
-                println!("{}", output::json(&runs));
+                crate::outln!("{}", output::json(&runs));
                 return Ok(0);
             }
             if runs.is_empty() {
-                println!("No runs yet. Run a pipeline with `kiln run PIPELINE.toml`.");
+                crate::outln!("No runs yet. Run a pipeline with `kiln run PIPELINE.toml`.");
                 return Ok(0);
             }
             let rows = runs
@@ -73,7 +73,7 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                     let metrics: Vec<String> = headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
                     let more = if r.metrics.len() > 4 { format!(" (+{})", r.metrics.len() - 4) } else { String::new() };
                     vec![
-                        r.id[..12].to_string(),
+                        output::short(&r.id, 12).to_string(),
                         r.experiment.clone(),
                         r.status.as_str().to_string(),
                         output::time_ms(r.start_time),
@@ -81,7 +81,7 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                     ]
                 })
                 .collect();
-            println!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
+            crate::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
         }
         RunsCommand::Search { filter, experiment, order_by, max_results, page_token, json } => {
             use crate::tracking::filter as f;
@@ -91,7 +91,7 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                 .map(|o| f::parse_order_by(o).map_err(|e| anyhow::anyhow!("invalid --order-by `{o}`: {e}")))
                 .collect::<Result<Vec<_>>>()?;
             let offset = match &page_token {
-                Some(t) => t.parse::<i64>().map_err(|_| anyhow::anyhow!("`{t}` is not a page token printed by kiln"))?,
+                Some(t) => crate::tracking::page_token(t).map_err(|e| anyhow::anyhow!("--page-token: {e}"))?,
                 None => 0,
             };
             if !(1..=50_000).contains(&max_results) {
@@ -100,18 +100,18 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             let q = crate::store::SearchQuery { experiments: experiment, filter: parsed, order_by, max_results, offset, ..Default::default() };
             let (runs, next) = app.store.search_runs(&q).await?;
             if json {
-                println!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));
+                crate::outln!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));
             } else {
                 let rows = runs
                     .iter()
                     .map(|r| {
                         let metrics: Vec<String> = headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
-                        vec![r.id[..12].to_string(), r.experiment.clone(), r.status.as_str().to_string(), output::time_ms(r.start_time), metrics.join(" ")]
+                        vec![output::short(&r.id, 12).to_string(), r.experiment.clone(), r.status.as_str().to_string(), output::time_ms(r.start_time), metrics.join(" ")]
                     })
                     .collect();
-                println!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
+                crate::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
                 if let Some(n) = next {
-                    println!("More: --page-token {n}");
+                    crate::outln!("More: --page-token {n}");
                 }
             }
         }
@@ -123,11 +123,11 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             }
             let c = crate::tracking::compare::compare(&runs);
             if json {
-                println!("{}", output::json(&c));
+                crate::outln!("{}", output::json(&c));
                 return Ok(0);
             }
             let mut header = vec!["param".to_string()];
-            header.extend(runs.iter().map(|r| r.id[..12].to_string()));
+            header.extend(runs.iter().map(|r| output::short(&r.id, 12).to_string()));
             let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
             let rows = c
                 .params
@@ -138,10 +138,10 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                     row
                 })
                 .collect();
-            println!("{}", output::table(&header_refs, rows));
-            println!("(* = differs)\n");
+            crate::outln!("{}", output::table(&header_refs, rows));
+            crate::outln!("(* = differs)\n");
             let mut header = vec!["metric".to_string()];
-            header.extend(runs.iter().map(|r| r.id[..12].to_string()));
+            header.extend(runs.iter().map(|r| output::short(&r.id, 12).to_string()));
             let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
             let rows = c
                 .metrics
@@ -156,17 +156,17 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                     row
                 })
                 .collect();
-            println!("{}", output::table(&header_refs, rows));
-            println!("(* = best)");
+            crate::outln!("{}", output::table(&header_refs, rows));
+            crate::outln!("(* = best)");
         }
         RunsCommand::Delete { id } => {
             let id = app.store.resolve_run_id(&id).await?;
             app.store.set_run_stage(&id, "deleted").await?;
-            println!("Deleted run {id} (kiln runs restore {id} brings it back)");
+            crate::outln!("Deleted run {id} (kiln runs restore {id} brings it back)");
         }
         RunsCommand::Restore { id } => {
             app.store.set_run_stage(&id, "active").await?;
-            println!("Restored run {id}");
+            crate::outln!("Restored run {id}");
         }
         RunsCommand::Show { id, logs, json } => {
             let id = app.store.resolve_run_id(&id).await?;
@@ -178,33 +178,33 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                 if let Some(l) = &log {
                     v["logs"] = serde_json::to_value(l)?;
                 }
-                println!("{}", output::json(&v));
+                crate::outln!("{}", output::json(&v));
                 return Ok(0);
             }
             let s = &run.summary;
-            println!("run         {}", s.id);
-            println!("experiment  {}", s.experiment);
-            println!("status      {}", s.status.as_str());
-            println!("started     {} UTC", output::time_ms(s.start_time));
+            crate::outln!("run         {}", s.id);
+            crate::outln!("experiment  {}", s.experiment);
+            crate::outln!("status      {}", s.status.as_str());
+            crate::outln!("started     {} UTC", output::time_ms(s.start_time));
             if let Some(end) = s.end_time {
-                println!("duration    {:.2}s", (end - s.start_time) as f64 / 1000.0);
+                crate::outln!("duration    {:.2}s", (end - s.start_time) as f64 / 1000.0);
             }
-            println!("source      {}", s.source);
+            crate::outln!("source      {}", s.source);
             if let Some(e) = &run.error {
-                println!("error       {e}");
+                crate::outln!("error       {e}");
             }
             if !s.params.is_empty() {
-                println!("\nparams");
+                crate::outln!("\nparams");
                 let rows = s.params.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect();
-                println!("{}", output::table(&["name", "value"], rows));
+                crate::outln!("{}", output::table(&["name", "value"], rows));
             }
             if !s.metrics.is_empty() {
-                println!("\nmetrics");
+                crate::outln!("\nmetrics");
                 let rows = s.metrics.iter().map(|(k, v)| vec![k.clone(), output::num(*v)]).collect();
-                println!("{}", output::table(&["name", "value"], rows));
+                crate::outln!("{}", output::table(&["name", "value"], rows));
             }
             if !run.stages.is_empty() {
-                println!("\nstages");
+                crate::outln!("\nstages");
                 let rows = run
                     .stages
                     .iter()
@@ -222,17 +222,17 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                println!("{}", output::table(&["stage", "status", "time", "peak memory", "error"], rows));
+                crate::outln!("{}", output::table(&["stage", "status", "time", "peak memory", "error"], rows));
             }
             if !run.artifacts.is_empty() {
-                println!("\nartifacts");
-                let rows = run.artifacts.iter().map(|a| vec![a.path.clone(), output::bytes(a.size as u64), a.blob[..16].to_string()]).collect();
-                println!("{}", output::table(&["path", "size", "blob"], rows));
+                crate::outln!("\nartifacts");
+                let rows = run.artifacts.iter().map(|a| vec![a.path.clone(), output::bytes(a.size as u64), output::short(&a.blob, 16).to_string()]).collect();
+                crate::outln!("{}", output::table(&["path", "size", "blob"], rows));
             }
             if let Some(log) = log {
-                println!("\nlog");
+                crate::outln!("\nlog");
                 for l in log {
-                    println!("[{}] {:<6} {}", l.stage, l.level, l.message);
+                    crate::outln!("[{}] {:<6} {}", l.stage, l.level, l.message);
                 }
             }
         }

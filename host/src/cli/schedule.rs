@@ -28,20 +28,20 @@ pub async fn run(cmd: ScheduleCommand) -> Result<i32> {
                 bail!("no registered pipeline `{pipeline}`; register it first with `kiln pipeline add FILE`");
             }
             let s = app.store.add_schedule(&pipeline, &cron).await?;
-            println!("Scheduled `{pipeline}` at \"{cron}\" (UTC) as {}; `kiln serve` runs it", s.id);
+            crate::outln!("Scheduled `{pipeline}` at \"{cron}\" (UTC) as {}; `kiln serve` runs it", s.id);
         }
         ScheduleCommand::List { json } => {
             let list = app.store.list_schedules().await?;
             if json {
-                println!("{}", output::json(&list));
+                crate::outln!("{}", output::json(&list));
             } else {
                 let rows = list.iter().map(|s| vec![s.id.clone(), s.pipeline.clone(), s.cron.clone()]).collect();
-                println!("{}", output::table(&["id", "pipeline", "cron (UTC)"], rows));
+                crate::outln!("{}", output::table(&["id", "pipeline", "cron (UTC)"], rows));
             }
         }
         ScheduleCommand::Remove { id } => {
             app.store.remove_schedule(&id).await?;
-            println!("Removed schedule {id}");
+            crate::outln!("Removed schedule {id}");
         }
     }
     Ok(0)

@@ -108,7 +108,7 @@ pub async fn serve(args: ServeArgs) -> Result<i32> {
             }
         })
     };
-    println!(
+    crate::outln!(
         "Kiln listening on http://{addr} (workspace {}, {} worker(s), scheduler {})",
         app.workspace.dir.display(),
         args.workers,
@@ -130,7 +130,7 @@ pub async fn worker(args: WorkerArgs) -> Result<i32> {
     let app = App::open(true).await?;
     crate::plugins::ensure_bundled(&app).await?;
     let options = WorkerOptions::new(args.lease);
-    println!("Kiln worker {} on {}", options.id, crate::store::redact(&app.workspace.database_url()));
+    crate::outln!("Kiln worker {} on {}", options.id, crate::store::redact(&app.workspace.database_url()));
     std::io::stdout().flush()?;
     let (_tx, rx) = shutdown_signal();
     worker::run(app, options, rx).await;

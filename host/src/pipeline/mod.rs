@@ -140,6 +140,30 @@ async fn resolve_stages(app: &App, pipeline: &Pipeline) -> Result<(BTreeMap<Stri
     Ok((resolved, wanted))
 }
 
+/// Runs this process is executing (a pipeline run, a sweep's parent), so
+/// an interrupted `kiln run` can mark them KILLED rather than leave them
+/// RUNNING forever.
+static LIVE_RUNS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn live(id: &str, running: bool) {
+    let mut runs = LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    runs.retain(|r| r != id);
+    if running {
+        runs.push(id.to_string());
+    }
+}
+
+/// Mark every run this process was executing as KILLED with `reason`
+/// (after an interruption dropped their work), as MLflow does.
+pub async fn abandon_live_runs(app: &App, reason: &str) {
+    let runs = std::mem::take(&mut *LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()));
+    for id in runs {
+        if let Err(e) = app.store.finish_run(&id, RunStatus::Killed, Some(reason)).await {
+            tracing::error!("marking run {id} killed: {e}");
+        }
+    }
+}
+
 /// Run a prepared pipeline as a tracked run (experiment = pipeline name):
 /// a new run, or `existing` (a queued run a worker picked up; stages it
 /// already recorded are not run again).
@@ -158,6 +182,7 @@ pub async fn execute(
         }
         None => app.store.create_run(new_run(&pipeline)).await?,
     };
+    live(&run_id, true);
     app.store
         .set_tags(&run_id, &[("kiln.pipeline".into(), pipeline.name.clone()), ("kiln.source".into(), pipeline.file.clone())])
         .await?;
@@ -224,6 +249,7 @@ pub async fn execute(
     let error = run.results.iter().find(|r| !r.status.ok()).map(|r| format!("stage `{}` {}", r.name, r.status.word()));
     let status = if run.succeeded() { RunStatus::Finished } else { RunStatus::Failed };
     app.store.finish_run(&run.run_id, status, error.as_deref()).await?;
+    live(&run.run_id, false);
     Ok(run)
 }
 
@@ -278,6 +304,7 @@ pub async fn run_sweep(
     let mut parent = new_run(&pipeline);
     parent.name = format!("{} sweep", pipeline.name);
     let parent_id = app.store.create_run(parent).await?;
+    live(&parent_id, true);
     app.store
         .log_params(
             &parent_id,
@@ -326,6 +353,7 @@ pub async fn run_sweep(
     }
     let status = if best.is_some() { RunStatus::Finished } else { RunStatus::Failed };
     app.store.finish_run(&parent_id, status, if best.is_some() { None } else { Some("no combination succeeded") }).await?;
+    live(&parent_id, false);
     Ok(SweepOutcome { parent_id, metric: sweep.metric, children, best })
 }
 
