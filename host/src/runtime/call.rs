@@ -42,6 +42,9 @@ pub struct CallReport {
     pub metrics: Vec<ReportedMetric>,
     /// Largest linear memory the plugin reached, in bytes.
     pub peak_memory: u64,
+    /// Log lines and metrics dropped past the per-call caps
+    /// (`host::MAX_EVENTS`, `host::MAX_EVENT_BYTES`).
+    pub dropped_events: u64,
     pub elapsed_ms: u64,
 }
 
@@ -64,7 +67,7 @@ pub fn new_store(engine: &Engine, limits: &Limits) -> Store<HostState> {
         limiter: MemoryLimiter { cap: limits.memory_bytes, peak: 0, refused: None },
         deadline: now + limits.timeout,
         timed_out: false,
-        events: Vec::new(),
+        events: Default::default(),
         stdout,
         stderr,
         started: now,
@@ -115,7 +118,7 @@ pub fn report(store: &mut Store<HostState>) -> CallReport {
     let state = store.data_mut();
     let mut logs = Vec::new();
     let mut metrics = Vec::new();
-    for e in state.events.drain(..) {
+    for e in state.events.kept.drain(..) {
         match e {
             HostEvent::Log(l) => logs.push(l),
             HostEvent::Metric(m) => metrics.push(m),
@@ -129,5 +132,5 @@ pub fn report(store: &mut Store<HostState>) -> CallReport {
             logs.push(LogLine { level: level.into(), message: line.to_string(), at_ms: elapsed_ms });
         }
     }
-    CallReport { logs, metrics, peak_memory: state.limiter.peak, elapsed_ms }
+    CallReport { logs, metrics, peak_memory: state.limiter.peak, dropped_events: state.events.dropped, elapsed_ms }
 }

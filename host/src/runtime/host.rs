@@ -12,13 +12,53 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// dropped rather than growing the host's memory.
 pub const OUTPUT_CAP: usize = 1 << 20;
 
+/// Caps on the `log` and `report-metric` events one call may leave: a
+/// plugin that logs in a loop costs the host at most this much; the rest
+/// is counted and dropped.
+pub const MAX_EVENTS: usize = 10_000;
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+/// A single log message is cut to this many bytes.
+pub const MAX_MESSAGE: usize = 16 << 10;
+
+/// The events a call has kept, and how many it dropped past the caps.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub kept: Vec<HostEvent>,
+    bytes: usize,
+    pub dropped: u64,
+}
+
+impl Events {
+    fn push(&mut self, event: HostEvent, bytes: usize) {
+        if self.kept.len() >= MAX_EVENTS || self.bytes + bytes > MAX_EVENT_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += bytes;
+        self.kept.push(event);
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 pub struct HostState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub deadline: Instant,
     pub timed_out: bool,
-    pub events: Vec<HostEvent>,
+    pub events: Events,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
     pub started: Instant,
@@ -68,15 +108,19 @@ impl v1::host::Host for HostState {
             L::Warn => "warn",
             L::Error => "error",
         };
+        let message = cut(message, MAX_MESSAGE);
         tracing::debug!(target: "kiln::plugin", level, "{message}");
-        self.events.push(HostEvent::Log(LogLine { level: level.into(), message, at_ms: self.started.elapsed().as_millis() as u64 }));
+        let bytes = message.len() + 32;
+        self.events.push(HostEvent::Log(LogLine { level: level.into(), message, at_ms: self.started.elapsed().as_millis() as u64 }), bytes);
     }
 
-    fn progress(&mut self, done: u64, total: u64, message: String) {
-        self.events.push(HostEvent::Progress { done, total, message });
-    }
+    /// Not kept: nothing reads progress after a call (live progress is to
+    /// come), and keeping it would let a plugin grow the host's memory.
+    fn progress(&mut self, _done: u64, _total: u64, _message: String) {}
 
     fn report_metric(&mut self, name: String, value: f64, step: u64) {
-        self.events.push(HostEvent::Metric(ReportedMetric { name, value, step }));
+        let name = cut(name, 1024);
+        let bytes = name.len() + 32;
+        self.events.push(HostEvent::Metric(ReportedMetric { name, value, step }), bytes);
     }
 }

@@ -32,6 +32,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 pub use call::{CallReport, HostEvent, LogLine, ReportedMetric};
+pub use host::{MAX_EVENT_BYTES, MAX_EVENTS};
 
 /// How often the epoch ticks. A deadline is enforced to within one tick,
 /// and a running plugin yields to the async executor once per tick.
