@@ -9,15 +9,24 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Parse standard 5-field cron (`0 2 * * *`) or 6/7-field cron with seconds.
+/// Parse standard 5-field cron (`0 2 * * *`) or 6-field cron with
+/// seconds first; one that can never fire (`0 0 30 2 *`) is refused.
 pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
     let fields = expr.split_whitespace().count();
     let full = match fields {
         5 => format!("0 {expr}"),
-        6 | 7 => expr.to_string(),
-        _ => return Err(format!("`{expr}` is not a cron expression: expected 5 fields (min hour day month weekday), or 6 with seconds")),
+        6 => expr.to_string(),
+        _ => {
+            return Err(format!(
+                "`{expr}` is not a cron expression: expected 5 fields (min hour day month weekday), or 6 with seconds first; it has {fields}"
+            ));
+        }
     };
-    cron::Schedule::from_str(&full).map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))
+    let schedule = cron::Schedule::from_str(&full).map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;
+    if schedule.upcoming(Utc).next().is_none() {
+        return Err(format!("`{expr}` never fires: no date matches it"));
+    }
+    Ok(schedule)
 }
 
 /// Fire due ticks until `shutdown` turns true.
@@ -70,5 +79,7 @@ mod tests {
         assert!(parse_cron("*/2 * * * * *").is_ok());
         assert!(parse_cron("0 2 * *").unwrap_err().contains("5 fields"));
         assert!(parse_cron("0 25 * * *").unwrap_err().contains("not a valid cron"));
+        assert!(parse_cron("0 0 30 2 *").unwrap_err().contains("never fires"));
+        assert!(parse_cron("0 0 0 1 1 * 2030").unwrap_err().contains("it has 7"));
     }
 }

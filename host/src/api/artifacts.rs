@@ -47,7 +47,7 @@ pub async fn receive(blobs: &BlobStore, body: Body, limit: u64) -> Result<(Strin
     // The fsync can take a while on a large file: off the async threads.
     tokio::task::spawn_blocking(move || writer.finish())
         .await
-        .map_err(|e| BlobError::Io { path: "(blob writer)".into(), source: std::io::Error::other(e) })?
+        .map_err(|e| BlobError::Io { path: "(blob writer)".into(), error: std::io::Error::other(e) })?
         .map_err(UploadError::Blob)
 }
 

@@ -33,6 +33,7 @@ impl From<anyhow::Error> for ApiError {
         if let Some(s) = e.downcast_ref::<StoreError>() {
             let status = match s {
                 StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+                StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
                 StoreError::Conflict(_) | StoreError::RunNotActive { .. } => StatusCode::CONFLICT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };

@@ -82,8 +82,9 @@ fn split_artifact_path(path: &str) -> Result<(String, String), MlflowError> {
         return Err(invalid(format!("artifact path '{path}' is not <experiment>/<run>/artifacts/<path>")));
     };
     let rel = parts.next().unwrap_or("").trim_matches('/').to_string();
-    if rel.split('/').any(|p| p == ".." || p == ".") || rel.contains('\\') {
-        return Err(invalid(format!("Invalid artifact path: '{rel}'")));
+    // Empty: the run's artifact root (for listing).
+    if !rel.is_empty() {
+        crate::tracking::check_artifact_path(&rel).map_err(|e| invalid(format!("Invalid artifact path: {e}")))?;
     }
     Ok((run.to_string(), rel))
 }
@@ -186,6 +187,7 @@ impl From<StoreError> for MlflowError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(m) => not_found(format!("{m} not found")),
+            StoreError::Invalid(m) => invalid(m),
             StoreError::Conflict(m) => invalid(m),
             StoreError::RunNotActive { run, stage } => {
                 invalid(format!("The run {run} must be in the 'active' state. Current state is {stage}."))
@@ -1007,7 +1009,7 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> Result<
         return Err(invalid(format!("Invalid value {max_results} for parameter 'max_results' supplied")));
     }
     let offset = match text(&body, &["page_token"]).filter(|t| !t.is_empty()) {
-        Some(t) => t.parse().map_err(|_| invalid(format!("Invalid page token '{t}'")))?,
+        Some(t) => crate::tracking::page_token(&t).map_err(|e| invalid(format!("Invalid page token: {e}")))?,
         None => 0,
     };
     let q = SearchQuery { experiment_ids, filter: parsed, order_by, max_results, offset, ..Default::default() };

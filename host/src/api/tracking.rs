@@ -33,9 +33,6 @@ pub struct NameBody {
 }
 
 pub async fn create_experiment(State(app): State<App>, Json(b): Json<NameBody>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if b.name.trim().is_empty() {
-        return Err(bad("`name` must not be empty"));
-    }
     let id = app.store.create_experiment(&b.name).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "name": b.name}))))
 }
@@ -234,7 +231,7 @@ pub async fn search_runs(State(app): State<App>, Json(b): Json<SearchBody>) -> R
         return Err(bad(format!("`max_results` must be between 1 and 50000, got {max_results}")));
     }
     let offset = match &b.page_token {
-        Some(t) => t.parse().map_err(|_| bad(format!("`{t}` is not a page token this API returned")))?,
+        Some(t) => crate::tracking::page_token(t).map_err(|e| bad(format!("`page_token`: {e}")))?,
         None => 0,
     };
     let (runs, next) = app
@@ -255,9 +252,7 @@ pub async fn upload_artifact(
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     app.store.get_run(&id).await?;
-    if path.split('/').any(|p| p == ".." || p.is_empty()) {
-        return Err(bad(format!("artifact path `{path}` may not contain empty or `..` segments")));
-    }
+    crate::tracking::check_artifact_path(&path).map_err(bad)?;
     let (blob, size) = super::artifacts::receive(&app.blobs, body, app.limits.upload_size)
         .await
         .map_err(|e| ApiError::new(e.status(), format!("storing artifact `{path}` failed: {e}")))?;

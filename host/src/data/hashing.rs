@@ -26,14 +26,14 @@ impl Stamp {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path} changed while it was being read (size, modification time or inode moved); nothing was recorded for it — run the command again once it is no longer being written")]
     Changed { path: PathBuf },
 }
 
 pub fn stamp(path: &Path) -> Result<Stamp, HashError> {
-    std::fs::metadata(path).map(|m| Stamp::of(&m)).map_err(|source| HashError::Read { path: path.into(), source })
+    std::fs::metadata(path).map(|m| Stamp::of(&m)).map_err(|source| HashError::Read { path: path.into(), error: source })
 }
 
 /// Files at least this big are hashed on all cores; below it, one core
@@ -56,7 +56,7 @@ pub fn hash_file(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(String
         progress(buf.len() as u64);
         return Ok((blake3::hash(&buf).to_hex().to_string(), before));
     }
-    let read_err = |source| HashError::Read { path: path.into(), source };
+    let read_err = |source| HashError::Read { path: path.into(), error: source };
     let hash = match hash_tree(&file, before.size, progress) {
         Ok(h) => h,
         // The file ended early: it shrank while being read.
@@ -73,7 +73,7 @@ pub fn hash_file(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(String
 /// `path` opened, and its stamp as it is open (the one its bytes are
 /// checked against).
 fn open_stamped(path: &Path) -> Result<(std::fs::File, Stamp), HashError> {
-    let read_err = |source| HashError::Read { path: path.into(), source };
+    let read_err = |source| HashError::Read { path: path.into(), error: source };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let before = Stamp::of(&file.metadata().map_err(read_err)?);
     Ok((file, before))
@@ -82,7 +82,7 @@ fn open_stamped(path: &Path) -> Result<(std::fs::File, Stamp), HashError> {
 /// The rest of an open file whose stamp was `before`, refused if the
 /// stamp moved or the length differs by the end of the read.
 fn read_whole(mut file: std::fs::File, path: &Path, before: Stamp) -> Result<Vec<u8>, HashError> {
-    let read_err = |source| HashError::Read { path: path.into(), source };
+    let read_err = |source| HashError::Read { path: path.into(), error: source };
     let mut buf = Vec::with_capacity(before.size as usize);
     file.read_to_end(&mut buf).map_err(read_err)?;
     let after = Stamp::of(&file.metadata().map_err(read_err)?);

@@ -24,12 +24,12 @@ pub struct Pointer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PointerError {
-    #[error("cannot read pointer file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read pointer file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("pointer file {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("cannot write pointer file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write pointer file {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
 }
 
 /// `data/iris.csv` → `data/iris.csv.kiln`.
@@ -42,7 +42,7 @@ pub fn pointer_path(data: &Path) -> PathBuf {
 
 impl Pointer {
     pub fn read(path: &Path) -> Result<Self, PointerError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PointerError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PointerError::Read { path: path.into(), error: source })?;
         // toml's messages carry the line and column of the problem.
         let p: Pointer = toml::from_str(&text).map_err(|e| PointerError::Invalid { path: path.into(), message: e.to_string() })?;
         let invalid = |message: String| PointerError::Invalid { path: path.into(), message };
@@ -61,7 +61,7 @@ impl Pointer {
     /// Write atomically (temporary file, then rename): a reader sees the
     /// old pointer or the new one, never half of one.
     pub fn write(&self, path: &Path) -> Result<(), PointerError> {
-        let err = |source| PointerError::Write { path: path.into(), source };
+        let err = |source| PointerError::Write { path: path.into(), error: source };
         let body = toml::to_string(self).map_err(|e| err(std::io::Error::other(e)))?;
         let text = format!(
             "# Kiln data pointer: commit this file to git. `kiln data checkout` restores\n\

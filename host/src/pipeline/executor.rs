@@ -186,6 +186,19 @@ impl PluginExecutor {
                 message: l.message.clone(),
                 at: base,
             }));
+            if report.dropped_events > 0 {
+                logs.push(LogRecord {
+                    stage: stage.name.clone(),
+                    level: "warn".into(),
+                    message: format!(
+                        "{} log lines and metrics of this call were dropped: a call keeps at most {} events and {} bytes of them",
+                        report.dropped_events,
+                        crate::runtime::MAX_EVENTS,
+                        crate::runtime::MAX_EVENT_BYTES
+                    ),
+                    at: base,
+                });
+            }
         };
         let mut outputs = Outputs::default();
         match plugin.info.kind {

@@ -227,9 +227,8 @@ impl Pipeline {
             let line = e.span().map(|s| line_at(source, s.start)).unwrap_or(0);
             err(line, e.message().to_string())
         })?;
-        if raw.name.trim().is_empty() {
-            return Err(err(1, "`name` must not be empty".into()));
-        }
+        // The name is the experiment its runs land in.
+        crate::tracking::check_experiment_name(&raw.name).map_err(|m| err(1, format!("`name`: {m}")))?;
 
         let mut inputs = BTreeMap::new();
         for (name, i) in raw.inputs {

@@ -89,6 +89,7 @@ impl Store {
 
     /// Create an experiment; its name must be new.
     pub async fn create_experiment(&self, name: &str) -> Result<String> {
+        crate::tracking::check_experiment_name(name).map_err(StoreError::Invalid)?;
         if sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_optional(&self.pool).await?.is_some() {
             return Err(StoreError::Conflict(format!("an experiment named `{name}` already exists")));
         }
@@ -96,6 +97,7 @@ impl Store {
     }
 
     pub async fn rename_experiment(&self, name: &str, new_name: &str) -> Result<()> {
+        crate::tracking::check_experiment_name(new_name).map_err(StoreError::Invalid)?;
         if sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(new_name).fetch_optional(&self.pool).await?.is_some() {
             return Err(StoreError::Conflict(format!("an experiment named `{new_name}` already exists")));
         }

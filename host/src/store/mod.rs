@@ -42,16 +42,34 @@ pub enum StoreError {
     Conflict(String),
     #[error("run `{run}` is {stage}; only an active run can be logged to (restore it first)")]
     RunNotActive { run: String, stage: String },
+    /// A value the store will not hold (a blank experiment name…): the
+    /// caller's mistake.
+    #[error("{0}")]
+    Invalid(String),
     /// The database could not take a write (connection lost, disk full…):
     /// the server's fault, never the client's.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
-    #[error("cannot connect to the database at {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
+    #[error("cannot connect to the database at {url}: {error}")]
+    Connect { url: String, error: sqlx::Error },
+    // Not `#[from]`: that makes the inner error a `#[source]` too, and
+    // `{:#}` would print it twice.
     #[error("migrating the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -114,7 +132,7 @@ impl Store {
         let pool = options
             .connect(url)
             .await
-            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+            .map_err(|source| StoreError::Connect { url: redact(url), error: source })?;
         if backend == Backend::Sqlite {
             // WAL persists in the file; set it before the first write.
             pool.execute("PRAGMA journal_mode = WAL").await?;

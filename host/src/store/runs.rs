@@ -135,6 +135,7 @@ impl Store {
         if let Some(row) = sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_optional(&self.pool).await? {
             return Ok(row.try_get("id")?);
         }
+        crate::tracking::check_experiment_name(name).map_err(StoreError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = now_ms();
         sqlx::query(

@@ -2,3 +2,66 @@
 
 pub mod compare;
 pub mod filter;
+
+/// The longest experiment name (MLflow's schema holds 256 characters).
+pub const MAX_EXPERIMENT_NAME: usize = 256;
+
+/// An experiment name: not blank, no control characters (NUL, line
+/// breaks), at most [`MAX_EXPERIMENT_NAME`] characters.
+pub fn check_experiment_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("an experiment name must not be empty".into());
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!("an experiment name may not contain control characters such as {c:?}"));
+    }
+    let n = name.chars().count();
+    if n > MAX_EXPERIMENT_NAME {
+        return Err(format!("an experiment name is at most {MAX_EXPERIMENT_NAME} characters; this one has {n}"));
+    }
+    Ok(())
+}
+
+/// A search page token as Kiln hands them out: a non-negative offset.
+pub fn page_token(token: &str) -> Result<i64, String> {
+    token
+        .parse::<u32>()
+        .map(i64::from)
+        .map_err(|_| format!("`{}` is not a page token returned by this server", token.chars().take(40).collect::<String>()))
+}
+
+/// An artifact path inside a run: `/`-separated names, none empty, `.`
+/// or `..`, with no backslash or control character (NUL, line breaks),
+/// so it means the same file on every system and to every client.
+pub fn check_artifact_path(path: &str) -> Result<(), String> {
+    let shown = path.escape_debug();
+    if path.is_empty() {
+        return Err("an artifact path must not be empty".into());
+    }
+    if path.contains('\\') || path.chars().any(char::is_control) {
+        return Err(format!("artifact path \"{shown}\" may not contain backslashes or control characters"));
+    }
+    if path.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(format!("artifact path \"{shown}\" may not contain empty, `.` or `..` segments, or start or end with `/`"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_tokens_and_artifact_paths() {
+        assert!(check_experiment_name("").is_err() && check_experiment_name("  ").is_err());
+        assert!(check_experiment_name("a\0b").unwrap_err().contains("control"));
+        assert!(check_experiment_name(&"x".repeat(100_000)).unwrap_err().contains("at most 256"));
+        assert!(check_experiment_name("Default").is_ok());
+        assert_eq!(page_token("20"), Ok(20));
+        assert!(page_token("-1").is_err() && page_token("x").is_err());
+        for bad in [".", "a/./b", "a/../b", "a\0b", "a\nb", "a\\b", "/a", "a/", "a//b", ""] {
+            assert!(check_artifact_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_artifact_path("reports/summary.txt").is_ok());
+    }
+}
