@@ -266,7 +266,9 @@ fn push_and_pull_through_a_folder_remote_move_only_what_is_missing() {
 /// Every blob under its name is whole: its bytes hash to the name.
 fn assert_blobs_whole(k: &Kiln) {
     let root = k.path().join(".kiln/blobs");
-    for dir in std::fs::read_dir(&root).unwrap().flatten() {
+    // A kill before the workspace was made leaves no blob store at all.
+    let Ok(dirs) = std::fs::read_dir(&root) else { return };
+    for dir in dirs.flatten() {
         let prefix = dir.file_name().to_string_lossy().into_owned();
         if prefix.len() != 2 {
             continue;

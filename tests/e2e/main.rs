@@ -5,6 +5,7 @@ mod api;
 mod artifacts;
 mod bad_input;
 mod data;
+mod hardening;
 mod load;
 mod mlflow;
 mod mlflow_validation;

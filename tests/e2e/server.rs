@@ -4,10 +4,13 @@
 use crate::support::{Kiln, fixture, get, post, postgres_database, repo_root, tiny_csv, wait_for};
 use serde_json::Value;
 
-fn quickstart_source() -> String {
-    std::fs::read_to_string(repo_root().join("examples/quickstart/pipeline.toml"))
-        .unwrap()
-        .replace("path = \"breast_cancer", &format!("path = \"{}/examples/quickstart/breast_cancer", repo_root().display()))
+/// The quickstart pipeline, its data copied into `k`'s workspace (a
+/// registered pipeline reads only inside the workspace).
+fn quickstart_source(k: &Kiln) -> String {
+    for f in ["breast_cancer.csv", "breast_cancer_shifted.csv"] {
+        std::fs::copy(repo_root().join("examples/quickstart").join(f), k.path().join(f)).unwrap();
+    }
+    std::fs::read_to_string(repo_root().join("examples/quickstart/pipeline.toml")).unwrap()
 }
 
 fn json(body: &str) -> Value {
@@ -21,7 +24,7 @@ fn register_run_and_watch_a_pipeline_over_rest() {
     let api = format!("{}/api/v1", server.url);
     assert_eq!(get(&format!("{api}/health")).0, 200);
 
-    let (code, body) = post(&format!("{api}/pipelines"), "application/toml", &quickstart_source());
+    let (code, body) = post(&format!("{api}/pipelines"), "application/toml", &quickstart_source(&k));
     assert_eq!(code, 201, "{body}");
     assert_eq!(json(&body)["name"], "quickstart");
     let (_, list) = get(&format!("{api}/pipelines"));
@@ -55,13 +58,13 @@ fn rest_errors_are_clear() {
     let k = Kiln::new();
     let server = k.serve(&["--workers", "0"]);
     let api = format!("{}/api/v1", server.url);
-    let bad = quickstart_source().replace("uses = \"linear\"", "uses = \"lineer\"");
+    let bad = quickstart_source(&k).replace("uses = \"linear\"", "uses = \"lineer\"");
     let (code, body) = post(&format!("{api}/pipelines"), "application/toml", &bad);
     assert_eq!(code, 400);
     assert!(json(&body)["error"].as_str().unwrap().contains("request body:21: stage `train`: no plugin named `lineer`"), "{body}");
     let (code, body) = post(&format!("{api}/pipelines/nope/runs"), "application/json", "{}");
     assert_eq!(code, 404, "{body}");
-    post(&format!("{api}/pipelines"), "application/toml", &quickstart_source());
+    post(&format!("{api}/pipelines"), "application/toml", &quickstart_source(&k));
     let (code, body) = post(&format!("{api}/pipelines/quickstart/runs"), "application/json", r#"{"set": {"nope.c": 1}}"#);
     assert_eq!(code, 400);
     assert!(body.contains("no stage `nope`"), "{body}");
@@ -149,7 +152,7 @@ fn a_killed_workers_job_is_finished_by_another_without_duplicate_stages() {
 #[test]
 fn a_schedule_fires_once_per_tick_with_two_servers() {
     let k = Kiln::with_database(postgres_database());
-    let spec = k.write("q.toml", &quickstart_source());
+    let spec = k.write("q.toml", &quickstart_source(&k));
     k.run(&["pipeline", "add", spec.to_str().unwrap()]).ok();
     k.run(&["schedule", "add", "quickstart", "--cron", "*/2 * * * * *"]).ok();
     let s1 = k.serve(&[]);
