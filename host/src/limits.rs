@@ -70,6 +70,16 @@ pub fn open_regular(path: &Path, limit: u64, what: &str) -> std::io::Result<std:
     Ok(file)
 }
 
+/// The text of a small file Kiln reads whole (a pipeline, a pointer,
+/// `kiln.toml`): a regular file of at most `limit` bytes (`what` names it).
+pub fn read_text(path: &Path, limit: u64, what: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = open_regular(path, limit, what)?;
+    let mut text = String::new();
+    file.take(limit).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Refuse anything but a regular file of at most `limit` bytes.
 pub fn check_regular(file: &std::fs::File, limit: u64, what: &str) -> std::io::Result<()> {
     let meta = file.metadata()?;
@@ -77,9 +87,11 @@ pub fn check_regular(file: &std::fs::File, limit: u64, what: &str) -> std::io::R
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("is {}, not a regular file", kind_of(&meta))));
     }
     if meta.len() > limit {
+        // `what` is a [limits] key, or a description of a fixed limit.
+        let hint = if what.contains(' ') { String::new() } else { format!(" (`{what}` under [limits] in kiln.toml)") };
         return Err(std::io::Error::new(
             std::io::ErrorKind::FileTooLarge,
-            format!("is {} bytes, over the limit of {limit} bytes (`{what}` under [limits] in kiln.toml)", meta.len()),
+            format!("is {} bytes, over the limit of {limit} bytes{hint}", meta.len()),
         ));
     }
     Ok(())

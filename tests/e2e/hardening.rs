@@ -465,3 +465,31 @@ fn linear_with_a_huge_c_trains_instead_of_spinning_to_its_deadline() {
     assert_eq!(train["status"], "ran", "{out}");
     assert!(train["metrics"]["train_loss"].as_f64().is_some_and(f64::is_finite), "{out}");
 }
+
+/// Siblings of the probe's findings: other files Kiln reads whole, other
+/// unbounded counts.
+#[test]
+fn fifos_named_like_kiln_files_and_unbounded_counts_are_refused() {
+    let k = Kiln::new();
+    k.run(&["init"]).ok();
+    let fifo = |name: &str| {
+        rustix::fs::mknodat(rustix::fs::CWD, &k.path().join(name), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap()
+    };
+    fifo("p.toml");
+    let r = k.run(&["run", "p.toml"]).fails();
+    assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
+    fifo("x.csv.kiln");
+    // A walk of the workspace skips it; named, it is refused, not waited on.
+    k.run(&["data", "status"]).ok();
+    let r = k.run(&["data", "status", "x.csv.kiln"]).fails();
+    assert!(r.stderr.contains("x.csv.kiln") && r.stderr.contains("FIFO"), "{}", r.stderr);
+    k.write("d.csv", &tiny_csv());
+    k.write("r.toml", &format!("{}retries = 4294967295\n", pipeline_reading("d.csv")));
+    let r = k.run(&["run", "r.toml"]).fails();
+    assert!(r.stderr.contains("retries is at most 10"), "{}", r.stderr);
+    let server = k.serve(&["--workers", "0"]);
+    let ids: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    let (code, body) = post(&format!("{}/api/2.0/mlflow/runs/search", server.url), "application/json", &serde_json::json!({"experiment_ids": ids}).to_string());
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("at most 1000 experiments"), "{body}");
+}

@@ -53,3 +53,22 @@ impl From<StoreError> for ApiError {
         anyhow::Error::from(e).into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_mistakes_are_4xx_and_everything_else_is_a_server_fault() {
+        let status = |e: anyhow::Error| ApiError::from(e).status;
+        assert_eq!(status(StoreError::NotFound("run `x`".into()).into()), StatusCode::NOT_FOUND);
+        assert_eq!(status(StoreError::Invalid("blank name".into()).into()), StatusCode::BAD_REQUEST);
+        assert_eq!(status(StoreError::Conflict("exists".into()).into()), StatusCode::CONFLICT);
+        assert_eq!(status(crate::invalid::invalid("bad override")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(SpecError { file: "p.toml".into(), line: 3, message: "no such stage".into() }.into()), StatusCode::BAD_REQUEST);
+        // A database that cannot take the write, and any error nobody
+        // classified, are the server's: 500, not 409 or 400.
+        assert_eq!(status(StoreError::Unavailable("disk full".into()).into()), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(anyhow::anyhow!("open /srv/kiln/.kiln/blobs: permission denied")), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -995,6 +995,7 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> Result<
         .flatten()
         .filter_map(|v| v.as_str().map(String::from).or_else(|| v.as_i64().map(|i| i.to_string())))
         .collect();
+    crate::tracking::check_search_experiments(experiment_ids.len()).map_err(invalid)?;
     let parsed = filter::parse(&text(&body, &["filter"]).unwrap_or_default()).map_err(|e| invalid(format!("Invalid filter: {e}")))?;
     let order_by = body
         .get("order_by")

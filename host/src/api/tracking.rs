@@ -220,6 +220,7 @@ pub struct SearchBody {
 }
 
 pub async fn search_runs(State(app): State<App>, Json(b): Json<SearchBody>) -> R {
+    crate::tracking::check_search_experiments(b.experiments.len()).map_err(bad)?;
     let parsed = filter::parse(&b.filter).map_err(|e| bad(format!("invalid filter: {e}")))?;
     let order_by = b
         .order_by

@@ -624,7 +624,15 @@ pub async fn add_blob(app: &App, name: &str, blob: &str, size: u64, filename: &s
         let (format, shown) = (format.to_string(), filename.to_string());
         let result = tokio::task::spawn_blocking(move || profile::profile_as(&file, Some(&format))).await?;
         // Name the upload, not the blob file, in the message.
-        let profiled = result.map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(&blob_path, &shown)))?;
+        // A malformed upload is the client's to fix; failing to read the
+        // blob back is the server's.
+        let profiled = result.map_err(|e| {
+            let message = e.to_string().replace(&blob_path, &shown);
+            match e {
+                profile::ProfileError::Io { .. } => anyhow::anyhow!(message),
+                _ => crate::invalid::invalid(message),
+            }
+        })?;
         match profiled {
             Some((schema, prof)) => Some((serde_json::to_string(&schema)?, serde_json::to_string(&prof)?)),
             None => None,

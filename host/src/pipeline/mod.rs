@@ -381,7 +381,7 @@ pub async fn register(app: &App, source: &str, label: &str, base_dir: &std::path
     let base = std::path::absolute(base_dir)?;
     let base = base.canonicalize().unwrap_or(base);
     let mut pipeline = Pipeline::parse(source, label, &base)?;
-    pipeline.confine_to(&root)?;
+    pipeline.confine_to(&root);
     let prepared = prepare(app, pipeline).await?;
     // Stored relative to the workspace, so the workspace can move.
     let stored = base.strip_prefix(&root).map(|p| p.display().to_string()).unwrap_or_else(|_| base.display().to_string());
@@ -405,7 +405,7 @@ pub async fn load_registered(app: &App, request: &RunRequest) -> Result<Pipeline
         .ok_or_else(|| crate::store::StoreError::NotFound(format!("pipeline `{}`", request.pipeline)))?;
     let root = workspace_root(app)?;
     let mut pipeline = Pipeline::parse(&rec.spec, &format!("{}.toml", rec.name), &root.join(&rec.base_dir))?;
-    pipeline.confine_to(&root)?;
+    pipeline.confine_to(&root);
     for o in &request.set {
         pipeline.apply_override(o).map_err(crate::invalid::invalid)?;
     }

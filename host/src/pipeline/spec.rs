@@ -30,6 +30,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+/// A failing stage is tried at most this many more times (each try may
+/// take its whole deadline).
+pub const MAX_RETRIES: u32 = 10;
+
+/// The largest pipeline file read.
+const MAX_SPEC_BYTES: u64 = 16 << 20;
+
 /// A spec error: where, and what.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
@@ -211,9 +218,9 @@ fn header_line(source: &str, section: &str, name: &str) -> usize {
 
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Self, SpecError> {
-        let source = std::fs::read_to_string(path).map_err(|e| SpecError {
+        let source = crate::limits::read_text(path, MAX_SPEC_BYTES, "a pipeline file").map_err(|e| SpecError {
             file: path.display().to_string(),
-            line: 0,
+            line: 1,
             message: format!("cannot read the pipeline file: {e}"),
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -365,6 +372,9 @@ impl Pipeline {
                     Action::Plugin { uses: uses.into_inner(), uses_line, params, slots }
                 }
             };
+            if s.retries > MAX_RETRIES {
+                return Err(err(line, format!("stage `{name}`: retries is at most {MAX_RETRIES}, got {}", s.retries)));
+            }
             stages.push(Stage { name, line, action, needs, timeout, memory, retries: s.retries });
         }
         stages.sort_by_key(|s| s.line);
@@ -440,17 +450,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Keep the `path` inputs inside `root` (see [`Pipeline::confine`]): an
-    /// absolute path is refused here, a relative one that leads out
-    /// (`..`, a symlink) when it is opened.
-    pub fn confine_to(&mut self, root: &Path) -> Result<(), SpecError> {
-        for input in self.inputs.values() {
-            if input.dataset.is_none() && Path::new(&input.given).is_absolute() {
-                return Err(self.error(input.line, outside(&input.name, &input.given)));
-            }
-        }
+    /// Keep the `path` inputs inside `root` (see [`Pipeline::confine`]):
+    /// checked when each is opened, beneath `root`.
+    pub fn confine_to(&mut self, root: &Path) {
         self.confine = Some(root.to_path_buf());
-        Ok(())
     }
 
     pub fn stage(&self, name: &str) -> Option<&Stage> {

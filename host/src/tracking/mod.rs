@@ -22,6 +22,17 @@ pub fn check_experiment_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A search names at most this many experiments (each is a bind
+/// parameter; the databases cap those).
+pub const MAX_SEARCH_EXPERIMENTS: usize = 1_000;
+
+pub fn check_search_experiments(n: usize) -> Result<(), String> {
+    if n > MAX_SEARCH_EXPERIMENTS {
+        return Err(format!("a search names at most {MAX_SEARCH_EXPERIMENTS} experiments, not {n}"));
+    }
+    Ok(())
+}
+
 /// A search page token as Kiln hands them out: a non-negative offset.
 pub fn page_token(token: &str) -> Result<i64, String> {
     token
