@@ -58,9 +58,7 @@ impl Local {
         let blobs = BlobStore::new(workspace.blob_dir());
         Ok(Local { workspace, blobs })
     }
-}
 
-impl Local {
     /// The workspace root as the kernel names it: what links may not leave.
     fn root(&self) -> Result<PathBuf> {
         self.workspace.root().canonicalize().context("resolving the workspace folder")
