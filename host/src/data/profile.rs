@@ -54,7 +54,7 @@ fn check_width(path: &Path, columns: usize, line: Option<u64>) -> Result<(), Pro
     if columns <= MAX_COLUMNS {
         return Ok(());
     }
-    let message = format!("the file has {columns} columns; Kiln profiles at most {MAX_COLUMNS} (add it with --no-profile to store it as opaque data)");
+    let message = format!("the file has {columns} columns; Kiln profiles at most {MAX_COLUMNS}");
     Err(match line {
         Some(line) => ProfileError::At { path: path.into(), line, message },
         None => ProfileError::File { path: path.into(), message },
