@@ -5,7 +5,7 @@ mod csv;
 mod split;
 
 pub use self::csv::{CsvError, read_csv, read_csv_file};
-pub use kiln_sdk::{Column, ColumnData, Table};
+pub use kiln_types::{Column, ColumnData, Table};
 pub use split::{Split, split_rows};
 
 /// The rows at `idx`, in that order.

@@ -10,7 +10,7 @@ use crate::plugins::{self, LimitOverrides};
 use crate::runtime::{CallReport, RuntimeError};
 use crate::store::{LineageEdge, LogRecord, MetricPoint, PluginRecord, StageRecord, now_ms};
 use anyhow::{Context, Result, anyhow};
-use kiln_sdk::PluginKind;
+use kiln_types::PluginKind;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

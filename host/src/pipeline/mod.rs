@@ -15,7 +15,7 @@ use crate::store::{LineageEdge, NewRun, PluginRecord, RunStatus, StageRecord};
 use anyhow::Result;
 use engine::{Event, StageResult, StageStatus};
 use executor::PluginExecutor;
-use kiln_sdk::PluginKind;
+use kiln_types::PluginKind;
 use spec::{Action, Pipeline};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

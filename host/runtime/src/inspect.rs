@@ -2,7 +2,7 @@
 //! imports. Registration refuses anything Kiln cannot run safely.
 
 use super::error::RuntimeError;
-use kiln_sdk::PluginKind;
+use kiln_types::PluginKind;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 

@@ -5,14 +5,14 @@
 pub mod v0_1_0 {
     pub mod trainer {
         wasmtime::component::bindgen!({
-            path: "../wit/v0.1.0",
+            path: "../../wit/v0.1.0",
             world: "trainer-plugin",
             exports: { default: async },
         });
     }
     pub mod evaluator {
         wasmtime::component::bindgen!({
-            path: "../wit/v0.1.0",
+            path: "../../wit/v0.1.0",
             world: "evaluator-plugin",
             exports: { default: async },
             with: {
@@ -23,7 +23,7 @@ pub mod v0_1_0 {
     }
     pub mod drift_detector {
         wasmtime::component::bindgen!({
-            path: "../wit/v0.1.0",
+            path: "../../wit/v0.1.0",
             world: "drift-detector-plugin",
             exports: { default: async },
             with: {
@@ -34,7 +34,7 @@ pub mod v0_1_0 {
     }
     pub mod deployer {
         wasmtime::component::bindgen!({
-            path: "../wit/v0.1.0",
+            path: "../../wit/v0.1.0",
             world: "deployer-plugin",
             exports: { default: async },
             with: {

@@ -1,6 +1,6 @@
 //! What can go wrong when loading or calling a plugin.
 
-use kiln_sdk::PluginKind;
+use kiln_types::PluginKind;
 use std::time::Duration;
 
 /// A plugin failure, typed so callers can report it precisely.

@@ -22,7 +22,7 @@ pub use limits::{Limits, MAX_MEMORY, parse_duration, parse_memory, parse_size};
 use anyhow::Context as _;
 use bindings::v0_1_0 as v1;
 use host::HostState;
-use kiln_sdk::{Column, DriftReport, Evaluation, PluginKind, Table};
+use kiln_types::{Column, DriftReport, Evaluation, PluginKind, Table};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

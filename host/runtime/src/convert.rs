@@ -4,7 +4,7 @@
 use super::bindings::v0_1_0 as v1;
 use super::error::RuntimeError;
 use super::PluginDescription;
-use kiln_sdk::{Column, ColumnData, DriftReport, Evaluation, FeatureDrift, PluginKind, Table};
+use kiln_types::{Column, ColumnData, DriftReport, Evaluation, FeatureDrift, PluginKind, Table};
 use v1::types as t;
 
 pub fn table_to_wit(table: Table) -> t::Table {
