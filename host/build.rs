@@ -14,7 +14,8 @@ const FIXTURES: &[&str] = &["misbehave", "foreign-world", "future-version", "bad
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in ["wit", "sdk", "plugins"] {
+    // The plugins' sources: their SDK, the types it re-exports, the WIT.
+    for dir in ["wit", "sdk", "host/types", "plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-changed=build.rs");

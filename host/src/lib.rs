@@ -17,7 +17,8 @@ pub mod pipeline;
 pub use kiln_runtime as runtime;
 pub mod plugins;
 pub mod scheduler;
-pub mod store;
+/// Metadata in SQL, a crate of its own: only it knows SQL.
+pub use kiln_store as store;
 pub mod tracking;
 pub mod workspace;
 pub mod worker;

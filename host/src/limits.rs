@@ -18,14 +18,7 @@ use std::path::Path;
 /// says so): every column costs memory whatever the number of rows.
 pub const MAX_COLUMNS: usize = 10_000;
 
-/// Expressions (search filters, gate checks) nest at most this deep…
-pub const MAX_EXPR_DEPTH: usize = 32;
-/// …and hold at most this many comparisons, and this many values in all
-/// (an `IN (…)` list counts each): past these a parser answers with the
-/// limit instead of building a tree whose evaluation (or SQL) could
-/// exhaust a stack.
-pub const MAX_EXPR_TERMS: usize = 100;
-pub const MAX_EXPR_VALUES: usize = 1_000;
+pub use kiln_types::filter::{MAX_EXPR_DEPTH, MAX_EXPR_TERMS, MAX_EXPR_VALUES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

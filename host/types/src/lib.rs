@@ -2,10 +2,16 @@
 //! that crosses the plugin boundary (a columnar [`Table`]), what plugins
 //! return ([`Evaluation`], [`DriftReport`]), their errors and kinds.
 //!
+//! Also the run search language (`filter`: its syntax tree, which the
+//! store turns into SQL, and its parser) and the name rules the store
+//! and the services share (`names`).
+//!
 //! No Wasm, no I/O, no database: the host's crates and the plugin SDK both
 //! depend on it, so each of these has one definition.
 #![deny(missing_docs)]
 
+pub mod filter;
+pub mod names;
 mod table;
 
 pub use table::{Column, ColumnData, Table, training_target};

@@ -4,7 +4,7 @@
 
 use super::{Result, Store};
 use super::runs::RunSummary;
-use crate::tracking::filter::{ATTRIBUTES, Entity, Filter, Op, OrderBy, Value};
+use kiln_types::filter::{ATTRIBUTES, Entity, Filter, Op, OrderBy, Value};
 use sqlx::{AssertSqlSafe, Row};
 
 #[derive(Debug, Clone, Default)]
@@ -63,7 +63,7 @@ impl Sql {
                     let rhs = sql.value(value);
                     match op {
                         Op::ILike => format!("LOWER({column}) LIKE LOWER({rhs})"),
-                        _ => format!("{column} {} {rhs}", op.sql()),
+                        _ => format!("{column} {} {rhs}", op_sql(*op)),
                     }
                 };
                 let clause = match entity {
@@ -83,6 +83,21 @@ impl Sql {
                 self.text.push_str(&clause);
             }
         }
+    }
+}
+
+/// A filter operator in SQL (ILIKE is LIKE over lowered sides).
+fn op_sql(op: Op) -> &'static str {
+    match op {
+        Op::Eq => "=",
+        Op::Ne => "!=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Like | Op::ILike => "LIKE",
+        Op::In => "IN",
+        Op::NotIn => "NOT IN",
     }
 }
 
@@ -198,9 +213,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::both_backends;
-    use crate::store::{MetricPoint, NewRun, RunStatus};
-    use crate::tracking::filter;
+    use crate::testing::both_backends;
+    use crate::{MetricPoint, NewRun, RunStatus};
+    use kiln_types::filter;
 
     async fn seed(store: &Store) -> Vec<String> {
         let mut ids = Vec::new();

@@ -135,7 +135,7 @@ impl Store {
         if let Some(row) = sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_optional(&self.pool).await? {
             return Ok(row.try_get("id")?);
         }
-        crate::tracking::check_experiment_name(name).map_err(StoreError::Invalid)?;
+        kiln_types::names::check_experiment_name(name).map_err(StoreError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = now_ms();
         sqlx::query(
@@ -623,7 +623,7 @@ pub(super) fn metric_from_row(row: &sqlx::any::AnyRow) -> Result<MetricPoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::both_backends;
+    use crate::testing::both_backends;
 
     both_backends!(run_round_trip, |store| {
         let id = store

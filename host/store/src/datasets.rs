@@ -194,7 +194,7 @@ impl Store {
 mod tests {
     use super::super::testing::both_backends;
     use super::*;
-    use crate::store::NewRun;
+    use crate::NewRun;
 
     fn new(name: &str, hash: &str) -> NewDatasetVersion {
         NewDatasetVersion {

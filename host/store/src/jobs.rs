@@ -138,7 +138,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing::both_backends;
+    use crate::testing::both_backends;
 
     both_backends!(claim_heartbeat_expire_reclaim, |store| {
         let id = store.enqueue_job("noop", "{}", None).await.unwrap();

@@ -90,17 +90,17 @@ pub struct Store {
     catalog: std::sync::Arc<catalog::Catalog>,
 }
 
-pub(super) fn migrator() -> Migrator {
+pub(crate) fn migrator() -> Migrator {
     let migration = |version, name: &'static str, sql: &'static str| {
         Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, sql.into_sql_str(), false)
     };
     let migrations = vec![
-        migration(1, "init", include_str!("../../migrations/0001_init.sql")),
-        migration(2, "schedules", include_str!("../../migrations/0002_schedules.sql")),
-        migration(3, "registry source", include_str!("../../migrations/0003_registry_source.sql")),
-        migration(4, "datasets", include_str!("../../migrations/0004_datasets.sql")),
-        migration(5, "metric history index", include_str!("../../migrations/0005_metric_history_index.sql")),
-        migration(6, "metric chunks", include_str!("../../migrations/0006_metric_chunks.sql")),
+        migration(1, "init", include_str!("../migrations/0001_init.sql")),
+        migration(2, "schedules", include_str!("../migrations/0002_schedules.sql")),
+        migration(3, "registry source", include_str!("../migrations/0003_registry_source.sql")),
+        migration(4, "datasets", include_str!("../migrations/0004_datasets.sql")),
+        migration(5, "metric history index", include_str!("../migrations/0005_metric_history_index.sql")),
+        migration(6, "metric chunks", include_str!("../migrations/0006_metric_chunks.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
@@ -226,12 +226,12 @@ pub(crate) mod testing {
                 use super::*;
                 #[tokio::test(flavor = "multi_thread")]
                 async fn sqlite() {
-                    let ($store, _dir) = crate::store::testing::sqlite().await;
+                    let ($store, _dir) = crate::testing::sqlite().await;
                     $body
                 }
                 #[tokio::test(flavor = "multi_thread")]
                 async fn postgres() {
-                    let $store = crate::store::testing::postgres().await;
+                    let $store = crate::testing::postgres().await;
                     $body
                 }
             }

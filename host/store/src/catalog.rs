@@ -24,7 +24,7 @@ use super::group::TrackingWrite;
 use super::runs::{MetricPoint, RunView};
 use super::search::SearchQuery;
 use super::{Backend, Result, Store};
-use crate::tracking::filter::{Entity, Filter, Op, OrderBy, Value};
+use kiln_types::filter::{Entity, Filter, Op, OrderBy, Value};
 use sqlx::Row;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -593,8 +593,8 @@ impl Key<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RunStatus;
-    use crate::tracking::filter;
+    use crate::RunStatus;
+    use kiln_types::filter;
 
     /// Runs in two experiments with every kind of value search meets:
     /// missing and NaN metrics, infinities, mixed-case and non-ASCII text,
@@ -631,7 +631,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_catalog_answers_every_search_as_sql_does() {
-        let (store, _dir) = crate::store::testing::sqlite().await;
+        let (store, _dir) = crate::testing::sqlite().await;
         store.ensure_default_experiment().await.unwrap();
         seed(&store).await;
         store.rebuild_catalog().await.unwrap();
@@ -699,7 +699,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn tracking_writes_are_patched_in_and_other_commits_make_it_stale() {
-        let (store, _dir) = crate::store::testing::sqlite().await;
+        let (store, _dir) = crate::testing::sqlite().await;
         store.ensure_default_experiment().await.unwrap();
         seed(&store).await;
         let runs = store.search_run_ids(&SearchQuery { max_results: 1000, ..Default::default() }).await.unwrap().0;
@@ -760,7 +760,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn rendered_runs_are_written_once_per_snapshot_and_match_sql() {
-        let (store, _dir) = crate::store::testing::sqlite().await;
+        let (store, _dir) = crate::testing::sqlite().await;
         store.ensure_default_experiment().await.unwrap();
         seed(&store).await;
         store.rebuild_catalog().await.unwrap();

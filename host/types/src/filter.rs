@@ -8,55 +8,82 @@
 //! then turned into parameterised SQL by `store::search`: no user text is
 //! ever spliced into a query.
 
+/// Expressions (search filters, gate checks) nest at most this deep…
+pub const MAX_EXPR_DEPTH: usize = 32;
+/// …and hold at most this many comparisons, and this many values in all
+/// (an `IN (…)` list counts each): past these a parser answers with the
+/// limit instead of building a tree whose evaluation (or SQL) could
+/// exhaust a stack.
+pub const MAX_EXPR_TERMS: usize = 100;
+/// See [`MAX_EXPR_TERMS`].
+pub const MAX_EXPR_VALUES: usize = 1_000;
+
+/// A parsed filter: comparisons joined by `and` / `or`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
+    /// Both hold.
     And(Box<Filter>, Box<Filter>),
+    /// Either holds.
     Or(Box<Filter>, Box<Filter>),
-    Compare { entity: Entity, key: String, op: Op, value: Value },
+    /// `entity.key op value`.
+    Compare {
+        /// What the key names.
+        entity: Entity,
+        /// The metric, param, tag or attribute name.
+        key: String,
+        /// The comparison.
+        op: Op,
+        /// What it is compared with.
+        value: Value,
+    },
 }
 
+/// The prefix of a filter's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entity {
+    /// `metrics.`: a run's latest value of the metric.
     Metric,
+    /// `params.`
     Param,
+    /// `tags.`
     Tag,
+    /// `attributes.`: one of [`ATTRIBUTES`].
     Attribute,
 }
 
+/// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `=`
     Eq,
+    /// `!=`, `<>`
     Ne,
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
+    /// `LIKE`, case-sensitive, `%` and `_` wildcards.
     Like,
+    /// `ILIKE`, case-insensitive.
     ILike,
+    /// `IN (…)`
     In,
+    /// `NOT IN (…)`
     NotIn,
 }
 
-impl Op {
-    pub fn sql(self) -> &'static str {
-        match self {
-            Op::Eq => "=",
-            Op::Ne => "!=",
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Like | Op::ILike => "LIKE",
-            Op::In => "IN",
-            Op::NotIn => "NOT IN",
-        }
-    }
-}
-
+/// A value a key is compared with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// A number (metrics, numeric attributes).
     Number(f64),
+    /// A quoted string.
     Text(String),
+    /// The list of `IN (…)`.
     List(Vec<Value>),
 }
 
@@ -64,10 +91,14 @@ pub enum Value {
 pub const ATTRIBUTES: &[(&str, bool)] =
     &[("status", false), ("run_name", false), ("run_id", false), ("start_time", true), ("end_time", true), ("experiment", false)];
 
+/// One `order_by` clause.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderBy {
+    /// What the key names.
     pub entity: Entity,
+    /// The name.
     pub key: String,
+    /// `DESC`
     pub descending: bool,
 }
 
@@ -182,7 +213,6 @@ struct Parser {
     values: usize,
 }
 
-use crate::limits::{MAX_EXPR_DEPTH, MAX_EXPR_TERMS, MAX_EXPR_VALUES};
 
 impl Parser {
     fn new(text: &str) -> Result<Self, String> {
@@ -360,7 +390,8 @@ fn check(entity: Entity, key: &str, op: Op, value: &Value, col: usize) -> Result
     Ok(())
 }
 
-/// Parse a filter; an empty string means "everything" (`None`).
+/// Parse a filter; an empty string means "everything" (`None`). Errors
+/// name the column of the offending token.
 pub fn parse(text: &str) -> Result<Option<Filter>, String> {
     if text.trim().is_empty() {
         return Ok(None);

@@ -200,7 +200,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing::both_backends;
+    use crate::testing::both_backends;
 
     both_backends!(versions_stages_aliases, |store| {
         store.create_model("m", "").await.unwrap();

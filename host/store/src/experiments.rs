@@ -89,7 +89,7 @@ impl Store {
 
     /// Create an experiment; its name must be new.
     pub async fn create_experiment(&self, name: &str) -> Result<String> {
-        crate::tracking::check_experiment_name(name).map_err(StoreError::Invalid)?;
+        kiln_types::names::check_experiment_name(name).map_err(StoreError::Invalid)?;
         if sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_optional(&self.pool).await?.is_some() {
             return Err(StoreError::Conflict(format!("an experiment named `{name}` already exists")));
         }
@@ -97,7 +97,7 @@ impl Store {
     }
 
     pub async fn rename_experiment(&self, name: &str, new_name: &str) -> Result<()> {
-        crate::tracking::check_experiment_name(new_name).map_err(StoreError::Invalid)?;
+        kiln_types::names::check_experiment_name(new_name).map_err(StoreError::Invalid)?;
         if sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(new_name).fetch_optional(&self.pool).await?.is_some() {
             return Err(StoreError::Conflict(format!("an experiment named `{new_name}` already exists")));
         }
@@ -146,8 +146,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing::both_backends;
-    use crate::store::NewRun;
+    use crate::testing::both_backends;
+    use crate::NewRun;
 
     both_backends!(experiment_lifecycle, |store| {
         store.create_experiment("a").await.unwrap();

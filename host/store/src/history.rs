@@ -192,7 +192,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn legacy_points_survive_on_postgres() {
-        legacy_points_survive(&crate::store::testing::postgres_url().await).await;
+        legacy_points_survive(&crate::testing::postgres_url().await).await;
     }
 
     #[test]

@@ -526,7 +526,7 @@ static SQLITE_MEMBER: LazyLock<String> = LazyLock::new(|| format!("SAVEPOINT w; 
 #[cfg(test)]
 mod tests {
     use super::super::testing::both_backends;
-    use crate::store::{MetricPoint, NewRun, StoreError};
+    use crate::{MetricPoint, NewRun, StoreError};
 
     both_backends!(concurrent_writes_share_commits_and_fail_alone, |store| {
         let run = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();

@@ -147,7 +147,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<PluginRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::both_backends;
+    use crate::testing::both_backends;
 
     fn record(digest: &str, version: &str) -> PluginRecord {
         PluginRecord {
@@ -180,10 +180,10 @@ mod tests {
         assert_eq!(got.memory_bytes, Some(1 << 20));
 
         let run = store
-            .create_run(crate::store::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() })
+            .create_run(crate::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() })
             .await
             .unwrap();
-        let stage = crate::store::StageRecord {
+        let stage = crate::StageRecord {
             stage: "train".into(),
             status: "succeeded".into(),
             plugin_digest: Some("sha256:a".into()),

@@ -211,11 +211,11 @@ fn pipeline_from_row(r: &sqlx::any::AnyRow) -> Result<PipelineRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::both_backends;
+    use crate::testing::both_backends;
 
     both_backends!(cache_first_writer_wins, |store| {
         let run = store
-            .create_run(crate::store::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() })
+            .create_run(crate::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() })
             .await
             .unwrap();
         assert_eq!(store.cache_get("k").await.unwrap(), None);
