@@ -32,7 +32,7 @@ fn repo() -> PathBuf {
 async fn noop_pipeline(repeats: usize) {
     let dir = tempfile::tempdir().unwrap();
     let app = App::open_at(Workspace::init(dir.path()).unwrap()).await.unwrap();
-    let fixture = Path::new(env!("KILN_FIXTURE_DIR")).join("kiln_fixture_misbehave.wasm");
+    let fixture = Path::new(kiln::FIXTURE_DIR).join("kiln_fixture_misbehave.wasm");
     kiln::plugins::add(&app, &std::fs::read(fixture).unwrap(), false, Default::default()).await.unwrap();
     std::fs::write(dir.path().join("d.csv"), "x,y\n1,0\n2,1\n3,0\n4,1\n").unwrap();
     let mut spec = String::from("name = \"noop\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n");

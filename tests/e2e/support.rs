@@ -80,7 +80,7 @@ pub fn repo_root() -> PathBuf {
 /// A fixture plugin built by host/build.rs.
 pub fn fixture(name: &str) -> String {
     let file = format!("kiln_fixture_{}.wasm", name.replace('-', "_"));
-    Path::new(env!("KILN_FIXTURE_DIR")).join(file).display().to_string()
+    Path::new(kiln::FIXTURE_DIR).join(file).display().to_string()
 }
 
 /// A small classification CSV: two features and a binary target.

@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::store::{MetricPoint, RunStatus, RunView, SearchQuery, StoreError, now_ms};
-use crate::tracking::filter;
+use kiln_services::tracking::filter;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -84,7 +84,7 @@ fn split_artifact_path(path: &str) -> Result<(String, String), MlflowError> {
     let rel = parts.next().unwrap_or("").trim_matches('/').to_string();
     // Empty: the run's artifact root (for listing).
     if !rel.is_empty() {
-        crate::tracking::check_artifact_path(&rel).map_err(|e| invalid(format!("Invalid artifact path: {e}")))?;
+        kiln_services::tracking::check_artifact_path(&rel).map_err(|e| invalid(format!("Invalid artifact path: {e}")))?;
     }
     Ok((run.to_string(), rel))
 }
@@ -995,7 +995,7 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> Result<
         .flatten()
         .filter_map(|v| v.as_str().map(String::from).or_else(|| v.as_i64().map(|i| i.to_string())))
         .collect();
-    crate::tracking::check_search_experiments(experiment_ids.len()).map_err(invalid)?;
+    kiln_services::tracking::check_search_experiments(experiment_ids.len()).map_err(invalid)?;
     let parsed = filter::parse(&text(&body, &["filter"]).unwrap_or_default()).map_err(|e| invalid(format!("Invalid filter: {e}")))?;
     let order_by = body
         .get("order_by")
@@ -1010,7 +1010,7 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> Result<
         return Err(invalid(format!("Invalid value {max_results} for parameter 'max_results' supplied")));
     }
     let offset = match text(&body, &["page_token"]).filter(|t| !t.is_empty()) {
-        Some(t) => crate::tracking::page_token(&t).map_err(|e| invalid(format!("Invalid page token: {e}")))?,
+        Some(t) => kiln_services::tracking::page_token(&t).map_err(|e| invalid(format!("Invalid page token: {e}")))?,
         None => 0,
     };
     let q = SearchQuery { experiment_ids, filter: parsed, order_by, max_results, offset, ..Default::default() };

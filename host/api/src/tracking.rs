@@ -6,7 +6,7 @@ use super::ApiError;
 use super::mlflow::{MAX_KEY, NameProblem, name_problem};
 use crate::app::App;
 use crate::store::{MetricPoint, NewRun, RunStatus, SearchQuery, now_ms};
-use crate::tracking::filter;
+use kiln_services::tracking::filter;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -220,7 +220,7 @@ pub struct SearchBody {
 }
 
 pub async fn search_runs(State(app): State<App>, Json(b): Json<SearchBody>) -> R {
-    crate::tracking::check_search_experiments(b.experiments.len()).map_err(bad)?;
+    kiln_services::tracking::check_search_experiments(b.experiments.len()).map_err(bad)?;
     let parsed = filter::parse(&b.filter).map_err(|e| bad(format!("invalid filter: {e}")))?;
     let order_by = b
         .order_by
@@ -232,7 +232,7 @@ pub async fn search_runs(State(app): State<App>, Json(b): Json<SearchBody>) -> R
         return Err(bad(format!("`max_results` must be between 1 and 50000, got {max_results}")));
     }
     let offset = match &b.page_token {
-        Some(t) => crate::tracking::page_token(t).map_err(|e| bad(format!("`page_token`: {e}")))?,
+        Some(t) => kiln_services::tracking::page_token(t).map_err(|e| bad(format!("`page_token`: {e}")))?,
         None => 0,
     };
     let (runs, next) = app
@@ -253,7 +253,7 @@ pub async fn upload_artifact(
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     app.store.get_run(&id).await?;
-    crate::tracking::check_artifact_path(&path).map_err(bad)?;
+    kiln_services::tracking::check_artifact_path(&path).map_err(bad)?;
     let (blob, size) = super::artifacts::receive(&app.blobs, body, app.limits.upload_size)
         .await
         .map_err(|e| ApiError::new(e.status(), format!("storing artifact `{path}` failed: {e}")))?;

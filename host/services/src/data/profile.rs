@@ -1289,7 +1289,7 @@ mod tests {
 
     #[test]
     fn profiles_the_quickstart_data() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/breast_cancer.csv");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/breast_cancer.csv");
         let (schema, p) = profile(&path);
         assert_eq!((p.rows, schema.columns.len(), p.columns.len()), (569, 31, 31));
         // The same column read independently.

@@ -1,6 +1,6 @@
-//! Kiln's REST API under `/api/v1/`: the only module that knows HTTP and
-//! JSON wire formats. Handlers are thin: they call the same services the
-//! CLI calls.
+//! `kiln-api`: Kiln's REST API under `/api/v1/` and MLflow's under
+//! `/api/2.0/mlflow/`, the only crate that knows HTTP and JSON wire
+//! formats. Handlers are thin: they call the same services the CLI calls.
 
 mod artifacts;
 mod datasets;
@@ -10,6 +10,9 @@ mod mlflow;
 mod pipelines;
 mod server;
 mod tracking;
+
+// The services, under the paths the handlers name them by.
+use kiln_services::{app, blobs, data, dataset, invalid, pipeline, store};
 
 use crate::app::App;
 use axum::Router;

@@ -13,7 +13,8 @@ const FIXTURES: &[&str] = &["misbehave", "foreign-world", "future-version", "bad
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.parent().unwrap().to_path_buf();
+    // host/services → the repository root.
+    let root = manifest_dir.ancestors().nth(2).unwrap().to_path_buf();
     // The plugins' sources: their SDK, the types it re-exports, the WIT.
     for dir in ["wit", "sdk", "host/types", "plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
@@ -21,7 +22,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    // OUT_DIR is <target>/<profile>/build/kiln-<hash>/out.
+    // OUT_DIR is <target>/<profile>/build/kiln-services-<hash>/out.
     let target_dir = out_dir.ancestors().nth(4).unwrap().to_path_buf();
     let wasm_target_dir = target_dir.join("wasm-plugins");
 
