@@ -57,7 +57,7 @@ fn rest_inputs_are_regular_files_within_the_size_limit() {
     let k = Kiln::new();
     k.write("kiln.toml", "[limits]\ninput_size = \"1KiB\"\n");
     std::os::unix::fs::symlink("/dev/zero", k.path().join("zero.csv")).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, &k.path().join("fifo.csv"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, k.path().join("fifo.csv"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
     k.write("big.csv", &format!("x,y\n{}", "1,0\n".repeat(1000)));
     let server = k.serve(&["--workers", "0"]);
     let api = format!("{}/api/v1", server.url);
@@ -294,7 +294,7 @@ fn data_add_refuses_links_out_of_the_workspace_and_special_files() {
     std::os::unix::fs::symlink(outside.path(), k.path().join("set/linked")).unwrap();
     let r = k.run(&["data", "add", "set"]).fails();
     assert!(r.stderr.contains("set/linked is a symbolic link") && r.stderr.contains("outside the workspace"), "{}", r.stderr);
-    rustix::fs::mknodat(rustix::fs::CWD, &k.path().join("fifo.csv"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, k.path().join("fifo.csv"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
     let r = k.run(&["data", "add", "fifo.csv"]).fails();
     assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
     let r = k.run(&["data", "add", "."]).fails();
@@ -395,7 +395,7 @@ fn plugin_add_refuses_devices_and_fifos() {
     let k = Kiln::new();
     let r = k.run(&["plugin", "add", "/dev/zero"]).fails();
     assert!(r.stderr.contains("character device"), "{}", r.stderr);
-    rustix::fs::mknodat(rustix::fs::CWD, &k.path().join("p.wasm"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, k.path().join("p.wasm"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
     let r = k.run(&["plugin", "add", "p.wasm"]).fails();
     assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
     k.write("kiln.toml", "[limits]\nplugin_size = \"1KiB\"\n");
@@ -473,7 +473,7 @@ fn fifos_named_like_kiln_files_and_unbounded_counts_are_refused() {
     let k = Kiln::new();
     k.run(&["init"]).ok();
     let fifo = |name: &str| {
-        rustix::fs::mknodat(rustix::fs::CWD, &k.path().join(name), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap()
+        rustix::fs::mknodat(rustix::fs::CWD, k.path().join(name), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap()
     };
     fifo("p.toml");
     let r = k.run(&["run", "p.toml"]).fails();

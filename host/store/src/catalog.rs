@@ -218,8 +218,8 @@ impl Store {
     /// written once per snapshot and then reused), else from SQL.
     pub async fn search_rendered(&self, q: &SearchQuery, render: Renderer) -> Result<(Vec<Arc<[u8]>>, Option<i64>)> {
         let _ = self.catalog.renderer.set(render);
-        if let Some(snap) = self.fresh_catalog().await {
-            if let Some((hits, next)) = snap.hits(q) {
+        if let Some(snap) = self.fresh_catalog().await
+            && let Some((hits, next)) = snap.hits(q) {
                 let out = hits
                     .into_iter()
                     .map(|e| {
@@ -229,7 +229,6 @@ impl Store {
                     .collect();
                 return Ok((out, next));
             }
-        }
         let (ids, next) = self.search_run_ids(q).await?;
         Ok((self.run_views(&ids).await?.iter().map(|v| render(v).into()).collect(), next))
     }
@@ -362,11 +361,10 @@ impl Snapshot {
             if !q.experiment_ids.is_empty() && !q.experiment_ids.contains(&e.view.experiment_id) {
                 continue;
             }
-            if let Some(p) = &plan {
-                if !self.matches(i, p)? {
+            if let Some(p) = &plan
+                && !self.matches(i, p)? {
                     continue;
                 }
-            }
             hits.push(i);
         }
         let orders: Vec<(&OrderBy, Option<&[u32]>)> = q.order_by.iter().map(|o| (o, self.column(o.entity, &o.key))).collect();

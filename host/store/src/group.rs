@@ -158,11 +158,10 @@ async fn writer(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>, mut rx: 
             };
         }
         let results = if group.is_empty() { Ok(Vec::new()) } else { commit_group(conn.as_mut().expect("acquired above"), backend, &group).await };
-        if results.is_err() {
-            if let Some(c) = conn.take() {
+        if results.is_err()
+            && let Some(c) = conn.take() {
                 let _ = c.detach().close().await;
             }
-        }
         match results {
             Ok(results) => {
                 // The catalog hears of the writes before their callers do:

@@ -34,7 +34,7 @@ pub struct HistoryPoint {
 }
 
 fn unpack(data: &[u8], out: &mut Vec<HistoryPoint>) -> Result<()> {
-    if data.len() % POINT != 0 {
+    if !data.len().is_multiple_of(POINT) {
         return Err(StoreError::Db(sqlx::Error::Protocol(format!("a metric chunk of {} bytes is not whole points of {POINT}", data.len()))));
     }
     out.extend(data.chunks_exact(POINT).map(|c| {

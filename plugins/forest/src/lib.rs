@@ -244,7 +244,7 @@ mod tests {
         let x: Vec<f64> = (0..200).map(|i| i as f64).collect();
         let y: Vec<f64> = x.iter().map(|v| if *v < 100.0 { 1.0 } else { 5.0 }).collect();
         let params = Params::from_json(serde_json::json!({"task": "regression", "n_estimators": 10}));
-        let m = Forest::train(table(&[x.clone()]), Column::numeric("y", y), params).unwrap();
+        let m = Forest::train(table(std::slice::from_ref(&x)), Column::numeric("y", y), params).unwrap();
         let p = m.predict(table(&[vec![10.0, 150.0]])).unwrap();
         let p = p.column("prediction").unwrap().as_numeric().unwrap();
         assert!((p[0] - 1.0).abs() < 0.5 && (p[1] - 5.0).abs() < 0.5, "{p:?}");

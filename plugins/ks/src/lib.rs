@@ -158,7 +158,7 @@ fn radix_sort(keys: &mut Vec<u64>) {
     let n = keys.len() as u32;
     let mut buf = vec![0u64; keys.len()];
     for (byte, c) in counts.iter().enumerate() {
-        if c.iter().any(|&count| count == n) {
+        if c.contains(&n) {
             continue;
         }
         let mut offsets = [0usize; 256];

@@ -143,8 +143,12 @@ impl LinearModel {
     }
 }
 
+/// A row-major design matrix, and the per-column means and scales it was
+/// standardised with.
+type Standardised = (Vec<Vec<f64>>, Vec<f64>, Vec<f64>);
+
 /// Row-major standardised design matrix, with the means and scales used.
-fn standardise(features: &Table) -> Result<(Vec<Vec<f64>>, Vec<f64>, Vec<f64>)> {
+fn standardise(features: &Table) -> Result<Standardised> {
     let cols = features.numeric_columns()?;
     let mut means = Vec::with_capacity(cols.len());
     let mut scales = Vec::with_capacity(cols.len());

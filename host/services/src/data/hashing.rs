@@ -20,7 +20,7 @@ impl Stamp {
 
     /// The same from a raw `stat` (the directory walk's `fstatat`).
     pub fn of_stat(st: &rustix::fs::Stat) -> Self {
-        Stamp { size: st.st_size as u64, mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64, inode: st.st_ino }
+        Stamp { size: st.st_size as u64, mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64, inode: st.st_ino }
     }
 }
 

@@ -63,15 +63,12 @@ impl StageExecutor for PluginExecutor {
         let outcome: Result<(Outputs, bool)> = async {
             let key = self.cache_key(&stage, record, &upstream)?;
             cache_key = Some(key.clone());
-            if !self.no_cache && !self.force.contains(&stage.name) {
-                if let Some(hit) = self.app.store.cache_get(&key).await? {
-                    if let Ok(outputs) = serde_json::from_str::<Outputs>(&hit) {
-                        if self.outputs_present(&outputs) {
+            if !self.no_cache && !self.force.contains(&stage.name)
+                && let Some(hit) = self.app.store.cache_get(&key).await?
+                    && let Ok(outputs) = serde_json::from_str::<Outputs>(&hit)
+                        && self.outputs_present(&outputs) {
                             return Ok((outputs, true));
                         }
-                    }
-                }
-            }
             let attempts = stage.retries + 1;
             let mut last = None;
             for attempt in 1..=attempts {
