@@ -11,6 +11,12 @@ ensure_rust() {
         echo "cargo is not installed: install Rust (https://rustup.rs) and run this again" >&2
         exit 1
     fi
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+            say "installing the $component Rust component (the test command checks formatting and lints)"
+            rustup component add "$component"
+        fi
+    done
     if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
         say "installing the wasm32-wasip2 Rust target (plugins are built for it)"
         rustup target add wasm32-wasip2

@@ -41,9 +41,7 @@ fn normal_columns(rows: usize, cols: usize, seed: u64, shift: f64) -> Vec<Vec<f6
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    (0..cols)
-        .map(|j| (0..rows).map(|_| (0..4).map(|_| next()).sum::<f64>() - 2.0 + shift * (j % 2) as f64).collect())
-        .collect()
+    (0..cols).map(|j| (0..rows).map(|_| (0..4).map(|_| next()).sum::<f64>() - 2.0 + shift * (j % 2) as f64).collect()).collect()
 }
 
 fn table(cols: &[Vec<f64>]) -> Table {
@@ -64,11 +62,7 @@ fn write_matrix(dir: &Path, name: &str, cols: &[Vec<f64>], shapes: &mut serde_js
 fn peer(what: &str, dir: &Path, repeats: usize) -> Option<serde_json::Value> {
     let python = std::env::var("KILN_BENCH_PYTHON").ok()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .args([what, dir.to_str().unwrap(), &repeats.to_string()])
-        .output()
-        .ok()?;
+    let out = std::process::Command::new(python).arg(script).args([what, dir.to_str().unwrap(), &repeats.to_string()]).output().ok()?;
     if !out.status.success() {
         eprintln!("peer {what} failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -111,9 +105,7 @@ async fn main() {
     let mut wasm_times = Vec::new();
     let mut wasm_report = None;
     for _ in 0..repeats {
-        let (r, s) = time(|| {
-            futures_lite_block(runtime.detect(&ks_wasm, ref_t.clone(), cur_t.clone(), "{}", &limits))
-        });
+        let (r, s) = time(|| futures_lite_block(runtime.detect(&ks_wasm, ref_t.clone(), cur_t.clone(), "{}", &limits)));
         // Both sides clone the inputs inside the timing, so it cancels in the ratio.
         wasm_times.push(s);
         wasm_report = Some(r.unwrap().0);
@@ -132,11 +124,7 @@ async fn main() {
         Some(v) => {
             let secs: Vec<f64> = v["seconds"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
             let pv: Vec<f64> = v["p_values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            let dp = pv
-                .iter()
-                .zip(&wasm_report.as_ref().unwrap().features)
-                .map(|(a, f)| (a - f.p_value.unwrap()).abs())
-                .fold(0.0, f64::max);
+            let dp = pv.iter().zip(&wasm_report.as_ref().unwrap().features).map(|(a, f)| (a - f.p_value.unwrap()).abs()).fold(0.0, f64::max);
             (Some(median(secs)), v["version"].as_str().unwrap_or("scipy").to_string(), Some(dp))
         }
         None => (None, "scipy (not run)".into(), None),
@@ -244,7 +232,10 @@ async fn main() {
         }
     }
     if let Some(v) = scipy {
-        println!("\npeers: {}; set KILN_BENCH_PYTHON to a Python with scipy and scikit-learn (host/benches/run.sh does)", v["version"].as_str().unwrap_or(""));
+        println!(
+            "\npeers: {}; set KILN_BENCH_PYTHON to a Python with scipy and scikit-learn (host/benches/run.sh does)",
+            v["version"].as_str().unwrap_or("")
+        );
     }
 }
 

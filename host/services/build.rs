@@ -30,9 +30,7 @@ fn main() {
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir"])
-        .arg(&wasm_target_dir);
+    cmd.current_dir(&root).args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir"]).arg(&wasm_target_dir);
     for name in BUNDLED {
         cmd.args(["-p", &format!("kiln-plugin-{name}")]);
     }
@@ -40,14 +38,8 @@ fn main() {
         cmd.args(["-p", &format!("kiln-fixture-{name}")]);
     }
     // Flags meant for the host build must not leak into the Wasm build.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE"]
+    {
         cmd.env_remove(var);
     }
     // Wasm SIMD (128-bit) is part of the component model baseline wasmtime
@@ -56,11 +48,7 @@ fn main() {
     cmd.env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", "-Ctarget-feature=+simd128");
     let output = cmd.output().expect("failed to run cargo to build the Wasm plugins");
     if !output.status.success() {
-        panic!(
-            "building the Wasm plugins failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        panic!("building the Wasm plugins failed:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     }
 
     let built = wasm_target_dir.join("wasm32-wasip2").join("plugin");

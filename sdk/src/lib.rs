@@ -132,6 +132,9 @@ pub trait Deployer {
 }
 
 /// Export a [`Trainer`] as the `kiln:plugin/trainer` component export.
+// rustfmt is not stable on these bodies (their indentation flips on
+// every run), so they keep the layout written here.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_trainer {
     ($plugin:ty) => {
@@ -170,6 +173,9 @@ macro_rules! export_trainer {
 }
 
 /// Export an [`Evaluator`] as the `kiln:plugin/evaluator` component export.
+// rustfmt is not stable on these bodies (their indentation flips on
+// every run), so they keep the layout written here.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_evaluator {
     ($plugin:ty) => {
@@ -195,6 +201,9 @@ macro_rules! export_evaluator {
 }
 
 /// Export a [`DriftDetector`] as the `kiln:plugin/drift-detector` component export.
+// rustfmt is not stable on these bodies (their indentation flips on
+// every run), so they keep the layout written here.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_drift_detector {
     ($plugin:ty) => {
@@ -220,6 +229,9 @@ macro_rules! export_drift_detector {
 }
 
 /// Export a [`Deployer`] as the `kiln:plugin/deployer` component export.
+// rustfmt is not stable on these bodies (their indentation flips on
+// every run), so they keep the layout written here.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_deployer {
     ($plugin:ty) => {

@@ -50,9 +50,7 @@ impl Params {
     pub fn u64_or(&self, key: &str, default: u64) -> Result<u64> {
         match self.0.get(key) {
             None | Some(serde_json::Value::Null) => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| PluginError::invalid_params(key, format!("`{key}` must be a non-negative integer, got {v}"))),
+            Some(v) => v.as_u64().ok_or_else(|| PluginError::invalid_params(key, format!("`{key}` must be a non-negative integer, got {v}"))),
         }
     }
 

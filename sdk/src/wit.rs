@@ -7,8 +7,7 @@
 //! imports only; each export macro adds its world's exports in the plugin.
 
 use crate::{
-    Column, ColumnData, DeployOutcome, DeployRequest, Description, DriftReport, ErrorCode, Evaluation, LogLevel,
-    PluginError, PluginKind, Table,
+    Column, ColumnData, DeployOutcome, DeployRequest, Description, DriftReport, ErrorCode, Evaluation, LogLevel, PluginError, PluginKind, Table,
 };
 
 pub mod trainer_world {
@@ -151,10 +150,7 @@ impl From<PluginError> for t::PluginError {
 
 impl From<Evaluation> for evaluator_world::exports::kiln::plugin::evaluator::Evaluation {
     fn from(e: Evaluation) -> Self {
-        Self {
-            metrics: e.metrics.into_iter().map(|(name, value)| t::Metric { name, value }).collect(),
-            report: e.report.to_string(),
-        }
+        Self { metrics: e.metrics.into_iter().map(|(name, value)| t::Metric { name, value }).collect(), report: e.report.to_string() }
     }
 }
 

@@ -90,7 +90,10 @@ fn tracking_over_kilns_own_api_is_documented_and_matches_the_cli() {
 
     // The CLI sees what the API wrote.
     let shown = k.run(&["runs", "show", &id, "--json"]).ok().json();
-    assert_eq!((shown["status"].as_str(), shown["params"]["lr"].as_str(), shown["metrics"]["loss"].as_f64()), (Some("FINISHED"), Some("0.1"), Some(0.4)));
+    assert_eq!(
+        (shown["status"].as_str(), shown["params"]["lr"].as_str(), shown["metrics"]["loss"].as_f64()),
+        (Some("FINISHED"), Some("0.1"), Some(0.4))
+    );
     assert_eq!(shown["tags"]["team"], "ml");
     let child = k.run(&["runs", "show", child["id"].as_str().unwrap(), "--json"]).ok().json();
     assert_eq!(child["parent_run_id"], id.as_str());
@@ -150,11 +153,9 @@ fn datasets_over_rest_upload_show_download_and_refuse_bad_files() {
     assert!(body.contains("broken.csv:3"), "{body}");
     let (_, versions) = get(&format!("{api}/datasets/toy"));
     assert_eq!(serde_json::from_str::<Value>(&versions).unwrap()["versions"].as_array().unwrap().len(), 1);
-    for (url, want) in [
-        (format!("{api}/datasets/toy/versions/7"), 404),
-        (format!("{api}/datasets/toy/versions/x"), 400),
-        (format!("{api}/datasets/nothing"), 404),
-    ] {
+    for (url, want) in
+        [(format!("{api}/datasets/toy/versions/7"), 404), (format!("{api}/datasets/toy/versions/x"), 400), (format!("{api}/datasets/nothing"), 404)]
+    {
         assert_eq!(get(&url).0, want, "{url}");
     }
 }

@@ -5,9 +5,12 @@ use crate::support::{Kiln, tiny_csv};
 
 fn pipeline(k: &Kiln, csv: &str, with: &str) -> String {
     k.write("d.csv", csv);
-    k.write("p.toml", &format!("name = \"p\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n[stages.train]\nuses = \"linear\"\ndata = \"d\"\nwith = {with}\n"))
-        .display()
-        .to_string()
+    k.write(
+        "p.toml",
+        &format!("name = \"p\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n[stages.train]\nuses = \"linear\"\ndata = \"d\"\nwith = {with}\n"),
+    )
+    .display()
+    .to_string()
 }
 
 fn run_count(k: &Kiln) -> usize {
@@ -44,7 +47,8 @@ fn params_that_break_the_schema_are_refused_before_anything_runs() {
 fn spec_errors_name_the_line() {
     let k = Kiln::new();
     k.write("d.csv", &tiny_csv());
-    let p = k.write("p.toml", "name = \"p\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n[stages.train]\nuses = \"no-such-plugin\"\ndata = \"d\"\n");
+    let p =
+        k.write("p.toml", "name = \"p\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n[stages.train]\nuses = \"no-such-plugin\"\ndata = \"d\"\n");
     let err = k.run(&["run", p.to_str().unwrap()]).fails().stderr;
     assert!(err.contains("p.toml:6: stage `train`: no plugin named `no-such-plugin`"), "{err}");
     let p = k.write("q.toml", "name = \"p\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"nope\"\n[stages.train]\nuses = \"linear\"\ndata = \"d\"\n");

@@ -180,11 +180,15 @@ data = "cancer.test"
 "#;
     let by_version = k.write(
         "by_version.toml",
-        &format!("name = \"by-version\"\n[inputs.cancer]\ndataset = \"cancer@1\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25, seed = 1 }}\n{stages}"),
+        &format!(
+            "name = \"by-version\"\n[inputs.cancer]\ndataset = \"cancer@1\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25, seed = 1 }}\n{stages}"
+        ),
     );
     let by_path = k.write(
         "by_path.toml",
-        &format!("name = \"by-path\"\n[inputs.cancer]\npath = \"cancer.csv\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25, seed = 1 }}\n{stages}"),
+        &format!(
+            "name = \"by-path\"\n[inputs.cancer]\npath = \"cancer.csv\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25, seed = 1 }}\n{stages}"
+        ),
     );
     let first = k.run(&["run", by_version.to_str().unwrap(), "--json"]).ok().json();
     // The file changes after version 1 was taken: the version still reads
@@ -211,7 +215,10 @@ data = "cancer.test"
     assert_eq!(v2["runs"].as_array().unwrap().len(), 1);
 
     // A version that does not exist is a pipeline error with file and line.
-    let missing = k.write("missing.toml", &format!("name = \"m\"\n[inputs.cancer]\ndataset = \"cancer@9\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25 }}\n{stages}"));
+    let missing = k.write(
+        "missing.toml",
+        &format!("name = \"m\"\n[inputs.cancer]\ndataset = \"cancer@9\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25 }}\n{stages}"),
+    );
     let e = k.run(&["run", missing.to_str().unwrap()]).fails().stderr;
     assert!(e.contains("missing.toml:3") && e.contains("version 9"), "{e}");
 }

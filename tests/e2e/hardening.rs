@@ -80,15 +80,18 @@ fn deep_or_long_filters_are_refused_not_a_crash() {
     let deep = format!("{}metrics.a > 1{}", "(".repeat(2000), ")".repeat(2000));
     let chain = |n: usize| (0..n).map(|i| format!("metrics.m{i} > 1")).collect::<Vec<_>>().join(" or ");
     for (filter, expected) in [(deep.clone(), "deeper than 32"), (chain(60_000), "more than 100"), (chain(999), "more than 100")] {
-        let (code, body) = post(&format!("{}/api/v1/runs/search", server.url), "application/json", &serde_json::json!({"filter": filter}).to_string());
+        let (code, body) =
+            post(&format!("{}/api/v1/runs/search", server.url), "application/json", &serde_json::json!({"filter": filter}).to_string());
         assert_eq!(code, 400, "{body}");
         assert!(body.contains(expected), "{body}");
-        let (code, body) = post(&format!("{}/api/2.0/mlflow/runs/search", server.url), "application/json", &serde_json::json!({"filter": filter}).to_string());
+        let (code, body) =
+            post(&format!("{}/api/2.0/mlflow/runs/search", server.url), "application/json", &serde_json::json!({"filter": filter}).to_string());
         assert_eq!(code, 400, "{body}");
         assert_eq!(json(&body)["error_code"], "INVALID_PARAMETER_VALUE");
     }
     // The largest filter allowed runs on the database.
-    let (code, body) = post(&format!("{}/api/v1/runs/search", server.url), "application/json", &serde_json::json!({"filter": chain(100)}).to_string());
+    let (code, body) =
+        post(&format!("{}/api/v1/runs/search", server.url), "application/json", &serde_json::json!({"filter": chain(100)}).to_string());
     assert_eq!(code, 200, "{body}");
     // A deep gate in a registered pipeline, and the CLI, are refused too.
     k.write("d.csv", &tiny_csv());
@@ -116,7 +119,8 @@ fn cross_site_requests_are_refused() {
     let (code, body) = post(&format!("{api}/datasets/d/versions?filename=d.csv"), "text/plain", &tiny_csv());
     assert_eq!(code, 415, "{body}");
     let addr = server.url.trim_start_matches("http://");
-    let no_type = raw(&server.url, &format!("POST /api/v1/pipelines/probe/runs HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    let no_type =
+        raw(&server.url, &format!("POST /api/v1/pipelines/probe/runs HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
     assert!(no_type.starts_with("HTTP/1.1 415"), "{no_type}");
     assert!(no_type.contains("x-request-id:"), "{no_type}");
     // DNS rebinding: the right address under another name.
@@ -126,7 +130,9 @@ fn cross_site_requests_are_refused() {
     // No CORS grant, even to a preflight.
     let preflight = raw(
         &server.url,
-        &format!("OPTIONS /api/v1/pipelines HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"),
+        &format!(
+            "OPTIONS /api/v1/pipelines HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+        ),
     );
     assert!(!preflight.to_ascii_lowercase().contains("access-control-allow"), "{preflight}");
     // Nothing got registered.
@@ -232,10 +238,15 @@ fn names_tokens_artifact_paths_and_params_are_checked_up_front() {
     let api = format!("{}/api/v1", server.url);
     assert_eq!(post(&format!("{api}/experiments"), "application/json", r#"{"name": "e"}"#).0, 201);
     for name in ["", "a\u{0}b", "line\nbreak", &"n".repeat(100_000)] {
-        let r = http().patch(&format!("{api}/experiments/e")).header("content-type", "application/json").send(serde_json::json!({"name": name}).to_string()).unwrap();
+        let r = http()
+            .patch(&format!("{api}/experiments/e"))
+            .header("content-type", "application/json")
+            .send(serde_json::json!({"name": name}).to_string())
+            .unwrap();
         assert_eq!(r.status().as_u16(), 400, "{name:?}");
     }
-    let (code, body) = post(&format!("{}/api/2.0/mlflow/runs/search", server.url), "application/json", r#"{"experiment_ids": ["0"], "page_token": "-1"}"#);
+    let (code, body) =
+        post(&format!("{}/api/2.0/mlflow/runs/search", server.url), "application/json", r#"{"experiment_ids": ["0"], "page_token": "-1"}"#);
     assert_eq!(code, 400, "{body}");
     let run = json(&post(&format!("{api}/runs"), "application/json", r#"{"experiment": "e"}"#).1)["id"].as_str().unwrap().to_string();
     for path in [".", "a/./b", "a%00b", "a%0Ab", "a%5Cb"] {
@@ -489,7 +500,8 @@ fn fifos_named_like_kiln_files_and_unbounded_counts_are_refused() {
     assert!(r.stderr.contains("retries is at most 10"), "{}", r.stderr);
     let server = k.serve(&["--workers", "0"]);
     let ids: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
-    let (code, body) = post(&format!("{}/api/2.0/mlflow/runs/search", server.url), "application/json", &serde_json::json!({"experiment_ids": ids}).to_string());
+    let (code, body) =
+        post(&format!("{}/api/2.0/mlflow/runs/search", server.url), "application/json", &serde_json::json!({"experiment_ids": ids}).to_string());
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("at most 1000 experiments"), "{body}");
 }

@@ -39,7 +39,8 @@ fn the_mlflow_client_logs_to_kiln_and_kiln_sees_it() {
     let paths: Vec<&str> = run["artifacts"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["model/weights.bin", "notes.txt"]);
     let model = k.run(&["models", "show", "compat-model", "--json"]).ok().json();
-    let stages: Vec<(i64, &str)> = model["versions"].as_array().unwrap().iter().map(|v| (v["version"].as_i64().unwrap(), v["stage"].as_str().unwrap())).collect();
+    let stages: Vec<(i64, &str)> =
+        model["versions"].as_array().unwrap().iter().map(|v| (v["version"].as_i64().unwrap(), v["stage"].as_str().unwrap())).collect();
     assert_eq!(stages, [(1, "Archived"), (2, "Production")]);
     assert_eq!(model["aliases"][0], serde_json::json!(["champion", 2]));
     assert_eq!(model["versions"][0]["run_id"], run_id.as_str());

@@ -71,7 +71,8 @@ fn nan_and_infinities_round_trip_through_the_mlflow_api_as_protobuf_json_strings
 
     // As MLflow's client sends them: protobuf JSON strings for the doubles.
     for (step, value) in [json!("NaN"), json!("Infinity"), json!("-Infinity"), json!(1.5)].into_iter().enumerate() {
-        let (code, body) = mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "loss", "value": value, "timestamp": 10, "step": step}));
+        let (code, body) =
+            mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "loss", "value": value, "timestamp": 10, "step": step}));
         assert_eq!(code, 200, "{value}: {body}");
     }
     let batch = json!({"run_id": run, "metrics": [
@@ -106,10 +107,14 @@ fn bad_names_unknown_runs_and_oversized_batches_get_mlflows_codes_and_messages()
     let run = create_run(&server);
     let metric = |key: &str| json!({"run_id": run, "key": key, "value": 1.0, "timestamp": 10, "step": 0});
     let resolves = |value: &str, path: &str, to: &str| {
-        format!("Invalid value \"{value}\" for parameter '{path}' supplied: Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '{to}'")
+        format!(
+            "Invalid value \"{value}\" for parameter '{path}' supplied: Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '{to}'"
+        )
     };
     let characters = |json_value: &str, path: &str| {
-        format!("Invalid value {json_value} for parameter '{path}' supplied: Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/).")
+        format!(
+            "Invalid value {json_value} for parameter '{path}' supplied: Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/)."
+        )
     };
     let bad = 400;
     let ipv = "INVALID_PARAMETER_VALUE";
@@ -147,7 +152,12 @@ fn bad_names_unknown_runs_and_oversized_batches_get_mlflows_codes_and_messages()
 
     // Length limits on names: 250 characters (not bytes).
     let long = "k".repeat(251);
-    assert_mlflow_error(mlflow_post(&server, "runs/log-metric", metric(&long)), bad, ipv, "'Metric name' exceeds the maximum length of 250 characters");
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-metric", metric(&long)),
+        bad,
+        ipv,
+        "'Metric name' exceeds the maximum length of 250 characters",
+    );
     assert_mlflow_error(
         mlflow_post(&server, "runs/log-parameter", json!({"run_id": run, "key": long, "value": "1"})),
         bad,
@@ -210,10 +220,22 @@ fn bad_names_unknown_runs_and_oversized_batches_get_mlflows_codes_and_messages()
     let metrics = |n: usize| (0..n).map(|i| json!({"key": format!("bm{i}"), "value": i, "timestamp": 10, "step": 0})).collect::<Vec<_>>();
     let pairs = |prefix: &str, n: usize| (0..n).map(|i| json!({"key": format!("{prefix}{i}"), "value": "v"})).collect::<Vec<_>>();
     let limit = |n: usize, entity: &str, got: usize| {
-        format!("A batch logging request can contain at most {n} {entity}. Got {got} {entity}. Please split up {entity} across multiple requests and try again.")
+        format!(
+            "A batch logging request can contain at most {n} {entity}. Got {got} {entity}. Please split up {entity} across multiple requests and try again."
+        )
     };
-    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": metrics(1001)})), bad, ipv, &limit(1000, "metrics", 1001));
-    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "params": pairs("bp", 101)})), bad, ipv, &limit(100, "params", 101));
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": metrics(1001)})),
+        bad,
+        ipv,
+        &limit(1000, "metrics", 1001),
+    );
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "params": pairs("bp", 101)})),
+        bad,
+        ipv,
+        &limit(100, "params", 101),
+    );
     assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "tags": pairs("bt", 101)})), bad, ipv, &limit(100, "tags", 101));
     assert_mlflow_error(
         mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": metrics(1000), "params": pairs("bp", 1)})),
@@ -224,10 +246,20 @@ fn bad_names_unknown_runs_and_oversized_batches_get_mlflows_codes_and_messages()
     // Bad entities inside a batch are named by their place in it.
     let mut two = metrics(2);
     two[1]["key"] = json!("a//b");
-    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": two})), bad, ipv, &resolves("a//b", "metrics[1].name", "a/b"));
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": two})),
+        bad,
+        ipv,
+        &resolves("a//b", "metrics[1].name", "a/b"),
+    );
     let mut tags = pairs("bt", 2);
     tags[1]["key"] = json!(long);
-    assert_mlflow_error(mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "tags": tags})), bad, ipv, "'tags[1].key' exceeds the maximum length of 250 characters");
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "tags": tags})),
+        bad,
+        ipv,
+        "'tags[1].key' exceeds the maximum length of 250 characters",
+    );
     assert_mlflow_error(
         mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "params": [{"key": "d", "value": "1"}, {"key": "d", "value": "1"}]})),
         bad,
@@ -235,7 +267,11 @@ fn bad_names_unknown_runs_and_oversized_batches_get_mlflows_codes_and_messages()
         "Duplicate parameter keys have been submitted: ['d']. Please ensure the request contains only one param value per param key.",
     );
     assert_mlflow_error(
-        mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": [{"key": "m", "value": "NaN", "timestamp": 10}, {"value": 1, "timestamp": 10}]})),
+        mlflow_post(
+            &server,
+            "runs/log-batch",
+            json!({"run_id": run, "metrics": [{"key": "m", "value": "NaN", "timestamp": 10}, {"value": 1, "timestamp": 10}]}),
+        ),
         bad,
         ipv,
         "Missing value for required parameter 'metrics[1].key'. See the API docs for more information about request parameters.",
@@ -299,7 +335,11 @@ fn kilns_api_refuses_the_same_bad_input_naming_the_field_and_value() {
     refused(log(json!({"tags": {"t": 1}})), 400, &["tags.t", "integer"]);
     let many: Vec<Value> = (0..10_001).map(|i| json!({"key": format!("m{i}"), "value": 1.0})).collect();
     refused(log(json!({"metrics": many})), 400, &["at most 10000", "10001", "10001 metrics"]);
-    refused(send(&format!("{api}/runs/0123456789abcdef0123456789abcdef/log"), Some(&json!({"metrics": [ok]}))), 404, &["0123456789abcdef0123456789abcdef"]);
+    refused(
+        send(&format!("{api}/runs/0123456789abcdef0123456789abcdef/log"), Some(&json!({"metrics": [ok]}))),
+        404,
+        &["0123456789abcdef0123456789abcdef"],
+    );
 
     // Names MLflow accepts are fine here too; nothing refused was stored.
     let (code, body) = log(json!({"metrics": [{"key": "a/b", "value": 1.0}, {"key": "ünï code:1", "value": 2.0}], "params": {"p.q": "1"}}));

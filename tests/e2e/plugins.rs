@@ -47,7 +47,10 @@ fn a_plugin_used_by_a_run_cannot_be_removed() {
     let k = Kiln::new();
     k.run(&["plugin", "add", &fixture("misbehave")]).ok();
     k.write("d.csv", &crate::support::tiny_csv());
-    let p = k.write("p.toml", "name = \"p\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n[stages.t]\nuses = \"misbehave\"\ndata = \"d\"\nwith = { mode = \"ok\" }\n");
+    let p = k.write(
+        "p.toml",
+        "name = \"p\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n[stages.t]\nuses = \"misbehave\"\ndata = \"d\"\nwith = { mode = \"ok\" }\n",
+    );
     k.run(&["run", p.to_str().unwrap()]).ok();
     let out = k.run(&["plugin", "remove", "misbehave@0.1.0"]).fails();
     assert!(out.stderr.contains("still referenced"), "{}", out.stderr);

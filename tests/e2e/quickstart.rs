@@ -13,7 +13,8 @@ fn quickstart_trains_evaluates_and_detects_drift() {
     assert!(k.path().join(".kiln/kiln.db").exists(), "the first command creates the workspace here");
     assert!(k.path().join(".kiln/blobs").is_dir());
     let text = out.stdout;
-    let line = |stage: &str| text.lines().find(|l| l.trim_start().starts_with(stage)).unwrap_or_else(|| panic!("no `{stage}` line in\n{text}")).to_string();
+    let line =
+        |stage: &str| text.lines().find(|l| l.trim_start().starts_with(stage)).unwrap_or_else(|| panic!("no `{stage}` line in\n{text}")).to_string();
     assert!(line("drift_holdout").contains("ran"));
     assert!(text.contains("drift_holdout    no drift"), "{text}");
     assert!(text.contains("drift_shifted    DRIFT"), "{text}");
@@ -44,21 +45,16 @@ fn second_run_reuses_cached_stages_and_set_reruns_only_what_changed() {
     let k = Kiln::new();
     k.run(&["run", &quickstart_pipeline()]).ok();
     let again = k.run(&["run", &quickstart_pipeline(), "--json"]).ok().json();
-    let statuses: Vec<(&str, &str)> = again["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["stage"].as_str().unwrap(), s["status"].as_str().unwrap()))
-        .collect();
+    let statuses: Vec<(&str, &str)> =
+        again["stages"].as_array().unwrap().iter().map(|s| (s["stage"].as_str().unwrap(), s["status"].as_str().unwrap())).collect();
     for (stage, status) in &statuses {
         if *stage != "quality_gate" {
             assert_eq!(*status, "cached", "{stage} in {statuses:?}");
         }
     }
     let changed = k.run(&["run", &quickstart_pipeline(), "--set", "train.c=0.5", "--json"]).ok().json();
-    let status = |name: &str| {
-        changed["stages"].as_array().unwrap().iter().find(|s| s["stage"] == name).unwrap()["status"].as_str().unwrap().to_string()
-    };
+    let status =
+        |name: &str| changed["stages"].as_array().unwrap().iter().find(|s| s["stage"] == name).unwrap()["status"].as_str().unwrap().to_string();
     assert_eq!(status("train"), "ran");
     assert_eq!(status("evaluate"), "ran", "downstream of the changed stage");
     assert_eq!(status("drift_holdout"), "cached");
@@ -129,13 +125,8 @@ fn upgraded_bundled_plugins_replace_the_old_ones_without_losing_them() {
     let db = format!("sqlite://{}", k.path().join(".kiln/kiln.db").display());
     crate::support::pg_query(&db, "UPDATE plugins SET digest = 'sha256:00000000000000000000' WHERE name = 'linear'");
     let list = k.run(&["plugin", "list", "--json"]).ok().json();
-    let linear: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["name"] == "linear")
-        .map(|p| p["version"].as_str().unwrap().to_string())
-        .collect();
+    let linear: Vec<String> =
+        list.as_array().unwrap().iter().filter(|p| p["name"] == "linear").map(|p| p["version"].as_str().unwrap().to_string()).collect();
     assert_eq!(linear, vec!["0.1.0+000000000000".to_string(), "0.1.0".to_string()]);
     assert!(!k.run(&["plugin", "inspect", "linear"]).ok().stdout.contains("sha256:0000"), "a bare name picks the current build");
 }

@@ -126,7 +126,8 @@ fn plugin_logs_and_output_reach_the_run_log_and_live_metrics_are_recorded() {
     assert_eq!(bad_stage(&v).0, "ran");
     let id = v["run_id"].as_str().unwrap();
     let detail = k.run(&["runs", "show", id, "--json", "--logs"]).ok().json();
-    let logs: Vec<String> = detail["logs"].as_array().unwrap().iter().map(|l| format!("{} {}", l["level"].as_str().unwrap(), l["message"].as_str().unwrap())).collect();
+    let logs: Vec<String> =
+        detail["logs"].as_array().unwrap().iter().map(|l| format!("{} {}", l["level"].as_str().unwrap(), l["message"].as_str().unwrap())).collect();
     for expected in ["info hello from the sandbox", "stdout printed to stdout", "stderr printed to stderr"] {
         assert!(logs.iter().any(|l| l == expected), "`{expected}` in {logs:?}");
     }
@@ -147,6 +148,7 @@ fn a_failing_stage_is_retried_as_asked_and_records_its_attempts() {
     let stage = &run["stages"][0];
     assert_eq!((stage["status"].as_str(), stage["attempts"].as_i64()), (Some("failed"), Some(3)), "{stage}");
     assert!(stage["error"].as_str().unwrap().contains("trapped"), "{stage}");
-    let lines: Vec<&str> = run["logs"].as_array().unwrap().iter().filter_map(|l| l["message"].as_str()).filter(|m| m.starts_with("attempt ")).collect();
+    let lines: Vec<&str> =
+        run["logs"].as_array().unwrap().iter().filter_map(|l| l["message"].as_str()).filter(|m| m.starts_with("attempt ")).collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
 }

@@ -124,13 +124,8 @@ fn a_killed_workers_job_is_finished_by_another_without_duplicate_stages() {
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
     let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let quick_before = k.run(&["runs", "show", &id, "--json"]).json()["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == "quick")
-        .unwrap()
-        .clone();
+    let quick_before =
+        k.run(&["runs", "show", &id, "--json"]).json()["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "quick").unwrap().clone();
 
     let _b = k.worker(&["--lease", "2s"]);
     let run = wait_for(90, "worker B to finish the run", || {
@@ -162,10 +157,7 @@ fn a_schedule_fires_once_per_tick_with_two_servers() {
     // A fire creates its run at once (queued), so runs are counted whatever
     // their state.
     let runs = k.run(&["runs", "list", "--json"]).ok().json().as_array().unwrap().clone();
-    let fires = crate::support::pg_query(
-        k.database_url.as_ref().unwrap(),
-        "SELECT CAST(tick AS TEXT), run_id FROM schedule_fires ORDER BY tick",
-    );
+    let fires = crate::support::pg_query(k.database_url.as_ref().unwrap(), "SELECT CAST(tick AS TEXT), run_id FROM schedule_fires ORDER BY tick");
     assert!(fires.len() >= 2, "7 s of an every-2-s schedule fired {} times", fires.len());
     assert!(fires.iter().all(|f| !f[1].is_empty()), "every fire queued a run: {fires:?}");
     // One run per tick: a tick fired by both servers would add a second run.

@@ -101,9 +101,7 @@ pub fn postgres_database() -> String {
     rt.block_on(async {
         use sqlx::Executor;
         sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin}: {e}"));
+        let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin}: {e}"));
         pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
         pool.close().await;
     });
@@ -130,12 +128,8 @@ impl Kiln {
         use std::io::BufRead;
         let mut all = vec!["serve", "--addr", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let mut child = self
-            .cmd(&all)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("starting kiln serve");
+        let mut child =
+            self.cmd(&all).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit()).spawn().expect("starting kiln serve");
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in `{line}`")).to_string();

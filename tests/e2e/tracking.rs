@@ -14,7 +14,14 @@ fn search_orders_filters_and_pages() {
     let k = Kiln::new();
     let (a, b) = two_runs(&k);
     let out = k
-        .run(&["runs", "search", "metrics.evaluate.accuracy > 0.5 and params.train.model = 'logistic'", "--order-by", "metrics.evaluate.log_loss ASC", "--json"])
+        .run(&[
+            "runs",
+            "search",
+            "metrics.evaluate.accuracy > 0.5 and params.train.model = 'logistic'",
+            "--order-by",
+            "metrics.evaluate.log_loss ASC",
+            "--json",
+        ])
         .ok()
         .json();
     let ids: Vec<&str> = out["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();

@@ -187,11 +187,7 @@ pub fn error_body(status: StatusCode, mlflow: bool, message: String) -> Response
 /// its status and its words.
 async fn as_json(response: Response, mlflow: bool) -> Response {
     let status = response.status();
-    let json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     if !(status.is_client_error() || status.is_server_error()) || json {
         return response;
     }

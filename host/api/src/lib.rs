@@ -45,10 +45,7 @@ pub fn router(app: App, hosts: AllowedHosts) -> Router {
         .route("/api/v1/runs/{id}/log", post(tracking::log_batch))
         .route("/api/v1/runs/{id}/metrics/{key}", get(tracking::metric_history))
         .route("/api/v1/runs/{id}/artifacts", get(tracking::list_artifacts))
-        .route(
-            "/api/v1/runs/{id}/artifacts/{*path}",
-            get(tracking::download_artifact).put(tracking::upload_artifact),
-        )
+        .route("/api/v1/runs/{id}/artifacts/{*path}", get(tracking::download_artifact).put(tracking::upload_artifact))
         .route("/api/v1/datasets", get(datasets::list))
         .route("/api/v1/datasets/{name}", get(datasets::versions))
         .route("/api/v1/datasets/{name}/versions", post(datasets::upload))

@@ -5,12 +5,12 @@
 
 use crate::app::App;
 use crate::store::{MetricPoint, RunStatus, RunView, SearchQuery, StoreError, now_ms};
-use kiln_services::tracking::filter;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kiln_services::tracking::filter;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -62,10 +62,7 @@ pub fn router() -> Router<App> {
         .route(&p("model-versions/search"), get(search_versions))
         .route(&p("model-versions/transition-stage"), post(transition_stage))
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list_artifacts))
-        .route(
-            "/api/2.0/mlflow-artifacts/artifacts/{*path}",
-            get(download_artifact).put(upload_artifact),
-        )
+        .route("/api/2.0/mlflow-artifacts/artifacts/{*path}", get(download_artifact).put(upload_artifact))
 }
 
 /// MLflow 3 clients look for logged models when listing artifacts; Kiln
@@ -189,9 +186,7 @@ impl From<StoreError> for MlflowError {
             StoreError::NotFound(m) => not_found(format!("{m} not found")),
             StoreError::Invalid(m) => invalid(m),
             StoreError::Conflict(m) => invalid(m),
-            StoreError::RunNotActive { run, stage } => {
-                invalid(format!("The run {run} must be in the 'active' state. Current state is {stage}."))
-            }
+            StoreError::RunNotActive { run, stage } => invalid(format!("The run {run} must be in the 'active' state. Current state is {stage}.")),
             other => internal(other.to_string()),
         }
     }
@@ -211,7 +206,9 @@ fn required(body: &Value, keys: &[&str]) -> Result<String, MlflowError> {
 fn int(body: &Value, key: &str) -> Result<Option<i64>, MlflowError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(Some).ok_or_else(|| invalid(format!("'{key}' must be an integer"))),
+        Some(Value::Number(n)) => {
+            n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(Some).ok_or_else(|| invalid(format!("'{key}' must be an integer")))
+        }
         Some(Value::String(s)) => s.parse().map(Some).map_err(|_| invalid(format!("'{key}' must be an integer, got '{s}'"))),
         Some(other) => Err(invalid(format!("'{key}' must be an integer, got {other}"))),
     }
@@ -363,11 +360,7 @@ fn normpath(path: &str) -> String {
     if path.is_empty() {
         return ".".into();
     }
-    let slashes = if path.starts_with("//") && !path.starts_with("///") {
-        2
-    } else {
-        usize::from(path.starts_with('/'))
-    };
+    let slashes = if path.starts_with("//") && !path.starts_with("///") { 2 } else { usize::from(path.starts_with('/')) };
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -640,10 +633,7 @@ impl serde::Serialize for MetricJson<'_> {
 async fn create_run(State(app): State<App>, Json(body): Json<Value>) -> R {
     app.store.ensure_default_experiment().await?;
     let experiment_id = text(&body, &["experiment_id"]).unwrap_or_else(|| "0".into());
-    app.store
-        .experiment_by_id(&experiment_id)
-        .await?
-        .ok_or_else(|| not_found(format!("No Experiment with id={experiment_id} exists")))?;
+    app.store.experiment_by_id(&experiment_id).await?.ok_or_else(|| not_found(format!("No Experiment with id={experiment_id} exists")))?;
     let tags: Vec<(String, String)> = body
         .get("tags")
         .and_then(|t| t.as_array())
@@ -894,7 +884,8 @@ impl TypedBatch<'_> {
         let metrics = self.metrics.into_iter().enumerate().map(|(i, m)| typed_metric(m, i)).collect::<Result<Vec<_>, _>>()?;
         let pair = |p: TypedPair| json!({"key": p.key, "value": p.value});
         // Params and tags are few: checked by the general functions.
-        let params = self.params.into_iter().enumerate().map(|(i, p)| param_pair(&pair(p), &format!("params[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+        let params =
+            self.params.into_iter().enumerate().map(|(i, p)| param_pair(&pair(p), &format!("params[{i}]"))).collect::<Result<Vec<_>, _>>()?;
         let tags = self.tags.into_iter().enumerate().map(|(i, t)| tag_pair(&pair(t), &format!("tags[{i}]"))).collect::<Result<Vec<_>, _>>()?;
         Ok((id, (metrics, params, tags)))
     }
@@ -1041,7 +1032,9 @@ async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, 
         None => 0,
     };
     let limit = match q.get("max_results").filter(|t| !t.is_empty()) {
-        Some(n) => Some(n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("Invalid value {n} for parameter 'max_results' supplied")))?),
+        Some(n) => Some(
+            n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("Invalid value {n} for parameter 'max_results' supplied")))?,
+        ),
         None => None,
     };
     let limit = limit.map_or(i64::MAX, |l| l as i64);
@@ -1144,7 +1137,8 @@ async fn latest_versions_get(state: State<App>, Query(q): Query<HashMap<String, 
 async fn latest_versions(State(app): State<App>, Json(body): Json<Value>) -> R {
     let name = required(&body, &["name"])?;
     app.store.model(&name).await.map_err(|_| not_found(format!("Registered Model with name={name} not found")))?;
-    let wanted: Vec<String> = body.get("stages").and_then(|s| s.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(|s| s.to_ascii_lowercase())).collect();
+    let wanted: Vec<String> =
+        body.get("stages").and_then(|s| s.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(|s| s.to_ascii_lowercase())).collect();
     let mut latest: std::collections::BTreeMap<String, crate::store::VersionRecord> = Default::default();
     for v in app.store.versions(&name).await? {
         if wanted.is_empty() || wanted.contains(&v.stage.to_ascii_lowercase()) {
@@ -1165,14 +1159,12 @@ async fn create_version(State(app): State<App>, Json(body): Json<Value>) -> R {
     if let Some(r) = &run_id {
         app.store.run_extras(r).await.map_err(|_| no_run(r))?;
     }
-    let v = app
-        .store
-        .create_version(&name, &source, run_id.as_deref(), &text(&body, &["description"]).unwrap_or_default())
-        .await
-        .map_err(|e| match e {
+    let v = app.store.create_version(&name, &source, run_id.as_deref(), &text(&body, &["description"]).unwrap_or_default()).await.map_err(
+        |e| match e {
             StoreError::NotFound(_) => not_found(format!("Registered Model with name={name} not found")),
             other => other.into(),
-        })?;
+        },
+    )?;
     Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
 }
 

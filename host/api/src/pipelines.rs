@@ -46,12 +46,15 @@ pub async fn submit(State(app): State<App>, Path(name): Path<String>, body: Opti
         None => Vec::new(),
         Some(Value::Array(items)) => items
             .into_iter()
-            .map(|v| v.as_str().map(String::from).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "`set` items must be \"STAGE.PARAM=VALUE\" strings")))
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "`set` items must be \"STAGE.PARAM=VALUE\" strings"))
+            })
             .collect::<Result<_, _>>()?,
-        Some(Value::Object(map)) => map
-            .into_iter()
-            .map(|(k, v)| format!("{k}={}", if let Value::String(s) = &v { format!("{s:?}") } else { v.to_string() }))
-            .collect(),
+        Some(Value::Object(map)) => {
+            map.into_iter().map(|(k, v)| format!("{k}={}", if let Value::String(s) = &v { format!("{s:?}") } else { v.to_string() })).collect()
+        }
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "`set` must be an object or a list")),
     };
     let request = RunRequest { pipeline: name, set, no_cache: body.no_cache, force: body.force };
@@ -109,11 +112,10 @@ pub async fn status(State(app): State<App>, Path(id): Path<String>) -> Result<Js
 
 /// `POST /api/v1/pipeline-runs/{id}/cancel`
 pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let job = app
-        .store
-        .job_for_run(&id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no queued run `{id}` (only runs queued through the API can be cancelled)")))?;
+    let job =
+        app.store.job_for_run(&id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no queued run `{id}` (only runs queued through the API can be cancelled)"))
+        })?;
     if !app.store.cancel_job(&job.id).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("run `{id}` already ended ({})", job.status)));
     }
@@ -167,7 +169,8 @@ pub async fn events(State(app): State<App>, Path(id): Path<String>) -> Result<Ss
             if let Ok(lines) = c.app.store.run_logs_after(&c.id, c.log_seq).await {
                 for (seq, l) in lines {
                     c.log_seq = seq;
-                    c.pending.push_back(Event::default().event("log").data(json!({"stage": l.stage, "level": l.level, "message": l.message}).to_string()));
+                    c.pending
+                        .push_back(Event::default().event("log").data(json!({"stage": l.stage, "level": l.level, "message": l.message}).to_string()));
                 }
             }
             let status = state["status"].as_str().unwrap_or("");

@@ -6,12 +6,12 @@ use super::ApiError;
 use super::mlflow::{MAX_KEY, NameProblem, name_problem};
 use crate::app::App;
 use crate::store::{MetricPoint, NewRun, RunStatus, SearchQuery, now_ms};
-use kiln_services::tracking::filter;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use kiln_services::tracking::filter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -83,7 +83,9 @@ pub struct UpdateRun {
 
 pub async fn update_run(State(app): State<App>, Path(id): Path<String>, Json(b): Json<UpdateRun>) -> R {
     let status = match b.status.as_deref() {
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| bad(format!("`status` must be RUNNING, SCHEDULED, FINISHED, FAILED or KILLED, got `{s}`")))?),
+        Some(s) => {
+            Some(RunStatus::parse(s).ok_or_else(|| bad(format!("`status` must be RUNNING, SCHEDULED, FINISHED, FAILED or KILLED, got `{s}`")))?)
+        }
         None => None,
     };
     let end = b.end_time.or(status.filter(|s| !matches!(s, RunStatus::Running | RunStatus::Scheduled)).map(|_| now_ms()));
@@ -190,7 +192,13 @@ pub async fn log_batch(State(app): State<App>, Path(id): Path<String>, body: Res
     let mut params = Vec::new();
     for (k, v) in &b.params {
         check_key("params key", k)?;
-        params.push((k.clone(), match v { Value::String(s) => s.clone(), other => other.to_string() }));
+        params.push((
+            k.clone(),
+            match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        ));
     }
     for k in b.tags.keys() {
         check_key("tags key", k)?;

@@ -53,13 +53,7 @@ pub fn new_store(engine: &Engine, limits: &Limits) -> Store<HostState> {
     let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
     // No preopens, no env, no args, no socket address allowed, no name
     // lookup: the builder's defaults, spelled out where they matter.
-    let wasi = WasiCtx::builder()
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .allow_ip_name_lookup(false)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .build();
+    let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false).build();
     let now = Instant::now();
     let state = HostState {
         wasi,

@@ -1,9 +1,9 @@
 //! Between the WIT types and the host's plain types, checking every value
 //! a plugin returns against the contract.
 
+use super::PluginDescription;
 use super::bindings::v0_1_0 as v1;
 use super::error::RuntimeError;
-use super::PluginDescription;
 use kiln_types::{Column, ColumnData, DriftReport, Evaluation, FeatureDrift, PluginKind, Table};
 use v1::types as t;
 
@@ -34,11 +34,7 @@ fn table_from_wit(table: t::Table) -> Result<Table, RuntimeError> {
         .collect();
     for c in &columns {
         if c.data.len() != rows {
-            return Err(RuntimeError::BadOutput(format!(
-                "column `{}` has {} values but the table says {rows} rows",
-                c.name,
-                c.data.len()
-            )));
+            return Err(RuntimeError::BadOutput(format!("column `{}` has {} values but the table says {rows} rows", c.name, c.data.len())));
         }
     }
     Ok(Table { rows, columns })
@@ -64,20 +60,16 @@ pub fn description(d: t::Description, exported: PluginKind) -> Result<PluginDesc
     if kind != exported {
         return Err(RuntimeError::BadOutput(format!("describe says {kind:?} but the component exports a {exported:?}")));
     }
-    let valid_name = !d.name.is_empty()
-        && d.name.len() <= 64
-        && d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let valid_name =
+        !d.name.is_empty() && d.name.len() <= 64 && d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid_name {
-        return Err(RuntimeError::BadOutput(format!(
-            "describe returned the name `{}`; a name is 1 to 64 of a-z, 0-9, - and _",
-            d.name
-        )));
+        return Err(RuntimeError::BadOutput(format!("describe returned the name `{}`; a name is 1 to 64 of a-z, 0-9, - and _", d.name)));
     }
     if semver_like(&d.version).is_none() {
         return Err(RuntimeError::BadOutput(format!("describe returned the version `{}`, which is not MAJOR.MINOR.PATCH", d.version)));
     }
-    let schema: serde_json::Value = serde_json::from_str(&d.params_schema)
-        .map_err(|e| RuntimeError::BadOutput(format!("the params schema is not JSON: {e}")))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&d.params_schema).map_err(|e| RuntimeError::BadOutput(format!("the params schema is not JSON: {e}")))?;
     jsonschema::validator_for(&schema).map_err(|e| RuntimeError::BadOutput(format!("the params schema is not a valid JSON Schema: {e}")))?;
     Ok(PluginDescription { name: d.name, version: d.version, kind, summary: d.summary, params_schema: schema })
 }

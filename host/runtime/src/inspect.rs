@@ -12,14 +12,7 @@ pub const SUPPORTED_WIT: &[&str] = &["0.1.0"];
 /// WASI 0.2 interfaces a plugin may import. They are linked, but the
 /// per-call context grants no directory, socket address or variable, so
 /// importing them gives a plugin std's plumbing, not access.
-const ALLOWED_WASI: &[&str] = &[
-    "wasi:cli/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:filesystem/",
-    "wasi:sockets/",
-];
+const ALLOWED_WASI: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/"];
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ComponentInfo {

@@ -148,9 +148,7 @@ impl Runtime {
         let pre = match info.kind {
             PluginKind::Trainer => WorldPre::Trainer(v1::trainer::TrainerPluginPre::new(pre).map_err(link)?),
             PluginKind::Evaluator => WorldPre::Evaluator(v1::evaluator::EvaluatorPluginPre::new(pre).map_err(link)?),
-            PluginKind::DriftDetector => {
-                WorldPre::DriftDetector(v1::drift_detector::DriftDetectorPluginPre::new(pre).map_err(link)?)
-            }
+            PluginKind::DriftDetector => WorldPre::DriftDetector(v1::drift_detector::DriftDetectorPluginPre::new(pre).map_err(link)?),
             PluginKind::Deployer => WorldPre::Deployer(v1::deployer::DeployerPluginPre::new(pre).map_err(link)?),
         };
         let plugin = Arc::new(LoadedPlugin { info, pre });
@@ -162,22 +160,16 @@ impl Runtime {
     pub async fn describe(&self, plugin: &LoadedPlugin, limits: &Limits) -> Result<PluginDescription, RuntimeError> {
         let mut store = call::new_store(&self.engine, limits);
         let result = match &plugin.pre {
-            WorldPre::Trainer(pre) => async {
-                pre.instantiate_async(&mut store).await?.kiln_plugin_trainer().call_describe(&mut store).await
+            WorldPre::Trainer(pre) => async { pre.instantiate_async(&mut store).await?.kiln_plugin_trainer().call_describe(&mut store).await }.await,
+            WorldPre::Evaluator(pre) => {
+                async { pre.instantiate_async(&mut store).await?.kiln_plugin_evaluator().call_describe(&mut store).await }.await
             }
-            .await,
-            WorldPre::Evaluator(pre) => async {
-                pre.instantiate_async(&mut store).await?.kiln_plugin_evaluator().call_describe(&mut store).await
+            WorldPre::DriftDetector(pre) => {
+                async { pre.instantiate_async(&mut store).await?.kiln_plugin_drift_detector().call_describe(&mut store).await }.await
             }
-            .await,
-            WorldPre::DriftDetector(pre) => async {
-                pre.instantiate_async(&mut store).await?.kiln_plugin_drift_detector().call_describe(&mut store).await
+            WorldPre::Deployer(pre) => {
+                async { pre.instantiate_async(&mut store).await?.kiln_plugin_deployer().call_describe(&mut store).await }.await
             }
-            .await,
-            WorldPre::Deployer(pre) => async {
-                pre.instantiate_async(&mut store).await?.kiln_plugin_deployer().call_describe(&mut store).await
-            }
-            .await,
         };
         let raw = call::finish(&mut store, result)?;
         convert::description(raw, plugin.info.kind)
@@ -216,13 +208,7 @@ impl Runtime {
     /// Load a saved model and predict a batch. The prediction table is
     /// checked against the contract (a `prediction` column, one row per
     /// input row).
-    pub async fn predict(
-        &self,
-        plugin: &LoadedPlugin,
-        model: &[u8],
-        features: Table,
-        limits: &Limits,
-    ) -> Result<(Table, CallReport), RuntimeError> {
+    pub async fn predict(&self, plugin: &LoadedPlugin, model: &[u8], features: Table, limits: &Limits) -> Result<(Table, CallReport), RuntimeError> {
         let WorldPre::Trainer(pre) = &plugin.pre else { return Err(wrong_kind(plugin, PluginKind::Trainer)) };
         let rows = features.rows;
         let mut store = call::new_store(&self.engine, limits);

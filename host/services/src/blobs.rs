@@ -171,10 +171,7 @@ impl BlobStore {
     /// no longer match the id, the stream ends in an error instead of
     /// finishing (an HTTP response is then cut short, never completed with
     /// corrupt content).
-    pub fn read_stream(
-        &self,
-        id: &str,
-    ) -> Result<(u64, impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static), BlobError> {
+    pub fn read_stream(&self, id: &str) -> Result<(u64, impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static), BlobError> {
         let path = self.path_of(id)?;
         let file = std::fs::File::open(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => BlobError::Missing(id.to_string()),

@@ -20,8 +20,8 @@ pub mod scheduler;
 /// Metadata in SQL, a crate of its own: only it knows SQL.
 pub use kiln_store as store;
 pub mod tracking;
-pub mod workspace;
 pub mod worker;
+pub mod workspace;
 
 /// Where `build.rs` put the fixture plugins (misbehaving components for
 /// the tests and benches).

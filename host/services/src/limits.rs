@@ -82,10 +82,7 @@ pub fn check_regular(file: &std::fs::File, limit: u64, what: &str) -> std::io::R
     if meta.len() > limit {
         // `what` is a [limits] key, or a description of a fixed limit.
         let hint = if what.contains(' ') { String::new() } else { format!(" (`{what}` under [limits] in kiln.toml)") };
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::FileTooLarge,
-            format!("is {} bytes, over the limit of {limit} bytes{hint}", meta.len()),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, format!("is {} bytes, over the limit of {limit} bytes{hint}", meta.len())));
     }
     Ok(())
 }

@@ -81,9 +81,7 @@ pub async fn ensure_bundled(app: &App) -> Result<()> {
     for (name, bytes) in BUNDLED {
         let digest = sha256_digest(bytes);
         if app.store.plugin_by_digest(&digest).await?.is_none() {
-            add(app, bytes, true, LimitOverrides::default())
-                .await
-                .with_context(|| format!("registering the bundled `{name}` plugin"))?;
+            add(app, bytes, true, LimitOverrides::default()).await.with_context(|| format!("registering the bundled `{name}` plugin"))?;
         }
     }
     Ok(())
@@ -93,11 +91,7 @@ pub async fn ensure_bundled(app: &App) -> Result<()> {
 /// highest version.
 pub async fn resolve(app: &App, reference: &str) -> Result<PluginRecord> {
     if reference.starts_with("sha256:") {
-        return app
-            .store
-            .plugin_by_digest(reference)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no plugin has the digest {reference}"));
+        return app.store.plugin_by_digest(reference).await?.ok_or_else(|| anyhow::anyhow!("no plugin has the digest {reference}"));
     }
     let (name, version) = match reference.split_once('@') {
         Some((n, v)) => (n, Some(v)),

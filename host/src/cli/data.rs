@@ -206,8 +206,10 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let (name, version) = data::parse_ref(&reference)?;
             let v = app.store.dataset_version(&name, version).await?;
             let runs = app.store.dataset_usage(&v.name, v.version).await?;
-            let schema: Option<profile::Schema> = v.schema_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored schema")?;
-            let prof: Option<profile::Profile> = v.profile_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored profile")?;
+            let schema: Option<profile::Schema> =
+                v.schema_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored schema")?;
+            let prof: Option<profile::Profile> =
+                v.profile_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored profile")?;
             if json {
                 let runs: Vec<_> = runs.iter().map(|(r, i)| serde_json::json!({"run_id": r, "input": i})).collect();
                 crate::outln!("{}", output::json(&serde_json::json!({"version": v, "schema": schema, "profile": prof, "runs": runs})));
@@ -245,7 +247,11 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                     let (name, version) = data::parse_ref(&r)?;
                     let v = app.store.dataset_version(&name, version).await?;
                     let (Some(s), Some(p)) = (v.schema_json.as_deref(), v.profile_json.as_deref()) else {
-                        anyhow::bail!("{}@{} has no profile to compare (it is not a CSV or Parquet file, or was added with --no-profile)", v.name, v.version);
+                        anyhow::bail!(
+                            "{}@{} has no profile to compare (it is not a CSV or Parquet file, or was added with --no-profile)",
+                            v.name,
+                            v.version
+                        );
                     };
                     Ok::<_, anyhow::Error>((v.clone(), (serde_json::from_str::<profile::Schema>(s)?, serde_json::from_str::<profile::Profile>(p)?)))
                 }

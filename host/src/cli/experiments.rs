@@ -13,11 +13,20 @@ pub enum ExperimentsCommand {
         #[arg(long)]
         json: bool,
     },
-    Create { name: String },
-    Rename { name: String, new_name: String },
+    Create {
+        name: String,
+    },
+    Rename {
+        name: String,
+        new_name: String,
+    },
     /// Delete an experiment and hide its runs (restore brings both back).
-    Delete { name: String },
-    Restore { name: String },
+    Delete {
+        name: String,
+    },
+    Restore {
+        name: String,
+    },
 }
 
 pub async fn run(cmd: ExperimentsCommand) -> Result<i32> {
@@ -30,7 +39,15 @@ pub async fn run(cmd: ExperimentsCommand) -> Result<i32> {
             } else {
                 let rows = list
                     .iter()
-                    .map(|e| vec![e.name.clone(), e.runs.to_string(), e.lifecycle_stage.clone(), output::time_ms(e.created_at), output::short(&e.id, 12).to_string()])
+                    .map(|e| {
+                        vec![
+                            e.name.clone(),
+                            e.runs.to_string(),
+                            e.lifecycle_stage.clone(),
+                            output::time_ms(e.created_at),
+                            output::short(&e.id, 12).to_string(),
+                        ]
+                    })
                     .collect();
                 crate::outln!("{}", output::table(&["name", "runs", "stage", "created (UTC)", "id"], rows));
             }

@@ -161,7 +161,12 @@ async fn sweep(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
         if human {
             let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let metric = c.metric.map(output::num).unwrap_or_else(|| "-".into());
-            crate::outln!("  {}  {:<9} {metric:>10}  {}", output::short(&c.run_id, 12), if c.succeeded { "succeeded" } else { "FAILED" }, params.join(" "));
+            crate::outln!(
+                "  {}  {:<9} {metric:>10}  {}",
+                output::short(&c.run_id, 12),
+                if c.succeeded { "succeeded" } else { "FAILED" },
+                params.join(" ")
+            );
         }
     })
     .await?;

@@ -40,8 +40,12 @@ pub enum RunsCommand {
         json: bool,
     },
     /// Delete a run (soft: `kiln runs restore` brings it back).
-    Delete { id: String },
-    Restore { id: String },
+    Delete {
+        id: String,
+    },
+    Restore {
+        id: String,
+    },
     /// Show one run: params, metrics, stages, artifacts.
     Show {
         /// Run id, or a unique prefix of it.
@@ -70,7 +74,8 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             let rows = runs
                 .iter()
                 .map(|r| {
-                    let metrics: Vec<String> = headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
+                    let metrics: Vec<String> =
+                        headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
                     let more = if r.metrics.len() > 4 { format!(" (+{})", r.metrics.len() - 4) } else { String::new() };
                     vec![
                         output::short(&r.id, 12).to_string(),
@@ -105,8 +110,15 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                 let rows = runs
                     .iter()
                     .map(|r| {
-                        let metrics: Vec<String> = headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
-                        vec![output::short(&r.id, 12).to_string(), r.experiment.clone(), r.status.as_str().to_string(), output::time_ms(r.start_time), metrics.join(" ")]
+                        let metrics: Vec<String> =
+                            headline_metrics(&r.metrics).iter().take(4).map(|(k, v)| format!("{k}={}", output::num(**v))).collect();
+                        vec![
+                            output::short(&r.id, 12).to_string(),
+                            r.experiment.clone(),
+                            r.status.as_str().to_string(),
+                            output::time_ms(r.start_time),
+                            metrics.join(" "),
+                        ]
                     })
                     .collect();
                 crate::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
@@ -226,7 +238,11 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             }
             if !run.artifacts.is_empty() {
                 crate::outln!("\nartifacts");
-                let rows = run.artifacts.iter().map(|a| vec![a.path.clone(), output::bytes(a.size as u64), output::short(&a.blob, 16).to_string()]).collect();
+                let rows = run
+                    .artifacts
+                    .iter()
+                    .map(|a| vec![a.path.clone(), output::bytes(a.size as u64), output::short(&a.blob, 16).to_string()])
+                    .collect();
                 crate::outln!("{}", output::table(&["path", "size", "blob"], rows));
             }
             if let Some(log) = log {

@@ -16,7 +16,9 @@ pub enum ScheduleCommand {
         #[arg(long)]
         json: bool,
     },
-    Remove { id: String },
+    Remove {
+        id: String,
+    },
 }
 
 pub async fn run(cmd: ScheduleCommand) -> Result<i32> {

@@ -103,7 +103,12 @@ impl Snapshot {
     fn index_run(&mut self, i: usize) {
         let n = self.runs.len();
         let v = &self.runs[i].view;
-        let keys = v.metrics.iter().map(|m| (Kind::Metric, &m.key)).chain(v.params.iter().map(|p| (Kind::Param, &p.0))).chain(v.tags.iter().map(|t| (Kind::Tag, &t.0)));
+        let keys = v
+            .metrics
+            .iter()
+            .map(|m| (Kind::Metric, &m.key))
+            .chain(v.params.iter().map(|p| (Kind::Param, &p.0)))
+            .chain(v.tags.iter().map(|t| (Kind::Tag, &t.0)));
         let mut at = [0u32; 3];
         for (kind, key) in keys {
             let slot = &mut at[kind as usize];
@@ -219,16 +224,17 @@ impl Store {
     pub async fn search_rendered(&self, q: &SearchQuery, render: Renderer) -> Result<(Vec<Arc<[u8]>>, Option<i64>)> {
         let _ = self.catalog.renderer.set(render);
         if let Some(snap) = self.fresh_catalog().await
-            && let Some((hits, next)) = snap.hits(q) {
-                let out = hits
-                    .into_iter()
-                    .map(|e| {
-                        let (r, bytes) = e.rendered.get_or_init(|| (render, render(&e.view).into()));
-                        if std::ptr::fn_addr_eq(*r, render) { bytes.clone() } else { render(&e.view).into() }
-                    })
-                    .collect();
-                return Ok((out, next));
-            }
+            && let Some((hits, next)) = snap.hits(q)
+        {
+            let out = hits
+                .into_iter()
+                .map(|e| {
+                    let (r, bytes) = e.rendered.get_or_init(|| (render, render(&e.view).into()));
+                    if std::ptr::fn_addr_eq(*r, render) { bytes.clone() } else { render(&e.view).into() }
+                })
+                .collect();
+            return Ok((out, next));
+        }
         let (ids, next) = self.search_run_ids(q).await?;
         Ok((self.run_views(&ids).await?.iter().map(|v| render(v).into()).collect(), next))
     }
@@ -300,7 +306,8 @@ impl Store {
             index.insert(view.id.clone(), runs.len());
             runs.push(Entry { view, experiment: r.try_get("experiment")?, rendered: OnceLock::new() });
         }
-        let active = "SELECT x.run_id, x.key, x.value FROM {} x JOIN runs r ON r.id = x.run_id WHERE r.lifecycle_stage = 'active' ORDER BY x.run_id, x.key";
+        let active =
+            "SELECT x.run_id, x.key, x.value FROM {} x JOIN runs r ON r.id = x.run_id WHERE r.lifecycle_stage = 'active' ORDER BY x.run_id, x.key";
         for (table, is_params) in [("params", true), ("tags", false)] {
             let sql = active.replace("{}", table);
             for r in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await? {
@@ -322,7 +329,12 @@ impl Store {
             }
         }
         let n = runs.len();
-        let mut snap = Snapshot { stamp: (stamp.epoch, stamp.version), runs: runs.into_iter().map(Arc::new).collect(), index: Arc::new(index), columns: HashMap::new() };
+        let mut snap = Snapshot {
+            stamp: (stamp.epoch, stamp.version),
+            runs: runs.into_iter().map(Arc::new).collect(),
+            index: Arc::new(index),
+            columns: HashMap::new(),
+        };
         for i in 0..n {
             snap.index_run(i);
         }
@@ -362,9 +374,10 @@ impl Snapshot {
                 continue;
             }
             if let Some(p) = &plan
-                && !self.matches(i, p)? {
-                    continue;
-                }
+                && !self.matches(i, p)?
+            {
+                continue;
+            }
             hits.push(i);
         }
         let orders: Vec<(&OrderBy, Option<&[u32]>)> = q.order_by.iter().map(|o| (o, self.column(o.entity, &o.key))).collect();
@@ -681,7 +694,11 @@ mod tests {
                     let (ids, next) = store.search_run_ids(&q).await.unwrap();
                     let (views, snap_next) = snap.search(&q).unwrap_or_else(|| panic!("declined `{f}` {order:?}"));
                     let got: Vec<&str> = views.iter().map(|v| v.id.as_str()).collect();
-                    assert_eq!((got, snap_next), (ids.iter().map(String::as_str).collect(), next), "`{f}` ordered by {order:?}, page {max_results}@{offset}");
+                    assert_eq!(
+                        (got, snap_next),
+                        (ids.iter().map(String::as_str).collect(), next),
+                        "`{f}` ordered by {order:?}, page {max_results}@{offset}"
+                    );
                     compared += 1;
                 }
             }
@@ -718,7 +735,15 @@ mod tests {
             let (store, run) = (store.clone(), run.clone());
             tasks.push(tokio::spawn(async move {
                 let point = |key: &str, value: f64, step: i64| MetricPoint { key: key.into(), value, step, timestamp: 5 };
-                store.log_batch(&run, &[point("accuracy", 0.99, 10), point("fresh", n as f64, 0)], &[(format!("p{n}"), "x".into())], &[("team".into(), "ml-new".into())]).await.unwrap();
+                store
+                    .log_batch(
+                        &run,
+                        &[point("accuracy", 0.99, 10), point("fresh", n as f64, 0)],
+                        &[(format!("p{n}"), "x".into())],
+                        &[("team".into(), "ml-new".into())],
+                    )
+                    .await
+                    .unwrap();
                 store.log_metrics(&run, &[point("accuracy", 0.01, 3)]).await.unwrap();
             }));
         }

@@ -125,12 +125,10 @@ impl Store {
                     .await?
             }
             None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM dataset_versions WHERE name = $1 ORDER BY version DESC LIMIT 1"
-                )))
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM dataset_versions WHERE name = $1 ORDER BY version DESC LIMIT 1")))
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?
             }
         };
         match (row, version) {
@@ -157,12 +155,7 @@ impl Store {
             "SELECT {COLUMNS}, (SELECT COUNT(*) FROM dataset_versions c WHERE c.name = v.name) AS versions FROM dataset_versions v \
              WHERE version = (SELECT MAX(version) FROM dataset_versions m WHERE m.name = v.name) ORDER BY name"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((from_row(r)?, r.try_get("versions")?)))
-            .collect()
+        sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?.iter().map(|r| Ok((from_row(r)?, r.try_get("versions")?))).collect()
     }
 
     /// Record that a run read a dataset version (as input `input`).

@@ -146,8 +146,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::both_backends;
     use crate::NewRun;
+    use crate::testing::both_backends;
 
     both_backends!(experiment_lifecycle, |store| {
         store.create_experiment("a").await.unwrap();

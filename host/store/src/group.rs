@@ -159,9 +159,10 @@ async fn writer(pool: AnyPool, backend: Backend, catalog: Arc<Catalog>, mut rx: 
         }
         let results = if group.is_empty() { Ok(Vec::new()) } else { commit_group(conn.as_mut().expect("acquired above"), backend, &group).await };
         if results.is_err()
-            && let Some(c) = conn.take() {
-                let _ = c.detach().close().await;
-            }
+            && let Some(c) = conn.take()
+        {
+            let _ = c.detach().close().await;
+        }
         match results {
             Ok(results) => {
                 // The catalog hears of the writes before their callers do:
@@ -282,7 +283,12 @@ async fn apply_postgres(conn: &mut AnyConnection, w: &Encoded<'_>) -> Result<Res
     if verdict.is_err() {
         return Ok(verdict);
     }
-    for (sql, needed) in statements(Backend::Postgres)[1..].iter().zip([!w.write.params.is_empty(), !w.write.metrics.is_empty(), !w.write.metrics.is_empty(), !w.write.tags.is_empty()]) {
+    for (sql, needed) in statements(Backend::Postgres)[1..].iter().zip([
+        !w.write.params.is_empty(),
+        !w.write.metrics.is_empty(),
+        !w.write.metrics.is_empty(),
+        !w.write.tags.is_empty(),
+    ]) {
         if needed {
             sqlx::query(AssertSqlSafe(sql.as_str())).bind_all(w).execute(&mut *conn).await?;
         }
@@ -481,15 +487,16 @@ fn build_statements(backend: Backend) -> [String; 5] {
         "SELECT r.lifecycle_stage, c.key, c.old, c.new FROM (SELECT 1 AS one) o \
          LEFT JOIN runs r ON r.id = $1 LEFT JOIN ({conflicts} LIMIT 1) c ON 1 = 1"
     );
-    let guard = format!(
-        "WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND lifecycle_stage = 'active') AND NOT EXISTS ({conflicts})"
-    );
+    let guard = format!("WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND lifecycle_stage = 'active') AND NOT EXISTS ({conflicts})");
     let point = "SELECT $1, j.value->>0, CAST(j.value->>1 AS BIGINT), CAST(j.value->>2 AS BIGINT), \
                  CAST(j.value->>3 AS DOUBLE PRECISION), CAST(j.value->>4 AS BIGINT)";
     let columns = "(run_id, key, step, timestamp, value, is_nan)";
     [
         report,
-        format!("INSERT INTO params (run_id, key, value) SELECT $1, j.value->>0, j.value->>1 FROM {} {guard} ON CONFLICT (run_id, key) DO NOTHING", each(5)),
+        format!(
+            "INSERT INTO params (run_id, key, value) SELECT $1, j.value->>0, j.value->>1 FROM {} {guard} ON CONFLICT (run_id, key) DO NOTHING",
+            each(5)
+        ),
         format!(
             "INSERT INTO metric_chunks (run_id, key, points, data) \
              SELECT $1, j.value->>0, CAST(j.value->>1 AS BIGINT), {} FROM {} {guard}",
@@ -618,8 +625,11 @@ mod tests {
         let key = "odd \"key\"\n\\é";
         let values = [1.0 / 3.0, 0.1, -2.5e-300, 1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 5e-324, 42.0, -0.0];
         // Logged in two writes, the second with the earlier steps.
-        let points: Vec<MetricPoint> =
-            values.iter().enumerate().map(|(i, v)| MetricPoint { key: key.into(), value: *v, step: i as i64, timestamp: 1_700_000_000_000 + i as i64 }).collect();
+        let points: Vec<MetricPoint> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| MetricPoint { key: key.into(), value: *v, step: i as i64, timestamp: 1_700_000_000_000 + i as i64 })
+            .collect();
         store.log_metrics(&run, &points[5..]).await.unwrap();
         store.log_metrics(&run, &points[..5]).await.unwrap();
         let (all, more) = store.metric_history_page(&run, key, 0, i64::MAX).await.unwrap();

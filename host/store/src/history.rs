@@ -53,11 +53,8 @@ fn sort(points: &mut [HistoryPoint]) {
 impl Store {
     /// Every point of one metric, in history order.
     async fn history_points(&self, run_id: &str, key: &str) -> Result<Vec<HistoryPoint>> {
-        let rows = sqlx::query("SELECT points, data FROM metric_chunks WHERE run_id = $1 AND key = $2")
-            .bind(run_id)
-            .bind(key)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT points, data FROM metric_chunks WHERE run_id = $1 AND key = $2").bind(run_id).bind(key).fetch_all(&self.pool).await?;
         let total: i64 = rows.iter().map(|r| r.try_get::<i64, _>(0)).sum::<Result<i64, _>>()?;
         let mut points = Vec::with_capacity(total as usize);
         for r in &rows {
@@ -92,26 +89,24 @@ impl Store {
     pub(super) async fn convert_legacy_metrics(&self) -> Result<()> {
         let exists = match self.backend {
             Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'metrics_legacy'",
-            Backend::Postgres => "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'metrics_legacy' AND table_schema = current_schema()",
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'metrics_legacy' AND table_schema = current_schema()"
+            }
         };
         if sqlx::query(exists).fetch_one(&self.pool).await?.try_get::<i64, _>(0)? == 0 {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
         // Checked again under the lock: another process may have done it.
-        if self.backend == Backend::Postgres
-            && sqlx::query("LOCK TABLE metrics_legacy IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.is_err()
-        {
+        if self.backend == Backend::Postgres && sqlx::query("LOCK TABLE metrics_legacy IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.is_err() {
             return Ok(());
         }
         if sqlx::query(exists).fetch_one(&mut *tx).await?.try_get::<i64, _>(0)? == 0 {
             return Ok(());
         }
-        let rows = sqlx::query(
-            "SELECT run_id, key, step, timestamp, value, is_nan FROM metrics_legacy ORDER BY run_id, key, step, timestamp",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query("SELECT run_id, key, step, timestamp, value, is_nan FROM metrics_legacy ORDER BY run_id, key, step, timestamp")
+            .fetch_all(&mut *tx)
+            .await?;
         let mut i = 0;
         while i < rows.len() {
             let (run, key): (String, String) = (rows[i].try_get(0)?, rows[i].try_get(1)?);
@@ -156,8 +151,14 @@ mod tests {
         ] {
             sqlx::query(sql).execute(&pool).await.unwrap();
         }
-        let rows: [(&str, &str, i64, f64, i64); 6] =
-            [("r1", "loss", 2, 0.5, 0), ("r1", "loss", 0, f64::INFINITY, 0), ("r1", "loss", 1, 0.0, 1), ("r1", "acc", 0, 0.1, 0), ("r2", "loss", 0, -1.0 / 3.0, 0), ("r2", "loss", 5, f64::NEG_INFINITY, 0)];
+        let rows: [(&str, &str, i64, f64, i64); 6] = [
+            ("r1", "loss", 2, 0.5, 0),
+            ("r1", "loss", 0, f64::INFINITY, 0),
+            ("r1", "loss", 1, 0.0, 1),
+            ("r1", "acc", 0, 0.1, 0),
+            ("r2", "loss", 0, -1.0 / 3.0, 0),
+            ("r2", "loss", 5, f64::NEG_INFINITY, 0),
+        ];
         for (run, key, step, value, is_nan) in rows {
             sqlx::query("INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(run)
@@ -198,8 +199,11 @@ mod tests {
     #[test]
     fn packing_round_trips_every_double_and_sorts_ties_the_same_way() {
         let values = [0.1, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 5e-324, f64::MAX, 1.0 / 3.0];
-        let points: Vec<MetricPoint> =
-            values.iter().enumerate().map(|(i, v)| MetricPoint { key: "k".into(), value: *v, step: 7 - i as i64 % 3, timestamp: -(i as i64) }).collect();
+        let points: Vec<MetricPoint> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| MetricPoint { key: "k".into(), value: *v, step: 7 - i as i64 % 3, timestamp: -(i as i64) })
+            .collect();
         let mut data = Vec::new();
         pack(points.iter(), &mut data);
         assert_eq!(data.len(), points.len() * POINT);

@@ -67,12 +67,7 @@ impl Store {
                          ORDER BY created_at, id LIMIT 1 {lock}) \
              RETURNING {COLUMNS}"
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(worker).bind(now + lease_ms).bind(now).fetch_optional(&self.pool).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -80,15 +75,13 @@ impl Store {
     /// run: cancelled, or claimed by another worker after the lease ran out.
     pub async fn heartbeat_job(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool> {
         let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
-        )
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(id)
-        .bind(worker)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("UPDATE jobs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = 'running'")
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -24,8 +24,8 @@ pub use jobs::Job;
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
 pub use registry::{ModelRecord, VersionRecord};
-pub use search::SearchQuery;
 pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord};
+pub use search::SearchQuery;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -129,10 +129,7 @@ impl Store {
         } else {
             options = options.max_connections(8);
         }
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|source| StoreError::Connect { url: redact(url), error: source })?;
+        let pool = options.connect(url).await.map_err(|source| StoreError::Connect { url: redact(url), error: source })?;
         if backend == Backend::Sqlite {
             // WAL persists in the file; set it before the first write.
             pool.execute("PRAGMA journal_mode = WAL").await?;
@@ -208,9 +205,8 @@ pub(crate) mod testing {
         use sqlx::Executor;
         let admin_url = std::env::var("KILN_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG.into());
         sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin_url} for the store tests: {e}"));
+        let admin =
+            sqlx::AnyPool::connect(&admin_url).await.unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin_url} for the store tests: {e}"));
         let name = format!("kiln_test_{}", uuid::Uuid::new_v4().simple());
         admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
         admin.close().await;

@@ -23,15 +23,13 @@ impl Store {
     /// Remember a stage's outputs; the first writer of a key wins (two
     /// identical runs produce interchangeable outputs).
     pub async fn cache_put(&self, key: &str, outputs: &str, run_id: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO stage_cache (cache_key, outputs, run_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (cache_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(outputs)
-        .bind(run_id)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO stage_cache (cache_key, outputs, run_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (cache_key) DO NOTHING")
+            .bind(key)
+            .bind(outputs)
+            .bind(run_id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -150,7 +148,14 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok(ScheduleRecord { id: r.try_get("id")?, pipeline: r.try_get("pipeline")?, cron: r.try_get("cron")?, created_at: r.try_get("created_at")? }))
+            .map(|r| {
+                Ok(ScheduleRecord {
+                    id: r.try_get("id")?,
+                    pipeline: r.try_get("pipeline")?,
+                    cron: r.try_get("cron")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
             .collect()
     }
 
@@ -165,14 +170,13 @@ impl Store {
     /// Claim one tick of a schedule. Exactly one caller gets `true` per
     /// (schedule, tick), whichever process it is in: the primary key decides.
     pub async fn claim_tick(&self, schedule_id: &str, tick: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO schedule_fires (schedule_id, tick, fired_at) VALUES ($1, $2, $3) ON CONFLICT (schedule_id, tick) DO NOTHING",
-        )
-        .bind(schedule_id)
-        .bind(tick)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("INSERT INTO schedule_fires (schedule_id, tick, fired_at) VALUES ($1, $2, $3) ON CONFLICT (schedule_id, tick) DO NOTHING")
+                .bind(schedule_id)
+                .bind(tick)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -214,21 +218,13 @@ mod tests {
     use crate::testing::both_backends;
 
     both_backends!(cache_first_writer_wins, |store| {
-        let run = store
-            .create_run(crate::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() })
-            .await
-            .unwrap();
+        let run = store.create_run(crate::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
         assert_eq!(store.cache_get("k").await.unwrap(), None);
         store.cache_put("k", "{\"a\":1}", &run).await.unwrap();
         store.cache_put("k", "{\"a\":2}", &run).await.unwrap();
         assert_eq!(store.cache_get("k").await.unwrap().as_deref(), Some("{\"a\":1}"));
-        let edge = LineageEdge {
-            src_kind: "dataset".into(),
-            src_id: "d@1".into(),
-            dst_kind: "run".into(),
-            dst_id: run.clone(),
-            run_id: Some(run.clone()),
-        };
+        let edge =
+            LineageEdge { src_kind: "dataset".into(), src_id: "d@1".into(), dst_kind: "run".into(), dst_id: run.clone(), run_id: Some(run.clone()) };
         store.add_lineage(&edge).await.unwrap();
         store.add_lineage(&edge).await.unwrap();
         assert_eq!(store.lineage_of_run(&run).await.unwrap(), vec![edge]);

@@ -110,9 +110,7 @@ impl Store {
         .await?;
         if let Some(row) = used {
             let who: String = row.try_get("who")?;
-            return Err(StoreError::Conflict(format!(
-                "the plugin is still referenced (by run or model `{who}`); delete those first"
-            )));
+            return Err(StoreError::Conflict(format!("the plugin is still referenced (by run or model `{who}`); delete those first")));
         }
         let done = sqlx::query("DELETE FROM plugins WHERE digest = $1").bind(digest).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
@@ -179,10 +177,7 @@ mod tests {
         assert_eq!(got.imports, vec!["kiln:plugin/host@0.1.0".to_string()]);
         assert_eq!(got.memory_bytes, Some(1 << 20));
 
-        let run = store
-            .create_run(crate::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() })
-            .await
-            .unwrap();
+        let run = store.create_run(crate::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
         let stage = crate::StageRecord {
             stage: "train".into(),
             status: "succeeded".into(),

@@ -67,7 +67,12 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name}")))?;
-        Ok(ModelRecord { name: r.try_get("name")?, description: r.try_get("description")?, created_at: r.try_get("created_at")?, updated_at: r.try_get("updated_at")? })
+        Ok(ModelRecord {
+            name: r.try_get("name")?,
+            description: r.try_get("description")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
     }
 
     pub async fn list_models(&self) -> Result<Vec<ModelRecord>> {
@@ -75,7 +80,14 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok(ModelRecord { name: r.try_get("name")?, description: r.try_get("description")?, created_at: r.try_get("created_at")?, updated_at: r.try_get("updated_at")? }))
+            .map(|r| {
+                Ok(ModelRecord {
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
             .collect()
     }
 
@@ -120,10 +132,7 @@ impl Store {
     pub async fn version(&self, name: &str, version: i64) -> Result<VersionRecord> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 AND version = $2"));
         let row = sqlx::query(sql).bind(name).bind(version).fetch_optional(&self.pool).await?;
-        row.as_ref()
-            .map(version_from_row)
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("Model Version (name={name}, version={version})")))
+        row.as_ref().map(version_from_row).transpose()?.ok_or_else(|| StoreError::NotFound(format!("Model Version (name={name}, version={version})")))
     }
 
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>> {
@@ -162,12 +171,14 @@ impl Store {
 
     pub async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<()> {
         self.version(name, version).await?;
-        sqlx::query("INSERT INTO model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
-            .bind(name)
-            .bind(alias)
-            .bind(version)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+        )
+        .bind(name)
+        .bind(alias)
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -138,15 +138,13 @@ impl Store {
         kiln_types::names::check_experiment_name(name).map_err(StoreError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO experiments (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(name)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO experiments (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING")
+            .bind(&id)
+            .bind(name)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         // Someone else may have won the race; read back whichever row exists.
         let row = sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
         Ok(row.try_get("id")?)
@@ -201,15 +199,14 @@ impl Store {
 
     /// Set status, end time and name (each when given).
     pub async fn update_run(&self, run_id: &str, status: Option<RunStatus>, end_time: Option<i64>, name: Option<&str>) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) WHERE id = $4",
-        )
-        .bind(status.map(|s| s.as_str()))
-        .bind(end_time)
-        .bind(name)
-        .bind(run_id)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) WHERE id = $4")
+                .bind(status.map(|s| s.as_str()))
+                .bind(end_time)
+                .bind(name)
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("run `{run_id}`")));
         }
@@ -258,17 +255,9 @@ impl Store {
 
     /// Metrics, params and tags of one run, all or nothing, through the
     /// group-commit writer (see `group.rs`).
-    pub async fn log_batch(
-        &self,
-        run_id: &str,
-        metrics: &[MetricPoint],
-        params: &[(String, String)],
-        tags: &[(String, String)],
-    ) -> Result<()> {
+    pub async fn log_batch(&self, run_id: &str, metrics: &[MetricPoint], params: &[(String, String)], tags: &[(String, String)]) -> Result<()> {
         // An empty write still goes to the writer: it checks the run.
-        self.writer
-            .write(TrackingWrite { run_id: run_id.to_string(), metrics: metrics.to_vec(), params: params.to_vec(), tags: tags.to_vec() })
-            .await
+        self.writer.write(TrackingWrite { run_id: run_id.to_string(), metrics: metrics.to_vec(), params: params.to_vec(), tags: tags.to_vec() }).await
     }
 
     pub async fn set_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
@@ -299,12 +288,7 @@ impl Store {
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => {
-                sqlx::query(AssertSqlSafe(format!("{BASE} ORDER BY r.start_time DESC, r.id LIMIT $1")))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+            None => sqlx::query(AssertSqlSafe(format!("{BASE} ORDER BY r.start_time DESC, r.id LIMIT $1"))).bind(limit).fetch_all(&self.pool).await?,
         };
         let mut runs: Vec<RunSummary> = rows.iter().map(summary_from_row).collect::<Result<_>>()?;
         self.fill_params_and_metrics(&mut runs).await?;
@@ -326,9 +310,7 @@ impl Store {
             let run_id: String = row.try_get("run_id")?;
             runs[index[&run_id]].params.insert(row.try_get("key")?, row.try_get("value")?);
         }
-        let mut q = sqlx::query(AssertSqlSafe(format!(
-            "SELECT run_id, key, value, is_nan FROM latest_metrics WHERE run_id IN ({list})"
-        )));
+        let mut q = sqlx::query(AssertSqlSafe(format!("SELECT run_id, key, value, is_nan FROM latest_metrics WHERE run_id IN ({list})")));
         for r in runs.iter() {
             q = q.bind(r.id.clone());
         }
@@ -366,21 +348,23 @@ impl Store {
                 let view = RunView::from_row(r)?;
                 found.insert(view.id.clone(), view);
             }
-            for r in query(format!("SELECT run_id, key, value FROM params WHERE run_id IN ({list}) ORDER BY run_id, key")).fetch_all(&self.pool).await? {
+            for r in
+                query(format!("SELECT run_id, key, value FROM params WHERE run_id IN ({list}) ORDER BY run_id, key")).fetch_all(&self.pool).await?
+            {
                 if let Some(v) = found.get_mut(&r.try_get::<String, _>("run_id")?) {
                     v.params.push((r.try_get("key")?, r.try_get("value")?));
                 }
             }
-            for r in query(format!("SELECT run_id, key, value FROM tags WHERE run_id IN ({list}) ORDER BY run_id, key")).fetch_all(&self.pool).await? {
+            for r in query(format!("SELECT run_id, key, value FROM tags WHERE run_id IN ({list}) ORDER BY run_id, key")).fetch_all(&self.pool).await?
+            {
                 if let Some(v) = found.get_mut(&r.try_get::<String, _>("run_id")?) {
                     v.tags.push((r.try_get("key")?, r.try_get("value")?));
                 }
             }
-            for r in query(format!(
-                "SELECT run_id, key, step, timestamp, value, is_nan FROM latest_metrics WHERE run_id IN ({list}) ORDER BY run_id, key"
-            ))
-            .fetch_all(&self.pool)
-            .await?
+            for r in
+                query(format!("SELECT run_id, key, step, timestamp, value, is_nan FROM latest_metrics WHERE run_id IN ({list}) ORDER BY run_id, key"))
+                    .fetch_all(&self.pool)
+                    .await?
             {
                 if let Some(v) = found.get_mut(&r.try_get::<String, _>("run_id")?) {
                     v.metrics.push(metric_from_row(&r)?);
@@ -396,10 +380,7 @@ impl Store {
         if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(StoreError::NotFound(format!("run `{prefix}` (give the id or at least 4 of its first characters)")));
         }
-        let rows = sqlx::query("SELECT id FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2")
-            .bind(format!("{prefix}%"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT id FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2").bind(format!("{prefix}%")).fetch_all(&self.pool).await?;
         match rows.len() {
             0 => Err(StoreError::NotFound(format!("run `{prefix}`"))),
             1 => Ok(rows[0].try_get("id")?),
@@ -492,10 +473,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_logs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_logs WHERE run_id = $1").bind(run_id).fetch_one(&mut *tx).await?;
         let mut seq: i64 = row.try_get("seq")?;
         for l in logs {
             seq += 1;
@@ -626,10 +604,7 @@ mod tests {
     use crate::testing::both_backends;
 
     both_backends!(run_round_trip, |store| {
-        let id = store
-            .create_run(NewRun { experiment: "exp".into(), name: "first".into(), parent: None, source: "test".into() })
-            .await
-            .unwrap();
+        let id = store.create_run(NewRun { experiment: "exp".into(), name: "first".into(), parent: None, source: "test".into() }).await.unwrap();
         store.log_params(&id, &[("lr".into(), "0.1".into())]).await.unwrap();
         // Same value again is fine; a different one is refused and changes nothing.
         store.log_params(&id, &[("lr".into(), "0.1".into())]).await.unwrap();
@@ -660,10 +635,7 @@ mod tests {
     });
 
     both_backends!(logs_keep_order, |store| {
-        let id = store
-            .create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "test".into() })
-            .await
-            .unwrap();
+        let id = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "test".into() }).await.unwrap();
         let line = |m: &str| LogRecord { stage: "s".into(), level: "info".into(), message: m.into(), at: 0 };
         store.append_logs(&id, &[line("a"), line("b")]).await.unwrap();
         store.append_logs(&id, &[line("c")]).await.unwrap();

@@ -2,8 +2,8 @@
 //! parameterised query. Keys and values only ever travel as bind
 //! parameters.
 
-use super::{Result, Store};
 use super::runs::RunSummary;
+use super::{Result, Store};
 use kiln_types::filter::{ATTRIBUTES, Entity, Filter, Op, OrderBy, Value};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -119,9 +119,7 @@ impl SearchQuery {
     fn sql(&self, columns: &str) -> Sql {
         let q = self;
         let mut sql = Sql::default();
-        sql.text.push_str(&format!(
-            "SELECT {columns} FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.lifecycle_stage = 'active'"
-        ));
+        sql.text.push_str(&format!("SELECT {columns} FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.lifecycle_stage = 'active'"));
         if !q.experiments.is_empty() {
             let names: Vec<String> = q.experiments.iter().map(|n| sql.arg(Arg::Text(n.clone()))).collect();
             sql.text.push_str(&format!(" AND e.name IN ({})", names.join(", ")));
@@ -219,12 +217,16 @@ mod tests {
 
     async fn seed(store: &Store) -> Vec<String> {
         let mut ids = Vec::new();
-        for (i, (model, acc, team)) in [("forest", 0.95, "ml-core"), ("linear", 0.91, "ml-edge"), ("forest", 0.80, "data"), ("knn", f64::NAN, "ml-core")]
-            .into_iter()
-            .enumerate()
+        for (i, (model, acc, team)) in
+            [("forest", 0.95, "ml-core"), ("linear", 0.91, "ml-edge"), ("forest", 0.80, "data"), ("knn", f64::NAN, "ml-core")].into_iter().enumerate()
         {
             let id = store
-                .create_run(NewRun { experiment: if i < 3 { "e1".into() } else { "e2".into() }, name: format!("run{i}"), parent: None, source: "t".into() })
+                .create_run(NewRun {
+                    experiment: if i < 3 { "e1".into() } else { "e2".into() },
+                    name: format!("run{i}"),
+                    parent: None,
+                    source: "t".into(),
+                })
                 .await
                 .unwrap();
             store.log_params(&id, &[("model".into(), model.into()), ("learning rate".into(), format!("0.{i}"))]).await.unwrap();
@@ -249,11 +251,11 @@ mod tests {
     both_backends!(filters_orderings_and_pages, |store| {
         seed(&store).await;
         assert_eq!(names(&store, "metrics.accuracy > 0.9", &["metrics.accuracy DESC"]).await, ["run0", "run1"]);
+        assert_eq!(names(&store, "params.model = 'forest' and attributes.status = 'FINISHED'", &[]).await, ["run0"]);
         assert_eq!(
-            names(&store, "params.model = 'forest' and attributes.status = 'FINISHED'", &[]).await,
-            ["run0"]
+            names(&store, "tags.team LIKE 'ml%' or metrics.accuracy < 0.85", &["attributes.run_name"]).await,
+            ["run0", "run1", "run2", "run3"]
         );
-        assert_eq!(names(&store, "tags.team LIKE 'ml%' or metrics.accuracy < 0.85", &["attributes.run_name"]).await, ["run0", "run1", "run2", "run3"]);
         assert_eq!(names(&store, "tags.team ILIKE 'ML-CORE'", &["attributes.run_name DESC"]).await, ["run3", "run0"]);
         assert_eq!(names(&store, "params.`learning rate` IN ('0.1', '0.2')", &["attributes.run_name"]).await, ["run1", "run2"]);
         assert_eq!(names(&store, "params.model NOT IN ('forest')", &["attributes.run_name"]).await, ["run1", "run3"]);

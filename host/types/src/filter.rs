@@ -183,7 +183,9 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
                 let start = i;
                 i += 1;
                 while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
+                    && (chars[i].is_ascii_alphanumeric()
+                        || chars[i] == '.'
+                        || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
                 {
                     i += 1;
                 }
@@ -212,7 +214,6 @@ struct Parser {
     terms: usize,
     values: usize,
 }
-
 
 impl Parser {
     fn new(text: &str) -> Result<Self, String> {

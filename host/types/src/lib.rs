@@ -33,7 +33,6 @@ pub enum PluginKind {
     Deployer,
 }
 
-
 /// Why a plugin call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -92,7 +91,6 @@ impl std::fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-
 impl PluginKind {
     /// The WIT name of the kind (`drift-detector`, ...).
     pub fn as_str(self) -> &'static str {
@@ -124,7 +122,6 @@ impl std::fmt::Display for PluginKind {
     }
 }
 
-
 /// Scalar metrics and a JSON report of an evaluation.
 #[derive(Debug, Clone, Default)]
 pub struct Evaluation {
@@ -133,7 +130,6 @@ pub struct Evaluation {
     /// Anything that is not a scalar, e.g. a confusion matrix.
     pub report: serde_json::Value,
 }
-
 
 /// Drift of one feature.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,4 +154,3 @@ pub struct DriftReport {
     /// Whether the dataset as a whole is judged drifted.
     pub dataset_drift: bool,
 }
-

@@ -18,4 +18,3 @@ pub fn check_experiment_name(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
-

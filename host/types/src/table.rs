@@ -47,9 +47,7 @@ impl Column {
     pub fn as_numeric(&self) -> Result<&[f64]> {
         match &self.data {
             ColumnData::Numeric(v) => Ok(v),
-            ColumnData::Categorical(_) => {
-                Err(PluginError::invalid_column(&self.name, format!("column `{}` must be numeric", self.name)))
-            }
+            ColumnData::Categorical(_) => Err(PluginError::invalid_column(&self.name, format!("column `{}` must be numeric", self.name))),
         }
     }
 }
@@ -68,10 +66,7 @@ impl Table {
     pub fn new(columns: Vec<Column>) -> Result<Self> {
         let rows = columns.first().map_or(0, |c| c.data.len());
         if let Some(bad) = columns.iter().find(|c| c.data.len() != rows) {
-            return Err(PluginError::invalid_column(
-                &bad.name,
-                format!("column `{}` has {} values, expected {rows}", bad.name, bad.data.len()),
-            ));
+            return Err(PluginError::invalid_column(&bad.name, format!("column `{}` has {} values, expected {rows}", bad.name, bad.data.len())));
         }
         Ok(Table { rows, columns })
     }

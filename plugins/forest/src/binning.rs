@@ -41,10 +41,7 @@ impl Bins {
 
     /// Column-major bin indices.
     pub fn transform(&self, cols: &[&[f64]]) -> Vec<Vec<u8>> {
-        cols.iter()
-            .zip(&self.edges)
-            .map(|(c, edges)| c.iter().map(|&v| bin_of(edges, v)).collect())
-            .collect()
+        cols.iter().zip(&self.edges).map(|(c, edges)| c.iter().map(|&v| bin_of(edges, v)).collect()).collect()
     }
 }
 

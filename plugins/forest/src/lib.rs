@@ -91,10 +91,7 @@ impl Trainer for Forest {
                 classes.sort_by(f64::total_cmp);
                 classes.dedup();
                 if classes.len() > 1000 {
-                    return Err(PluginError::invalid_input(format!(
-                        "the target has {} distinct values: use task = \"regression\"",
-                        classes.len()
-                    )));
+                    return Err(PluginError::invalid_input(format!("the target has {} distinct values: use task = \"regression\"", classes.len())));
                 }
                 let enc: Vec<f64> = y.iter().map(|v| classes.iter().position(|c| c == v).unwrap() as f64).collect();
                 let k = classes.len();
@@ -138,10 +135,7 @@ impl Model for ForestModel {
             .features
             .iter()
             .map(|name| {
-                features
-                    .column(name)
-                    .ok_or_else(|| PluginError::invalid_column(name, format!("the model needs column `{name}`")))?
-                    .as_numeric()
+                features.column(name).ok_or_else(|| PluginError::invalid_column(name, format!("the model needs column `{name}`")))?.as_numeric()
             })
             .collect::<Result<Vec<_>>>()?;
         let n = features.rows;

@@ -27,8 +27,15 @@ pub struct Tree {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 enum Node {
     /// Rows with `x[feature] <= threshold` (or missing) go left.
-    Split { feature: u32, threshold: f64, left: u32, right: u32 },
-    Leaf { value: u32 },
+    Split {
+        feature: u32,
+        threshold: f64,
+        left: u32,
+        right: u32,
+    },
+    Leaf {
+        value: u32,
+    },
 }
 
 /// Weighted impurity × weight of a set of rows, from its total weight and

@@ -45,12 +45,9 @@ impl DriftDetector for Ks {
         let mut features = Vec::new();
         let names: Vec<String> = match &wanted {
             Some(cols) => cols.clone(),
-            None => reference
-                .columns
-                .iter()
-                .filter(|c| c.as_numeric().is_ok() && current.column(&c.name).is_some())
-                .map(|c| c.name.clone())
-                .collect(),
+            None => {
+                reference.columns.iter().filter(|c| c.as_numeric().is_ok() && current.column(&c.name).is_some()).map(|c| c.name.clone()).collect()
+            }
         };
         if names.is_empty() {
             return Err(PluginError::invalid_input("no numeric feature is present in both tables"));
@@ -59,9 +56,8 @@ impl DriftDetector for Ks {
         for (i, name) in names.iter().enumerate() {
             let r = take_numeric(&mut reference, name, "reference")?;
             let c = take_numeric(&mut current, name, "current")?;
-            let test = ks_2samp_owned(r, c).ok_or_else(|| {
-                PluginError::invalid_column(name, format!("column `{name}` has no non-missing values on one side"))
-            })?;
+            let test = ks_2samp_owned(r, c)
+                .ok_or_else(|| PluginError::invalid_column(name, format!("column `{name}` has no non-missing values on one side")))?;
             features.push(FeatureDrift {
                 feature: name.clone(),
                 statistic: test.statistic,

@@ -73,10 +73,7 @@ impl Trainer for Linear {
                 // Checked before the cast: on wasm32 `as usize` would truncate.
                 let max_iter = params.u64_or("max_iter", 100)?;
                 if !(1..=MAX_ITER).contains(&max_iter) {
-                    return Err(PluginError::invalid_params(
-                        "max_iter",
-                        format!("`max_iter` must be between 1 and {MAX_ITER}, got {max_iter}"),
-                    ));
+                    return Err(PluginError::invalid_params("max_iter", format!("`max_iter` must be between 1 and {MAX_ITER}, got {max_iter}")));
                 }
                 let tol = params.f64_or("tol", 1e-8)?;
                 logistic::fit(&x, y, c, max_iter as usize, tol)?
@@ -101,10 +98,7 @@ impl Model for LinearModel {
             }
             Fit::Classification { classes, weights, intercepts } => {
                 let probs: Vec<Vec<f64>> = x.iter().map(|row| logistic::probabilities(row, weights, intercepts)).collect();
-                let pred = probs
-                    .iter()
-                    .map(|p| classes[p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)])
-                    .collect();
+                let pred = probs.iter().map(|p| classes[p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)]).collect();
                 let mut cols = vec![Column::numeric("prediction", pred)];
                 for (k, class) in classes.iter().enumerate() {
                     cols.push(Column::numeric(format!("proba:{class}"), probs.iter().map(|p| p[k]).collect()));
@@ -126,19 +120,11 @@ impl LinearModel {
             .features
             .iter()
             .map(|name| {
-                features
-                    .column(name)
-                    .ok_or_else(|| PluginError::invalid_column(name, format!("the model needs column `{name}`")))?
-                    .as_numeric()
+                features.column(name).ok_or_else(|| PluginError::invalid_column(name, format!("the model needs column `{name}`")))?.as_numeric()
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((0..features.rows)
-            .map(|r| {
-                cols.iter()
-                    .enumerate()
-                    .map(|(j, c)| if c[r].is_nan() { 0.0 } else { (c[r] - self.means[j]) / self.scales[j] })
-                    .collect()
-            })
+            .map(|r| cols.iter().enumerate().map(|(j, c)| if c[r].is_nan() { 0.0 } else { (c[r] - self.means[j]) / self.scales[j] }).collect())
             .collect())
     }
 }
@@ -158,12 +144,7 @@ fn standardise(features: &Table) -> Result<Standardised> {
         scales.push(scale);
     }
     let x = (0..features.rows)
-        .map(|r| {
-            cols.iter()
-                .enumerate()
-                .map(|(j, c)| if c[r].is_nan() { 0.0 } else { (c[r] - means[j]) / scales[j] })
-                .collect()
-        })
+        .map(|r| cols.iter().enumerate().map(|(j, c)| if c[r].is_nan() { 0.0 } else { (c[r] - means[j]) / scales[j] }).collect())
         .collect();
     Ok((x, means, scales))
 }
@@ -174,10 +155,7 @@ fn standardise(features: &Table) -> Result<Standardised> {
 /// and the solvers can do nothing with a NaN design matrix.
 fn column_stats(name: &str, c: &[f64]) -> Result<(f64, f64)> {
     if let Some(row) = c.iter().position(|v| v.is_infinite()) {
-        return Err(PluginError::invalid_column(
-            name,
-            format!("feature `{name}` is infinite at row {}; only NaN marks a missing value", row + 1),
-        ));
+        return Err(PluginError::invalid_column(name, format!("feature `{name}` is infinite at row {}; only NaN marks a missing value", row + 1)));
     }
     let present: Vec<f64> = c.iter().copied().filter(|v| !v.is_nan()).collect();
     let n = present.len().max(1) as f64;
@@ -424,8 +402,8 @@ mod tests {
         // OLS retried Cholesky on NaN pivots forever; logistic likewise.
         for model in ["ols", "ridge", "logistic"] {
             let t = Table::new(vec![Column::numeric("a", vec![0.0, 1.0, f64::INFINITY, 3.0])]).unwrap();
-            let err = Linear::train(t, Column::numeric("y", vec![0.0, 0.0, 1.0, 1.0]), Params::from_json(serde_json::json!({"model": model})))
-                .unwrap_err();
+            let err =
+                Linear::train(t, Column::numeric("y", vec![0.0, 0.0, 1.0, 1.0]), Params::from_json(serde_json::json!({"model": model}))).unwrap_err();
             assert_eq!((err.code, err.field.as_deref()), (kiln_sdk::ErrorCode::InvalidInput, Some("a")), "{model}: {err}");
             assert!(err.message.contains("row 3"), "{err}");
         }

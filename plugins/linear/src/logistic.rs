@@ -18,7 +18,12 @@ pub fn probabilities(row: &[f64], weights: &[Vec<f64>], intercepts: &[f64]) -> V
 }
 
 fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 { 1.0 / (1.0 + (-z).exp()) } else { let e = z.exp(); e / (1.0 + e) }
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
 }
 
 /// Backtracking halves the Newton step at most this many times (down to
@@ -50,10 +55,7 @@ pub fn fit(x: &[Vec<f64>], y: &[f64], c: f64, max_iter: usize, tol: f64) -> Resu
     classes.sort_by(f64::total_cmp);
     classes.dedup();
     if classes.len() < 2 {
-        return Err(PluginError::invalid_input(format!(
-            "logistic regression needs at least two classes in the target, found {}",
-            classes.len()
-        )));
+        return Err(PluginError::invalid_input(format!("logistic regression needs at least two classes in the target, found {}", classes.len())));
     }
     if classes.len() > 100 {
         return Err(PluginError::invalid_input(format!(
@@ -68,10 +70,7 @@ pub fn fit(x: &[Vec<f64>], y: &[f64], c: f64, max_iter: usize, tol: f64) -> Resu
     let p = k * (d + 1);
     let scale = ObjectiveScale::for_c(c);
     let failed = |iter: usize, what: &str| {
-        PluginError::invalid_params(
-            "c",
-            format!("logistic regression with c = {c} failed at Newton iteration {}: {what}", iter + 1),
-        )
+        PluginError::invalid_params("c", format!("logistic regression with c = {c} failed at Newton iteration {}: {what}", iter + 1))
     };
     let mut theta = vec![0.0; p];
     let mut loss = objective(x, &labels, &theta, k, d, scale);
@@ -98,10 +97,7 @@ pub fn fit(x: &[Vec<f64>], y: &[f64], c: f64, max_iter: usize, tol: f64) -> Resu
         let Some((next, l)) = accepted else {
             // No step along a descent direction lowers the objective: it is
             // already as low as floating point can tell.
-            kiln_sdk::log(
-                kiln_sdk::LogLevel::Info,
-                &format!("logistic regression converged to numerical precision after {iter} iterations"),
-            );
+            kiln_sdk::log(kiln_sdk::LogLevel::Info, &format!("logistic regression converged to numerical precision after {iter} iterations"));
             return Ok(unpack(&theta, k, d, classes));
         };
         let improvement = loss - l;

@@ -35,11 +35,7 @@ impl Evaluator for Metrics {
             .ok_or_else(|| PluginError::invalid_column("prediction", "predictions have no `prediction` column"))?
             .as_numeric()?;
         if y.len() != pred.len() {
-            return Err(PluginError::invalid_input(format!(
-                "{} actual values but {} predictions",
-                y.len(),
-                pred.len()
-            )));
+            return Err(PluginError::invalid_input(format!("{} actual values but {} predictions", y.len(), pred.len())));
         }
         if y.is_empty() {
             return Err(PluginError::invalid_input("nothing to evaluate: no rows"));
@@ -134,9 +130,8 @@ fn classification(y: &[f64], pred: &[f64], probas: &[(f64, &[f64])], positive: f
         let eps = 1e-15;
         let mut loss = 0.0;
         for (row, a) in y.iter().enumerate() {
-            let p = proba_of(*a).ok_or_else(|| {
-                PluginError::invalid_column(format!("proba:{a}"), format!("no probability column for class {a}"))
-            })?[row];
+            let p =
+                proba_of(*a).ok_or_else(|| PluginError::invalid_column(format!("proba:{a}"), format!("no probability column for class {a}")))?[row];
             loss -= p.clamp(eps, 1.0 - eps).ln();
         }
         metrics.push(("log_loss".into(), loss / n));

@@ -28,7 +28,9 @@ impl Stamp {
 pub enum HashError {
     #[error("cannot read {path}: {error}")]
     Read { path: PathBuf, error: std::io::Error },
-    #[error("{path} changed while it was being read (size, modification time or inode moved); nothing was recorded for it — run the command again once it is no longer being written")]
+    #[error(
+        "{path} changed while it was being read (size, modification time or inode moved); nothing was recorded for it — run the command again once it is no longer being written"
+    )]
     Changed { path: PathBuf },
 }
 

@@ -353,9 +353,8 @@ fn manifest(blobs: &BlobStore, p: &Pointer, pointer_file: &Path) -> Result<Manif
 /// A manifest's paths stay inside their folder: one pulled from a shared
 /// remote must not name `../../.bashrc`.
 fn check_entry_path(path: &str, pointer_file: &Path, hash: &str) -> Result<()> {
-    let plain = !path.is_empty()
-        && !path.contains(['\0', '\\'])
-        && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    let plain =
+        !path.is_empty() && !path.contains(['\0', '\\']) && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
     if !plain {
         bail!("{}: the manifest {hash} lists {path:?}, which is not a path inside the folder", pointer_file.display());
     }
@@ -428,13 +427,17 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
             // recognised from the cache without another system call.
             let (found, m) = rayon::join(
                 || walk::files(&data, walk::Links::FollowWithin(&root)),
-                || serde_json::from_slice::<ManifestView>(&bytes).with_context(|| format!("{}: the manifest {} is not a directory listing", pf.display(), p.hash)),
+                || {
+                    serde_json::from_slice::<ManifestView>(&bytes)
+                        .with_context(|| format!("{}: the manifest {} is not a directory listing", pf.display(), p.hash))
+                },
             );
             let (found, m) = (found?, m?);
             for e in &m.files {
                 check_entry_path(&e.path, &pf, &p.hash)?;
             }
-            let present: std::collections::HashMap<&str, &walk::Found, foldhash::fast::RandomState> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
+            let present: std::collections::HashMap<&str, &walk::Found, foldhash::fast::RandomState> =
+                found.iter().map(|f| (f.rel.as_str(), f)).collect();
             // Unchanged files are answered by the cache, in one pass; only
             // the rest are read, on all cores.
             let mut key = state.key(&data);
@@ -478,7 +481,10 @@ pub fn status(local: &Local, paths: &[PathBuf]) -> Result<Vec<StatusEntry>> {
         };
         out.push(StatusEntry {
             pointer: relative(local, &pf),
-            path: relative(local, &data.parent().and_then(|d| d.canonicalize().ok()).map(|d| d.join(data.file_name().unwrap())).unwrap_or(data.clone())),
+            path: relative(
+                local,
+                &data.parent().and_then(|d| d.canonicalize().ok()).map(|d| d.join(data.file_name().unwrap())).unwrap_or(data.clone()),
+            ),
             name: p.name,
             version: p.version,
             state: st,
@@ -521,10 +527,7 @@ pub fn checkout(local: &Local, paths: &[PathBuf], force: bool, hardlink: bool) -
             // not what it points at) with a real folder.
             if let Some(link) = linked_folder(&[&root, local.workspace.root()], target)? {
                 if !force {
-                    bail!(
-                        "{} is a symbolic link; checkout does not write through links (`--force` replaces the link with a folder)",
-                        link.display()
-                    );
+                    bail!("{} is a symbolic link; checkout does not write through links (`--force` replaces the link with a folder)", link.display());
                 }
                 std::fs::remove_file(&link).with_context(|| format!("removing the link {}", link.display()))?;
             }
@@ -736,7 +739,10 @@ pub async fn push(local: &Local, paths: &[PathBuf], remote_name: Option<&str>) -
     for pf in find_pointers(local, paths)? {
         for id in needed_blobs(local, &pf, None).await?.0 {
             if !local.blobs.contains(&id) {
-                bail!("{}: {id} is not in the local blob store, so it cannot be pushed (was the pointer edited, or the data never added here?)", pf.display());
+                bail!(
+                    "{}: {id} is not in the local blob store, so it cannot be pushed (was the pointer edited, or the data never added here?)",
+                    pf.display()
+                );
             }
             ids.push(id);
         }

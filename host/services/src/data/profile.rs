@@ -16,6 +16,7 @@
 //! own unit (days since the epoch for `Date32`, the timestamp's unit since
 //! the epoch, …); the column's `data_type` says which.
 
+use crate::limits::MAX_COLUMNS;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::{Array, RecordBatch};
@@ -28,7 +29,6 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use crate::limits::MAX_COLUMNS;
 
 /// The quantiles every numeric column records.
 pub const QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
@@ -177,19 +177,14 @@ pub fn profile_as(path: &Path, format: Option<&str>) -> Result<Option<(Schema, P
 /// after the sample's integers into an error.
 pub fn profile_csv(path: &Path, delimiter: u8) -> Result<(Schema, Profile), ProfileError> {
     let missing = regex::Regex::new(r"^(|NA|N/A|NaN|nan|null|NULL|None)$").expect("valid regex");
-    let format =
-        arrow_csv::reader::Format::default().with_header(true).with_delimiter(delimiter).with_null_regex(missing);
+    let format = arrow_csv::reader::Format::default().with_header(true).with_delimiter(delimiter).with_null_regex(missing);
     let (schema, _) = format.infer_schema(open(path)?, None).map_err(|e| csv_error(path, delimiter, e))?;
     if schema.fields().is_empty() {
         return Err(ProfileError::File { path: path.into(), message: "the file is empty (no header row)".into() });
     }
     check_width(path, schema.fields().len(), Some(1))?;
     if let Some(name) = duplicate_name(schema.fields()) {
-        return Err(ProfileError::At {
-            path: path.into(),
-            line: 1,
-            message: format!("column `{name}` appears twice in the header"),
-        });
+        return Err(ProfileError::At { path: path.into(), line: 1, message: format!("column `{name}` appears twice in the header") });
     }
     let schema = Arc::new(schema);
     let reader = arrow_csv::ReaderBuilder::new(schema.clone())
@@ -202,8 +197,7 @@ pub fn profile_csv(path: &Path, delimiter: u8) -> Result<(Schema, Profile), Prof
     for batch in reader {
         let batch = batch.map_err(|e| csv_error(path, delimiter, e))?;
         rows += batch.num_rows() as u64;
-        add_batch(&mut columns, &batch)
-            .map_err(|e| ProfileError::File { path: path.into(), message: e.to_string() })?;
+        add_batch(&mut columns, &batch).map_err(|e| ProfileError::File { path: path.into(), message: e.to_string() })?;
     }
     Ok(finish(&schema, rows, columns))
 }
@@ -281,11 +275,7 @@ fn open(path: &Path) -> Result<File, ProfileError> {
 }
 
 fn duplicate_name(fields: &arrow_schema::Fields) -> Option<&str> {
-    fields
-        .iter()
-        .enumerate()
-        .find(|(i, f)| fields.iter().take(*i).any(|p| p.name() == f.name()))
-        .map(|(_, f)| f.name().as_str())
+    fields.iter().enumerate().find(|(i, f)| fields.iter().take(*i).any(|p| p.name() == f.name())).map(|(_, f)| f.name().as_str())
 }
 
 fn add_batch(columns: &mut [ColumnAccumulator], batch: &RecordBatch) -> Result<(), ArrowError> {
@@ -293,15 +283,9 @@ fn add_batch(columns: &mut [ColumnAccumulator], batch: &RecordBatch) -> Result<(
 }
 
 fn finish(schema: &arrow_schema::Schema, rows: u64, columns: Vec<ColumnAccumulator>) -> (Schema, Profile) {
-    let fields = schema
-        .fields()
-        .iter()
-        .map(|f| Field { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
-        .collect();
-    (
-        Schema { columns: fields },
-        Profile { rows, columns: columns.into_iter().map(ColumnAccumulator::finish).collect() },
-    )
+    let fields =
+        schema.fields().iter().map(|f| Field { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() }).collect();
+    (Schema { columns: fields }, Profile { rows, columns: columns.into_iter().map(ColumnAccumulator::finish).collect() })
 }
 
 /// Turns arrow's CSV errors into `file:line: message` with the column's
@@ -338,16 +322,12 @@ fn csv_error(path: &Path, delimiter: u8, e: ArrowError) -> ProfileError {
     };
     match &e {
         ArrowError::CsvError(message) => {
-            if let (Some(expected), Some(got), Some(line)) = (
-                number_after(message, "Expected "),
-                digits_after(message, "found "),
-                number_after(message, " at line "),
-            ) {
+            if let (Some(expected), Some(got), Some(line)) =
+                (number_after(message, "Expected "), digits_after(message, "found "), number_after(message, " at line "))
+            {
                 return at(line, fields_message(expected, got));
             }
-            if let (Some(line), Some(expected)) =
-                (number_after(message, "for line "), number_after(message, ", expected "))
-            {
+            if let (Some(line), Some(expected)) = (number_after(message, "for line "), number_after(message, ", expected ")) {
                 let got = message.rsplit(" got ").next().unwrap_or("?");
                 return at(line, fields_message(expected, got));
             }
@@ -373,9 +353,7 @@ fn csv_error(path: &Path, delimiter: u8, e: ArrowError) -> ProfileError {
                     line,
                     match bad.value {
                         Some((value, data_type)) => {
-                            format!(
-                                "{column} holds {data_type} values (inferred from the file) but this row has `{value}`"
-                            )
+                            format!("{column} holds {data_type} values (inferred from the file) but this row has `{value}`")
                         }
                         None => format!("{column}: {}", bad.cause.trim_start_matches("Parser error: ")),
                     },
@@ -383,10 +361,7 @@ fn csv_error(path: &Path, delimiter: u8, e: ArrowError) -> ProfileError {
             }
         }
         ArrowError::IoError(_, source) => {
-            return ProfileError::Io {
-                path: path.into(),
-                error: std::io::Error::new(source.kind(), source.to_string()),
-            };
+            return ProfileError::Io { path: path.into(), error: std::io::Error::new(source.kind(), source.to_string()) };
         }
         _ => {}
     }
@@ -484,13 +459,7 @@ impl ColumnAccumulator {
             Kind::Text => Values::Text(HashMap::new()),
             Kind::Other => Values::Other,
         };
-        ColumnAccumulator {
-            name: field.name().clone(),
-            data_type: field.data_type().clone(),
-            count: 0,
-            missing: 0,
-            values,
-        }
+        ColumnAccumulator { name: field.name().clone(), data_type: field.data_type().clone(), count: 0, missing: 0, values }
     }
 
     fn add(&mut self, array: &dyn Array) -> Result<(), ArrowError> {
@@ -541,14 +510,7 @@ impl ColumnAccumulator {
             Values::Text(counts) => (None, Some(text_stats(counts))),
             Values::Other => (None, None),
         };
-        ColumnProfile {
-            name: self.name,
-            data_type: self.data_type.to_string(),
-            count: self.count,
-            missing: self.missing,
-            numeric,
-            text,
-        }
+        ColumnProfile { name: self.name, data_type: self.data_type.to_string(), count: self.count, missing: self.missing, numeric, text }
     }
 }
 
@@ -583,11 +545,7 @@ fn numeric_stats(values: &mut [f64]) -> Option<NumericStats> {
     values.sort_unstable_by(f64::total_cmp);
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let std = if values.len() > 1 {
-        (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
+    let std = if values.len() > 1 { (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
     Some(NumericStats {
         mean,
         std,
@@ -703,11 +661,7 @@ pub fn diff(old: &(Schema, Profile), new: &(Schema, Profile)) -> Diff {
         .iter()
         .filter_map(|f| {
             let before = find(&old_schema.columns, &f.name)?;
-            (before.data_type != f.data_type).then(|| TypeChange {
-                name: f.name.clone(),
-                before: before.data_type,
-                after: f.data_type.clone(),
-            })
+            (before.data_type != f.data_type).then(|| TypeChange { name: f.name.clone(), before: before.data_type, after: f.data_type.clone() })
         })
         .collect();
     let share = |part: u64, whole: u64| if whole == 0 { 0.0 } else { part as f64 / whole as f64 };
@@ -732,8 +686,7 @@ pub fn diff(old: &(Schema, Profile), new: &(Schema, Profile)) -> Diff {
             };
             let new_value_share = match (&before.text, &after.text) {
                 (Some(b), Some(a)) if after.count > 0 => {
-                    let known: u64 =
-                        a.top.iter().filter(|(v, _)| b.top.iter().any(|(old, _)| old == v)).map(|(_, n)| n).sum();
+                    let known: u64 = a.top.iter().filter(|(v, _)| b.top.iter().any(|(old, _)| old == v)).map(|(_, n)| n).sum();
                     Some(1.0 - known as f64 / after.count as f64)
                 }
                 _ => None,
@@ -1003,10 +956,7 @@ mod tests {
     fn ragged_csv_row_names_line_and_column() {
         let (_d, path) = write("data.csv", "a,b,c\n1,2,3\n4\n");
         let err = profile_path(&path).unwrap_err().to_string();
-        assert!(
-            err.ends_with("data.csv:3: this row has 1 fields but the header has 3 (column `b` and after are missing)"),
-            "{err}"
-        );
+        assert!(err.ends_with("data.csv:3: this row has 1 fields but the header has 3 (column `b` and after are missing)"), "{err}");
         let (_d, path) = write("data.csv", "a,b\n1,2\n3,4\n5,6,7\n");
         let err = profile_path(&path).unwrap_err().to_string();
         assert!(err.ends_with("data.csv:4: this row has 3 fields but the header has 2"), "{err}");
@@ -1018,9 +968,7 @@ mod tests {
         let (_d, path) = write("data.csv", "a,d\n1,2024-01-31\n2,2024-02-30\n");
         let err = profile_path(&path).unwrap_err().to_string();
         assert!(
-            err.ends_with(
-                "data.csv:3: column `d` (field 2) holds Date32 values (inferred from the file) but this row has `2024-02-30`"
-            ),
+            err.ends_with("data.csv:3: column `d` (field 2) holds Date32 values (inferred from the file) but this row has `2024-02-30`"),
             "{err}"
         );
         // A quoted field over two lines: the bad row is on line 4, the 2nd record.
@@ -1030,12 +978,7 @@ mod tests {
         // A timestamp column; the bad value's own text cannot mislead.
         let (_d, path) = write("data.csv", "a,t\n1,2024-01-01T00:00:00\n2,2024-01-01T25:00:00 column 0 at line 9\n");
         let err = profile_path(&path).unwrap_err().to_string();
-        assert!(
-            err.contains(
-                "data.csv:3: column `t` (field 2): Error parsing timestamp from '2024-01-01T25:00:00 column 0"
-            ),
-            "{err}"
-        );
+        assert!(err.contains("data.csv:3: column `t` (field 2): Error parsing timestamp from '2024-01-01T25:00:00 column 0"), "{err}");
         // Past the first batch, the line is still right.
         let mut csv = String::from("d\n");
         for _ in 0..10_000 {
@@ -1073,10 +1016,7 @@ mod tests {
         };
         let (_d, path) = write("data.csv", "a,b,c\n1,2,3\n4\n");
         let from_inference = profile_path(&path).unwrap_err().to_string();
-        assert!(
-            from_inference
-                .ends_with("data.csv:3: this row has 1 fields but the header has 3 (column `b` and after are missing)")
-        );
+        assert!(from_inference.ends_with("data.csv:3: this row has 1 fields but the header has 3 (column `b` and after are missing)"));
         assert_eq!(batch_reader_error(&path).to_string(), from_inference);
 
         std::fs::write(&path, b"a,b,c\n1,x,y\n2,\xff,z\n").unwrap();
@@ -1087,37 +1027,13 @@ mod tests {
 
     fn known_batch() -> RecordBatch {
         let x: ArrayRef = Arc::new(Int64Array::from(vec![2, 4, 4, 4, 5, 5, 7, 9]));
-        let y: ArrayRef =
-            Arc::new(Float64Array::from(vec![Some(1.5), None, Some(2.5), None, None, Some(3.5), Some(4.5), None]));
-        let c: ArrayRef = Arc::new(StringArray::from(vec![
-            Some("a"),
-            Some("b"),
-            Some("a"),
-            Some("d"),
-            Some("a"),
-            Some("b"),
-            None,
-            Some("c"),
-        ]));
+        let y: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), None, Some(2.5), None, None, Some(3.5), Some(4.5), None]));
+        let c: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("a"), Some("d"), Some("a"), Some("b"), None, Some("c")]));
         let flag: ArrayRef = Arc::new(BooleanArray::from(vec![true, false, true, true, false, true, true, false]));
-        let day: ArrayRef = Arc::new(Date32Array::from(vec![
-            Some(19723),
-            Some(19724),
-            None,
-            Some(19726),
-            Some(19727),
-            Some(19728),
-            Some(19729),
-            Some(19730),
-        ]));
-        RecordBatch::try_from_iter_with_nullable(vec![
-            ("x", x, true),
-            ("y", y, true),
-            ("c", c, true),
-            ("flag", flag, true),
-            ("day", day, true),
-        ])
-        .unwrap()
+        let day: ArrayRef =
+            Arc::new(Date32Array::from(vec![Some(19723), Some(19724), None, Some(19726), Some(19727), Some(19728), Some(19729), Some(19730)]));
+        RecordBatch::try_from_iter_with_nullable(vec![("x", x, true), ("y", y, true), ("c", c, true), ("flag", flag, true), ("day", day, true)])
+            .unwrap()
     }
 
     fn write_parquet(path: &Path, batch: &RecordBatch) {
@@ -1127,10 +1043,7 @@ mod tests {
     fn write_parquet_with(path: &Path, batch: &RecordBatch, codec: parquet::basic::Compression) {
         use parquet::arrow::ArrowWriter;
         use parquet::file::properties::WriterProperties;
-        let props = WriterProperties::builder()
-            .set_compression(codec)
-            .set_max_row_group_row_count(Some(3))
-            .build();
+        let props = WriterProperties::builder().set_compression(codec).set_max_row_group_row_count(Some(3)).build();
         let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
         writer.write(batch).unwrap();
         writer.close().unwrap();
@@ -1158,8 +1071,7 @@ mod tests {
     fn parquet_nan_and_infinity_count_as_missing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nan.pq");
-        let v: ArrayRef =
-            Arc::new(Float64Array::from(vec![Some(1.0), Some(f64::NAN), None, Some(3.0), Some(f64::INFINITY)]));
+        let v: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), Some(f64::NAN), None, Some(3.0), Some(f64::INFINITY)]));
         write_parquet(&path, &RecordBatch::try_from_iter(vec![("v", v)]).unwrap());
         let (_, p) = profile(&path);
         let v = column(&p, "v");

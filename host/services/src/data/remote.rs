@@ -148,8 +148,12 @@ fn s3(name: &str, url: &str, rest: &str, options: &BTreeMap<String, toml::Value>
             toml::Value::Integer(i) => i.to_string(),
             other => bail!("remote `{name}` in {}: `{key}` must be a string, a boolean or a number, not {}", file.display(), other.type_str()),
         };
-        let config_key = AmazonS3ConfigKey::from_str(key)
-            .map_err(|_| anyhow::anyhow!("remote `{name}` in {}: `{key}` is not an S3 option (for example: region, endpoint, virtual_hosted_style_request, allow_http)", file.display()))?;
+        let config_key = AmazonS3ConfigKey::from_str(key).map_err(|_| {
+            anyhow::anyhow!(
+                "remote `{name}` in {}: `{key}` is not an S3 option (for example: region, endpoint, virtual_hosted_style_request, allow_http)",
+                file.display()
+            )
+        })?;
         // Writing an http:// endpoint is asking for plain HTTP (a local
         // MinIO or moto); object_store would otherwise refuse it.
         if matches!(config_key, AmazonS3ConfigKey::Endpoint) && value.starts_with("http://") {
@@ -170,9 +174,7 @@ fn credential_hint(options: &BTreeMap<String, toml::Value>) -> Option<&'static s
         .iter()
         .any(|v| std::env::var_os(v).is_some())
         || options.keys().any(|k| k.ends_with("access_key_id") || k.ends_with("skip_signature"));
-    (!given).then_some(
-        "no S3 credentials were given (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), so the instance metadata service was asked",
-    )
+    (!given).then_some("no S3 credentials were given (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), so the instance metadata service was asked")
 }
 
 /// An object_store error in one line: its own message already includes

@@ -104,9 +104,8 @@ fn walk(fd: &OwnedFd, path: &Path, prefix: &str, ancestors: &[(u64, u64, PathBuf
         if !matches!(*ty, FileType::RegularFile | FileType::Symlink | FileType::Unknown) {
             return Ok(Kind::Other);
         }
-        let lstat = |flags| {
-            rustix::fs::statat(fd.as_fd(), name.as_c_str(), flags).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", shown(name).display()))
-        };
+        let lstat =
+            |flags| rustix::fs::statat(fd.as_fd(), name.as_c_str(), flags).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", shown(name).display()));
         // The link itself first (an unknown type may be one).
         let mut st = lstat(AtFlags::SYMLINK_NOFOLLOW)?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
@@ -124,11 +123,8 @@ fn walk(fd: &OwnedFd, path: &Path, prefix: &str, ancestors: &[(u64, u64, PathBuf
             _ => Kind::Other,
         })
     };
-    let kinds: Vec<Result<Kind>> = if names.len() >= 2 * BATCH {
-        names.par_iter().with_min_len(BATCH).map(kind_of).collect()
-    } else {
-        names.iter().map(kind_of).collect()
-    };
+    let kinds: Vec<Result<Kind>> =
+        if names.len() >= 2 * BATCH { names.par_iter().with_min_len(BATCH).map(kind_of).collect() } else { names.iter().map(kind_of).collect() };
     let mut subdirs = Vec::new();
     for ((name, _), kind) in names.iter().zip(kinds) {
         let text = String::from_utf8_lossy(name.to_bytes());

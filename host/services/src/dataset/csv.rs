@@ -21,9 +21,10 @@ struct Limited<R> {
 impl<R: Read> Read for Limited<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::FileTooLarge, "grew past the `input_size` limit while being read")
-        })?;
+        self.left = self
+            .left
+            .checked_sub(n as u64)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::FileTooLarge, "grew past the `input_size` limit while being read"))?;
         Ok(n)
     }
 }
@@ -57,10 +58,7 @@ pub fn read_csv_file(file: std::fs::File, path: &Path, categorical: &[String], l
     let file = Limited { inner: file, left: limit };
     let mut reader = ::csv::ReaderBuilder::new().has_headers(true).flexible(false).trim(::csv::Trim::All).from_reader(file);
     let at = |line: u64, message: String| CsvError::At { path: path.to_path_buf(), line, message };
-    let headers = reader
-        .headers()
-        .map_err(|e| CsvError::File { path: path.to_path_buf(), message: e.to_string() })?
-        .clone();
+    let headers = reader.headers().map_err(|e| CsvError::File { path: path.to_path_buf(), message: e.to_string() })?.clone();
     if headers.is_empty() || headers.iter().all(str::is_empty) {
         return Err(CsvError::File { path: path.to_path_buf(), message: "the file is empty (no header row)".into() });
     }
@@ -77,8 +75,7 @@ pub fn read_csv_file(file: std::fs::File, path: &Path, categorical: &[String], l
     }
     let n = headers.len();
     // None = type not yet known (all values so far missing).
-    let mut numeric: Vec<Option<bool>> =
-        headers.iter().map(|h| if categorical.iter().any(|c| c == h) { Some(false) } else { None }).collect();
+    let mut numeric: Vec<Option<bool>> = headers.iter().map(|h| if categorical.iter().any(|c| c == h) { Some(false) } else { None }).collect();
     let mut nums: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut texts: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut rows = 0usize;
@@ -94,7 +91,9 @@ pub fn read_csv_file(file: std::fs::File, path: &Path, categorical: &[String], l
                         format!("this row has {len} fields but the header has {expected_len}")
                     }
                     ::csv::ErrorKind::Utf8 { .. } => "this row is not valid UTF-8".to_string(),
-                    ::csv::ErrorKind::Io(e) => return Err(CsvError::Io { path: path.to_path_buf(), error: std::io::Error::new(e.kind(), e.to_string()) }),
+                    ::csv::ErrorKind::Io(e) => {
+                        return Err(CsvError::Io { path: path.to_path_buf(), error: std::io::Error::new(e.kind(), e.to_string()) });
+                    }
                     _ => e.to_string(),
                 };
                 return Err(at(line, message));

@@ -27,10 +27,15 @@ pub fn take_rows(table: &Table, idx: &[usize]) -> Table {
 /// Column names for a message: the first 20, and how many more.
 pub fn list_names<S: AsRef<str>>(names: &[S]) -> String {
     const SHOWN: usize = 20;
-    let mut out = names.iter().take(SHOWN).map(|n| {
-        let n = n.as_ref();
-        if n.chars().count() > 64 { format!("{}…", n.chars().take(64).collect::<String>()) } else { n.to_string() }
-    }).collect::<Vec<_>>().join(", ");
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| {
+            let n = n.as_ref();
+            if n.chars().count() > 64 { format!("{}…", n.chars().take(64).collect::<String>()) } else { n.to_string() }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOWN {
         out.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
@@ -39,9 +44,11 @@ pub fn list_names<S: AsRef<str>>(names: &[S]) -> String {
 
 /// Split off the target column; what remains are the features.
 pub fn features_and_target(table: &Table, target: &str) -> Result<(Table, Column), String> {
-    let pos = table.columns.iter().position(|c| c.name == target).ok_or_else(|| {
-        format!("there is no target column `{target}`; the columns are: {}", list_names(&table.names()))
-    })?;
+    let pos = table
+        .columns
+        .iter()
+        .position(|c| c.name == target)
+        .ok_or_else(|| format!("there is no target column `{target}`; the columns are: {}", list_names(&table.names())))?;
     let mut features = table.clone();
     let target = features.columns.remove(pos);
     Ok((features, target))

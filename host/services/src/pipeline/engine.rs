@@ -82,12 +82,7 @@ pub enum Event<'a> {
 }
 
 /// Run every stage; returns results in the pipeline's stage order.
-pub async fn run<E: StageExecutor>(
-    pipeline: &Pipeline,
-    executor: Arc<E>,
-    jobs: usize,
-    mut on_event: impl FnMut(Event<'_>),
-) -> Vec<StageResult> {
+pub async fn run<E: StageExecutor>(pipeline: &Pipeline, executor: Arc<E>, jobs: usize, mut on_event: impl FnMut(Event<'_>)) -> Vec<StageResult> {
     let jobs = jobs.max(1);
     let mut done: BTreeMap<String, StageResult> = BTreeMap::new();
     let mut running: BTreeSet<String> = BTreeSet::new();
@@ -196,9 +191,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn independent_stages_overlap_and_dependents_wait() {
-        let p = pipeline(
-            "[stages.a]\nuses = \"x\"\n[stages.b]\nuses = \"x\"\n[stages.c]\nuses = \"x\"\nneeds = [\"a\", \"b\"]\n",
-        );
+        let p = pipeline("[stages.a]\nuses = \"x\"\n[stages.b]\nuses = \"x\"\n[stages.c]\nuses = \"x\"\nneeds = [\"a\", \"b\"]\n");
         let fake = Arc::new(Fake { log: Mutex::new(Vec::new()) });
         let results = run(&p, fake.clone(), 4, |_| {}).await;
         assert!(results.iter().all(|r| r.status == StageStatus::Ran));

@@ -63,12 +63,14 @@ impl StageExecutor for PluginExecutor {
         let outcome: Result<(Outputs, bool)> = async {
             let key = self.cache_key(&stage, record, &upstream)?;
             cache_key = Some(key.clone());
-            if !self.no_cache && !self.force.contains(&stage.name)
+            if !self.no_cache
+                && !self.force.contains(&stage.name)
                 && let Some(hit) = self.app.store.cache_get(&key).await?
-                    && let Ok(outputs) = serde_json::from_str::<Outputs>(&hit)
-                        && self.outputs_present(&outputs) {
-                            return Ok((outputs, true));
-                        }
+                && let Ok(outputs) = serde_json::from_str::<Outputs>(&hit)
+                && self.outputs_present(&outputs)
+            {
+                return Ok((outputs, true));
+            }
             let attempts = stage.retries + 1;
             let mut last = None;
             for attempt in 1..=attempts {
@@ -76,10 +78,8 @@ impl StageExecutor for PluginExecutor {
                 match self.call(&stage, record, &upstream, &mut result, &mut logs).await {
                     Ok(outputs) => return Ok((outputs, false)),
                     Err(e) => {
-                        let retryable = !matches!(
-                            e.downcast_ref::<RuntimeError>(),
-                            Some(RuntimeError::Plugin { .. } | RuntimeError::WrongKind { .. })
-                        );
+                        let retryable =
+                            !matches!(e.downcast_ref::<RuntimeError>(), Some(RuntimeError::Plugin { .. } | RuntimeError::WrongKind { .. }));
                         logs.push(LogRecord {
                             stage: stage.name.clone(),
                             level: "error".into(),
@@ -224,10 +224,7 @@ impl PluginExecutor {
                 let target = data.target.clone().ok_or_else(|| anyhow!("the evaluator's data has no target"))?;
                 let (model_stage, _) = slots.model.as_ref().ok_or_else(|| anyhow!("an evaluator needs `model`"))?;
                 let up: Outputs = serde_json::from_value(upstream[model_stage].outputs.clone())?;
-                let (blob, trainer_digest) = up
-                    .model_blob
-                    .zip(up.model_plugin)
-                    .ok_or_else(|| anyhow!("stage `{model_stage}` produced no model"))?;
+                let (blob, trainer_digest) = up.model_blob.zip(up.model_plugin).ok_or_else(|| anyhow!("stage `{model_stage}` produced no model"))?;
                 let trainer = app
                     .store
                     .plugin_by_digest(&trainer_digest)
@@ -250,10 +247,8 @@ impl PluginExecutor {
             PluginKind::DriftDetector => {
                 let reference = self.data(&slots.reference)?;
                 let current = self.data(&slots.current)?;
-                let (drift, report) = app
-                    .runtime()?
-                    .detect(&plugin, reference.features.clone(), current.features.clone(), &params_text, &limits)
-                    .await?;
+                let (drift, report) =
+                    app.runtime()?.detect(&plugin, reference.features.clone(), current.features.clone(), &params_text, &limits).await?;
                 absorb(&report, result);
                 let drifted = drift.features.iter().filter(|f| f.drifted).count();
                 outputs.metrics.insert("drift_share".into(), drift.drift_share);

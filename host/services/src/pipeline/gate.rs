@@ -12,7 +12,10 @@ pub enum Expr {
     Number(f64),
     Bool(bool),
     /// `stage.metric`
-    Metric { stage: String, metric: String },
+    Metric {
+        stage: String,
+        metric: String,
+    },
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -67,7 +70,11 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
         } else if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) || c == '.' {
             let start = i;
             i += 1;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E'))) {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric()
+                    || chars[i] == '.'
+                    || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
+            {
                 i += 1;
             }
             let s: String = chars[start..i].iter().collect();

@@ -86,9 +86,7 @@ pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>, limit: u64) -> Resu
                 None => (features.clone(), target.clone()),
                 Some(idx) => (
                     dataset::take_rows(&features, idx),
-                    target.as_ref().map(|t| {
-                        dataset::take_rows(&Table { rows: features.rows, columns: vec![t.clone()] }, idx).columns.remove(0)
-                    }),
+                    target.as_ref().map(|t| dataset::take_rows(&Table { rows: features.rows, columns: vec![t.clone()] }, idx).columns.remove(0)),
                 ),
             };
             if f.rows == 0 {
@@ -97,10 +95,7 @@ pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>, limit: u64) -> Resu
             let mut whole = f.clone();
             whole.columns.extend(t.clone());
             let hash = dataset::content_hash(&whole);
-            out.insert(
-                DataRef { input: name.clone(), part },
-                Arc::new(Dataset { features: f, target: t, hash, path: shown.display().to_string() }),
-            );
+            out.insert(DataRef { input: name.clone(), part }, Arc::new(Dataset { features: f, target: t, hash, path: shown.display().to_string() }));
         }
     }
     Ok(out)

@@ -73,9 +73,7 @@ async fn resolve_stages(app: &App, pipeline: &Pipeline) -> Result<(BTreeMap<Stri
     let mut resolved: BTreeMap<String, PluginRecord> = BTreeMap::new();
     for stage in &pipeline.stages {
         let Action::Plugin { uses, uses_line, .. } = &stage.action else { continue };
-        let record = plugins::resolve(app, uses)
-            .await
-            .map_err(|e| pipeline.error(*uses_line, format!("stage `{}`: {e}", stage.name)))?;
+        let record = plugins::resolve(app, uses).await.map_err(|e| pipeline.error(*uses_line, format!("stage `{}`: {e}", stage.name)))?;
         resolved.insert(stage.name.clone(), record);
     }
     let mut wanted = BTreeSet::new();
@@ -183,9 +181,7 @@ pub async fn execute(
         None => app.store.create_run(new_run(&pipeline)).await?,
     };
     live(&run_id, true);
-    app.store
-        .set_tags(&run_id, &[("kiln.pipeline".into(), pipeline.name.clone()), ("kiln.source".into(), pipeline.file.clone())])
-        .await?;
+    app.store.set_tags(&run_id, &[("kiln.pipeline".into(), pipeline.name.clone()), ("kiln.source".into(), pipeline.file.clone())]).await?;
     app.store.log_params(&run_id, &run_params(&pipeline)).await?;
     for input in pipeline.inputs.values() {
         if let Some((name, version)) = &input.version {
@@ -207,14 +203,8 @@ pub async fn execute(
             })
             .await?;
     }
-    let executor = Arc::new(PluginExecutor {
-        app: app.clone(),
-        run_id: run_id.clone(),
-        plugins,
-        inputs,
-        no_cache: options.no_cache,
-        force: options.force,
-    });
+    let executor =
+        Arc::new(PluginExecutor { app: app.clone(), run_id: run_id.clone(), plugins, inputs, no_cache: options.no_cache, force: options.force });
     let jobs = if options.jobs == 0 { 4 } else { options.jobs };
     let results = engine::run(&pipeline, executor, jobs, on_event).await;
     // Plugin stages record themselves as they finish; gates and skipped
@@ -254,12 +244,7 @@ pub async fn execute(
 }
 
 fn new_run(pipeline: &Pipeline) -> NewRun {
-    NewRun {
-        experiment: pipeline.name.clone(),
-        name: pipeline.name.clone(),
-        parent: None,
-        source: format!("pipeline:{}", pipeline.file),
-    }
+    NewRun { experiment: pipeline.name.clone(), name: pipeline.name.clone(), parent: None, source: format!("pipeline:{}", pipeline.file) }
 }
 
 /// One combination of a sweep and how it did.
@@ -341,13 +326,24 @@ pub async fn run_sweep(
         let c = &children[b];
         let now = crate::store::now_ms();
         app.store
-            .log_metrics(&parent_id, &[crate::store::MetricPoint { key: format!("best.{}", sweep.metric), value: c.metric.unwrap(), step: 0, timestamp: now }])
+            .log_metrics(
+                &parent_id,
+                &[crate::store::MetricPoint { key: format!("best.{}", sweep.metric), value: c.metric.unwrap(), step: 0, timestamp: now }],
+            )
             .await?;
         app.store.set_tags(&parent_id, &[("kiln.best_run".into(), c.run_id.clone())]).await?;
         let best_params: Vec<(String, String)> = c
             .params
             .iter()
-            .map(|(k, v)| (format!("best.{k}"), match v { serde_json::Value::String(s) => s.clone(), o => o.to_string() }))
+            .map(|(k, v)| {
+                (
+                    format!("best.{k}"),
+                    match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        o => o.to_string(),
+                    },
+                )
+            })
             .collect();
         app.store.log_params(&parent_id, &best_params).await?;
     }
@@ -398,11 +394,8 @@ fn workspace_root(app: &App) -> Result<std::path::PathBuf> {
 
 /// A registered pipeline with `request`'s overrides applied.
 pub async fn load_registered(app: &App, request: &RunRequest) -> Result<Pipeline> {
-    let rec = app
-        .store
-        .pipeline(&request.pipeline)
-        .await?
-        .ok_or_else(|| crate::store::StoreError::NotFound(format!("pipeline `{}`", request.pipeline)))?;
+    let rec =
+        app.store.pipeline(&request.pipeline).await?.ok_or_else(|| crate::store::StoreError::NotFound(format!("pipeline `{}`", request.pipeline)))?;
     let root = workspace_root(app)?;
     let mut pipeline = Pipeline::parse(&rec.spec, &format!("{}.toml", rec.name), &root.join(&rec.base_dir))?;
     pipeline.confine_to(&root);
@@ -477,7 +470,6 @@ fn run_params(p: &Pipeline) -> Vec<(String, String)> {
     out
 }
 
-
 /// Point `dataset` inputs at their version's blob, and recognise tracked
 /// `path` inputs (a pointer file beside them whose hash the file still
 /// has), so the run records which dataset versions it read.
@@ -490,12 +482,19 @@ async fn resolve_datasets(app: &App, pipeline: &mut Pipeline) -> Result<()> {
             let (ds, version) = crate::data::parse_ref(&reference).map_err(|e| pipeline.error(line, format!("input `{name}`: {e}")))?;
             let v = app.store.dataset_version(&ds, version).await.map_err(|e| pipeline.error(line, format!("input `{name}`: {e}")))?;
             if v.kind != "file" || v.format != "csv" {
-                let what = if v.kind == "dir" { "a folder".to_string() } else if v.format.is_empty() { "not a CSV file".into() } else { format!("a {} file", v.format) };
+                let what = if v.kind == "dir" {
+                    "a folder".to_string()
+                } else if v.format.is_empty() {
+                    "not a CSV file".into()
+                } else {
+                    format!("a {} file", v.format)
+                };
                 return Err(pipeline.error(line, format!("input `{name}`: {}@{} is {what}; pipelines read CSV files", v.name, v.version)).into());
             }
-            let path = app.blobs.file(&v.hash).map_err(|e| {
-                pipeline.error(line, format!("input `{name}`: {}@{}: {e} (fetch it with `kiln data pull`)", v.name, v.version))
-            })?;
+            let path = app
+                .blobs
+                .file(&v.hash)
+                .map_err(|e| pipeline.error(line, format!("input `{name}`: {}@{}: {e} (fetch it with `kiln data pull`)", v.name, v.version)))?;
             let input = pipeline.inputs.get_mut(&name).unwrap();
             input.path = path;
             input.version = Some((v.name, v.version));

@@ -244,7 +244,10 @@ impl Pipeline {
             if let Some(split) = &i.split {
                 let s = split.get_ref();
                 if !(s.test_size > 0.0 && s.test_size < 1.0) {
-                    return Err(err(line_at(source, split.span().start), format!("input `{name}`: split.test_size must be between 0 and 1, got {}", s.test_size)));
+                    return Err(err(
+                        line_at(source, split.span().start),
+                        format!("input `{name}`: split.test_size must be between 0 and 1, got {}", s.test_size),
+                    ));
                 }
             }
             let (path, given, dataset, path_line) = match (i.path, i.dataset) {
@@ -333,8 +336,7 @@ impl Pipeline {
                 (None, None) => return Err(err(line, format!("stage `{name}` needs `uses = \"PLUGIN\"` (or `check = \"...\"` for a gate)"))),
                 (None, Some(check)) => {
                     let cl = line_at(source, check.span().start);
-                    let expr = Expr::parse(check.get_ref())
-                        .map_err(|e| err(cl, format!("stage `{name}`: invalid check: {e}")))?;
+                    let expr = Expr::parse(check.get_ref()).map_err(|e| err(cl, format!("stage `{name}`: invalid check: {e}")))?;
                     for r in expr.stage_refs() {
                         if !names.contains(&r) {
                             return Err(err(cl, format!("stage `{name}`: the check refers to `{r}`, which is not a stage")));
@@ -367,8 +369,8 @@ impl Pipeline {
                         }
                         slots.model = Some((m.get_ref().clone(), l));
                     }
-                    let params = serde_json::to_value(&s.with)
-                        .map_err(|e| err(line, format!("stage `{name}`: `with` cannot be expressed as JSON: {e}")))?;
+                    let params =
+                        serde_json::to_value(&s.with).map_err(|e| err(line, format!("stage `{name}`: `with` cannot be expressed as JSON: {e}")))?;
                     Action::Plugin { uses: uses.into_inner(), uses_line, params, slots }
                 }
             };
@@ -381,10 +383,7 @@ impl Pipeline {
         let sweep = match raw.sweep {
             Some(raw_sweep) => {
                 let line = line_at(source, raw_sweep.span().start);
-                Some(
-                    super::sweep::Sweep::from_raw(raw_sweep.into_inner(), &stages)
-                        .map_err(|m| err(line, format!("sweep: {m}")))?,
-                )
+                Some(super::sweep::Sweep::from_raw(raw_sweep.into_inner(), &stages).map_err(|m| err(line, format!("sweep: {m}")))?)
             }
             None => None,
         };
@@ -408,13 +407,7 @@ impl Pipeline {
         let index: BTreeMap<&str, usize> = self.stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
         // 0 = unvisited, 1 = on the current path, 2 = done.
         let mut state = vec![0u8; self.stages.len()];
-        fn visit(
-            i: usize,
-            p: &Pipeline,
-            index: &BTreeMap<&str, usize>,
-            state: &mut [u8],
-            path: &mut Vec<usize>,
-        ) -> Option<Vec<usize>> {
+        fn visit(i: usize, p: &Pipeline, index: &BTreeMap<&str, usize>, state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
             state[i] = 1;
             path.push(i);
             for n in &p.stages[i].needs {
@@ -467,11 +460,7 @@ impl Pipeline {
     /// Set one stage param to a value.
     pub fn set_param(&mut self, stage: &str, param: &str, value: serde_json::Value) -> Result<(), String> {
         let names: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
-        let s = self
-            .stages
-            .iter_mut()
-            .find(|s| s.name == stage)
-            .ok_or_else(|| format!("no stage `{stage}` (stages: {})", names.join(", ")))?;
+        let s = self.stages.iter_mut().find(|s| s.name == stage).ok_or_else(|| format!("no stage `{stage}` (stages: {})", names.join(", ")))?;
         match &mut s.action {
             Action::Plugin { params, .. } => {
                 params.as_object_mut().unwrap().insert(param.to_string(), value);
@@ -484,13 +473,8 @@ impl Pipeline {
     /// Apply `--set stage.param=value` overrides (value parsed as TOML, so
     /// `8`, `0.5`, `true` and `"text"` keep their types; a bare word is text).
     pub fn apply_override(&mut self, assignment: &str) -> Result<(), String> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| format!("`--set {assignment}`: expected STAGE.PARAM=VALUE"))?;
-        let (stage, param) = key
-            .trim()
-            .split_once('.')
-            .ok_or_else(|| format!("`--set {assignment}`: expected STAGE.PARAM=VALUE"))?;
+        let (key, value) = assignment.split_once('=').ok_or_else(|| format!("`--set {assignment}`: expected STAGE.PARAM=VALUE"))?;
+        let (stage, param) = key.trim().split_once('.').ok_or_else(|| format!("`--set {assignment}`: expected STAGE.PARAM=VALUE"))?;
         if assignment.contains(['\n', '\r']) {
             return Err(format!("`--set {}`: the value holds a line break; one --set sets one param", assignment.escape_debug()));
         }

@@ -224,7 +224,8 @@ mod tests {
 
     #[test]
     fn grid_is_the_cartesian_product() {
-        let p = parse("[sweep]\nmetric = \"train.x\"\n[sweep.params]\n\"train.c\" = [1, 2, 3]\n\"train.model\" = [\"logistic\", \"ridge\"]\n").unwrap();
+        let p =
+            parse("[sweep]\nmetric = \"train.x\"\n[sweep.params]\n\"train.c\" = [1, 2, 3]\n\"train.model\" = [\"logistic\", \"ridge\"]\n").unwrap();
         let combos = p.sweep.as_ref().unwrap().combinations(None).unwrap();
         assert_eq!(combos.len(), 6);
         assert_eq!(combos[1]["train.c"], 1);
@@ -236,13 +237,16 @@ mod tests {
     fn huge_grids_and_caps_are_refused_or_enumerated_lazily() {
         // 10^12 combinations: a cap of 1 builds one, no cap is refused.
         let values = format!("[{}]", (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
-        let grid = format!("[sweep]\nmetric = \"train.x\"\n[sweep.params]\n\"train.a\" = {values}\n\"train.b\" = {values}\n\"train.c\" = {values}\n\"train.d\" = {values}\n");
+        let grid = format!(
+            "[sweep]\nmetric = \"train.x\"\n[sweep.params]\n\"train.a\" = {values}\n\"train.b\" = {values}\n\"train.c\" = {values}\n\"train.d\" = {values}\n"
+        );
         let s = parse(&grid).unwrap().sweep.unwrap();
         assert_eq!(s.combinations(Some(1)).unwrap().len(), 1);
         let e = s.combinations(None).unwrap_err();
         assert!(e.contains("1000000000000 combinations") && e.contains("max_runs"), "{e}");
         assert!(s.combinations(Some(usize::MAX)).unwrap_err().contains("1 to 10000"));
-        let e = parse("[sweep]\nmethod = \"random\"\nmax_runs = 18446744073709551615\nmetric = \"train.x\"\n[sweep.params]\n\"train.c\" = [1]\n").unwrap_err();
+        let e = parse("[sweep]\nmethod = \"random\"\nmax_runs = 18446744073709551615\nmetric = \"train.x\"\n[sweep.params]\n\"train.c\" = [1]\n")
+            .unwrap_err();
         assert!(e.contains("max_runs: a sweep runs 1 to 10000"), "{e}");
     }
 

@@ -76,7 +76,10 @@ mod tests {
             run("b", &[("c", "2"), ("model", "x")], &[("evaluate.accuracy", 0.95), ("evaluate.log_loss", 0.2)]),
         ]);
         assert_eq!(c.params.iter().map(|p| (p.0.as_str(), p.2)).collect::<Vec<_>>(), [("c", true), ("model", false)]);
-        assert_eq!(c.metrics.iter().map(|m| (m.0.as_str(), m.2)).collect::<Vec<_>>(), [("evaluate.accuracy", Some(1)), ("evaluate.log_loss", Some(1))]);
+        assert_eq!(
+            c.metrics.iter().map(|m| (m.0.as_str(), m.2)).collect::<Vec<_>>(),
+            [("evaluate.accuracy", Some(1)), ("evaluate.log_loss", Some(1))]
+        );
         assert!(lower_is_better("train.train_loss") && !lower_is_better("evaluate.r2"));
     }
 }
