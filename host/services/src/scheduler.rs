@@ -55,10 +55,18 @@ pub async fn fire_due(app: &App, since: DateTime<Utc>, now: DateTime<Utc>) -> an
                 continue;
             }
         };
+        let request = RunRequest { pipeline: s.pipeline.clone(), ..Default::default() };
+        let mut checked = None;
         for tick in schedule.after(&since).take_while(|t| *t <= now) {
+            // Check the pipeline before claiming the tick: between the claim
+            // and the queued run there are only database writes.
+            let pipeline = match &checked {
+                Some(p) => p,
+                None => checked.insert(pipeline::check_request(app, &request).await?),
+            };
             let ms = tick.timestamp_millis();
             if app.store.claim_tick(&s.id, ms).await? {
-                let run = pipeline::submit(app, &RunRequest { pipeline: s.pipeline.clone(), ..Default::default() }).await?;
+                let run = pipeline::queue(app, pipeline, &request).await?;
                 app.store.set_tick_run(&s.id, ms, &run).await?;
                 tracing::info!(schedule = %s.id, pipeline = %s.pipeline, run = %run, "schedule fired");
             }

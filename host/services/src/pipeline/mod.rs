@@ -414,12 +414,26 @@ pub async fn load_registered(app: &App, request: &RunRequest) -> Result<Pipeline
 /// (status SCHEDULED) from now on, so it can be watched before a worker
 /// picks it up.
 pub async fn submit(app: &App, request: &RunRequest) -> Result<String> {
+    let pipeline = check_request(app, request).await?;
+    queue(app, &pipeline, request).await
+}
+
+/// The registered pipeline a request names, with its overrides applied
+/// and checked: overridden params must fit the plugins' schemas now, not
+/// fail later in a worker.
+pub async fn check_request(app: &App, request: &RunRequest) -> Result<Pipeline> {
     let pipeline = load_registered(app, request).await?;
-    // Overridden params must fit the plugins' schemas now, not fail later
-    // in a worker.
     plugins::ensure_bundled(app).await?;
     resolve_stages(app, &pipeline).await?;
-    let run_id = app.store.create_run(new_run(&pipeline)).await?;
+    Ok(pipeline)
+}
+
+/// Queue a run of a checked pipeline (see [`check_request`]): the run row
+/// (SCHEDULED) and its job. Only database writes: the scheduler calls it
+/// right after claiming a tick, so the window in which a dying process
+/// leaves a claimed tick without a run stays as small as it can.
+pub async fn queue(app: &App, pipeline: &Pipeline, request: &RunRequest) -> Result<String> {
+    let run_id = app.store.create_run(new_run(pipeline)).await?;
     app.store.set_run_status(&run_id, RunStatus::Scheduled).await?;
     app.store.enqueue_job(PIPELINE_JOB, &serde_json::to_string(request)?, Some(&run_id)).await?;
     Ok(run_id)
