@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 pub use guard::AllowedHosts;
-pub use server::{ServeOptions, default_max_connections, raise_fd_limit, serve};
+pub use server::{ServeOptions, serve, serve_boxed};
 
 /// Every route, behind the guard (Host and content-type checks, request
 /// ids, JSON error bodies).

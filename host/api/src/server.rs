@@ -17,19 +17,11 @@ use crate::app::App;
 use anyhow::Result;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+pub use kiln_services::listen::ServeOptions;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
-    pub max_connections: usize,
-    /// Host names besides the bound address (`*` for any).
-    pub allowed_hosts: Vec<String>,
-}
 
 /// How long in-flight requests may take to finish once a shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -46,18 +38,19 @@ pub async fn serve(listener: TcpListener, app: App, options: ServeOptions, mut s
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = stop.wait_for(|v| *v) => break,
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning;
-                    // the connections already open keep being served.
-                    tracing::warn!("accepting a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.wait_for(|v| *v) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning; the
+                // connections already open keep being served.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
@@ -82,22 +75,9 @@ pub async fn serve(listener: TcpListener, app: App, options: ServeOptions, mut s
     Ok(())
 }
 
-/// Raise this process's open-file limit to its hard limit (as Go and
-/// nginx do) and return it: connections, blobs and the database all
-/// need descriptors.
-pub fn raise_fd_limit() -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if let Some(hard) = limit.maximum
-        && limit.current.is_some_and(|soft| soft < hard)
-    {
-        limit.current = Some(hard);
-        let _ = setrlimit(Resource::Nofile, limit);
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(1 << 20)
-}
-
-/// The default connection limit: half the descriptors, at most 4,096.
-pub fn default_max_connections(fd_limit: u64) -> usize {
-    (fd_limit / 2).clamp(64, 4096) as usize
+/// [`serve`] as the command line takes it (`kiln_services::listen::Serve`):
+/// the binary hands it to the CLI, so the CLI does not depend on this crate
+/// and is not rebuilt when a handler changes.
+pub fn serve_boxed(listener: TcpListener, app: App, options: ServeOptions, stop: watch::Receiver<bool>) -> kiln_services::listen::Serving {
+    Box::pin(serve(listener, app, options, stop))
 }

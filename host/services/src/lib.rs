@@ -11,6 +11,7 @@ pub mod data;
 pub mod dataset;
 pub mod invalid;
 pub mod limits;
+pub mod listen;
 pub mod output;
 pub mod pipeline;
 /// The plugin sandbox, a crate of its own: only it knows wasmtime.

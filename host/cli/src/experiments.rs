@@ -1,7 +1,7 @@
-use crate::app::App;
-use crate::output;
 use anyhow::Result;
 use clap::Subcommand;
+use kiln_services::app::App;
+use kiln_services::output;
 
 #[derive(Subcommand)]
 pub enum ExperimentsCommand {
@@ -35,7 +35,7 @@ pub async fn run(cmd: ExperimentsCommand) -> Result<i32> {
         ExperimentsCommand::List { all, json } => {
             let list = app.store.list_experiments(all).await?;
             if json {
-                crate::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&list));
             } else {
                 let rows = list
                     .iter()
@@ -49,24 +49,24 @@ pub async fn run(cmd: ExperimentsCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                crate::outln!("{}", output::table(&["name", "runs", "stage", "created (UTC)", "id"], rows));
+                kiln_services::outln!("{}", output::table(&["name", "runs", "stage", "created (UTC)", "id"], rows));
             }
         }
         ExperimentsCommand::Create { name } => {
             let id = app.store.create_experiment(&name).await?;
-            crate::outln!("Created experiment `{name}` ({id})");
+            kiln_services::outln!("Created experiment `{name}` ({id})");
         }
         ExperimentsCommand::Rename { name, new_name } => {
             app.store.rename_experiment(&name, &new_name).await?;
-            crate::outln!("Renamed `{name}` to `{new_name}`");
+            kiln_services::outln!("Renamed `{name}` to `{new_name}`");
         }
         ExperimentsCommand::Delete { name } => {
             app.store.set_experiment_stage(&name, "deleted").await?;
-            crate::outln!("Deleted experiment `{name}` (kiln experiments restore {name} brings it back)");
+            kiln_services::outln!("Deleted experiment `{name}` (kiln experiments restore {name} brings it back)");
         }
         ExperimentsCommand::Restore { name } => {
             app.store.set_experiment_stage(&name, "active").await?;
-            crate::outln!("Restored experiment `{name}`");
+            kiln_services::outln!("Restored experiment `{name}`");
         }
     }
     Ok(0)

@@ -1,7 +1,8 @@
-use crate::app::App;
-use crate::worker::{self, WorkerOptions};
 use anyhow::{Context, Result};
 use clap::Args;
+use kiln_services::app::App;
+use kiln_services::listen::{self, Serve};
+use kiln_services::worker::{self, WorkerOptions};
 use std::io::Write;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,7 +19,7 @@ pub struct ServeArgs {
     #[arg(long)]
     no_scheduler: bool,
     /// A worker's lease on a job; it is renewed every third of this.
-    #[arg(long, default_value = "30s", value_parser = crate::runtime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = kiln_services::runtime::parse_duration)]
     lease: Duration,
     /// Serve under this host name too (repeatable; `*` for any). Requests
     /// whose Host header names neither this nor the bound address are refused.
@@ -26,10 +27,10 @@ pub struct ServeArgs {
     allow_hosts: Vec<String>,
     /// A request's header must arrive within this; an idle kept-alive
     /// connection is closed after it too.
-    #[arg(long, default_value = "30s", value_parser = crate::runtime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = kiln_services::runtime::parse_duration)]
     header_timeout: Duration,
     /// A request body that sends nothing for this long is cut off.
-    #[arg(long, default_value = "60s", value_parser = crate::runtime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = kiln_services::runtime::parse_duration)]
     body_timeout: Duration,
     /// Connections open at once (default: half the open-file limit, at most 4096);
     /// more wait until one closes.
@@ -41,7 +42,7 @@ pub struct ServeArgs {
 pub struct WorkerArgs {
     /// A worker's lease on a job; a job whose worker died is taken over this
     /// long after its last heartbeat.
-    #[arg(long, default_value = "30s", value_parser = crate::runtime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = kiln_services::runtime::parse_duration)]
     lease: Duration,
 }
 
@@ -78,8 +79,8 @@ async fn listen(addr: &str) -> Result<tokio::net::TcpListener> {
     Err(last.map_or_else(|| anyhow::anyhow!("the address resolves to nothing"), anyhow::Error::from))
 }
 
-pub async fn serve(args: ServeArgs) -> Result<i32> {
-    let fd_limit = crate::api::raise_fd_limit();
+pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
+    let fd_limit = listen::raise_fd_limit();
     let app = App::open(true).await?;
     // What a killed server was uploading when it died.
     app.blobs.sweep_temporary();
@@ -93,7 +94,7 @@ pub async fn serve(args: ServeArgs) -> Result<i32> {
     let background = {
         let (app, rx, workers, lease, scheduler) = (app.clone(), rx.clone(), args.workers, args.lease, !args.no_scheduler);
         tokio::spawn(async move {
-            if let Err(e) = crate::plugins::ensure_bundled(&app).await {
+            if let Err(e) = kiln_services::plugins::ensure_bundled(&app).await {
                 tracing::error!("registering the bundled plugins: {e:#}");
             }
             let mut tasks = Vec::new();
@@ -101,36 +102,36 @@ pub async fn serve(args: ServeArgs) -> Result<i32> {
                 tasks.push(tokio::spawn(worker::run(app.clone(), WorkerOptions::new(lease), rx.clone())));
             }
             if scheduler {
-                tasks.push(tokio::spawn(crate::scheduler::run(app.clone(), rx.clone())));
+                tasks.push(tokio::spawn(kiln_services::scheduler::run(app.clone(), rx.clone())));
             }
             for t in tasks {
                 let _ = t.await;
             }
         })
     };
-    crate::outln!(
+    kiln_services::outln!(
         "Kiln listening on http://{addr} (workspace {}, {} worker(s), scheduler {})",
         app.workspace.dir.display(),
         args.workers,
         if args.no_scheduler { "off" } else { "on" }
     );
     std::io::stdout().flush()?;
-    let options = crate::api::ServeOptions {
+    let options = listen::ServeOptions {
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
-        max_connections: args.max_connections.unwrap_or_else(|| crate::api::default_max_connections(fd_limit)),
+        max_connections: args.max_connections.unwrap_or_else(|| listen::default_max_connections(fd_limit)),
         allowed_hosts: args.allow_hosts,
     };
-    crate::api::serve(listener, app, options, rx.clone()).await?;
+    serve(listener, app, options, rx.clone()).await?;
     let _ = background.await;
     Ok(0)
 }
 
 pub async fn worker(args: WorkerArgs) -> Result<i32> {
     let app = App::open(true).await?;
-    crate::plugins::ensure_bundled(&app).await?;
+    kiln_services::plugins::ensure_bundled(&app).await?;
     let options = WorkerOptions::new(args.lease);
-    crate::outln!("Kiln worker {} on {}", options.id, crate::store::redact(&app.workspace.database_url()));
+    kiln_services::outln!("Kiln worker {} on {}", options.id, kiln_services::store::redact(&app.workspace.database_url()));
     std::io::stdout().flush()?;
     let (_tx, rx) = shutdown_signal();
     worker::run(app, options, rx).await;

@@ -1,7 +1,7 @@
-use crate::app::App;
-use crate::output;
 use anyhow::{Result, bail};
 use clap::Subcommand;
+use kiln_services::app::App;
+use kiln_services::output;
 
 #[derive(Subcommand)]
 pub enum ScheduleCommand {
@@ -25,25 +25,25 @@ pub async fn run(cmd: ScheduleCommand) -> Result<i32> {
     let app = App::open(true).await?;
     match cmd {
         ScheduleCommand::Add { pipeline, cron } => {
-            crate::scheduler::parse_cron(&cron).map_err(anyhow::Error::msg)?;
+            kiln_services::scheduler::parse_cron(&cron).map_err(anyhow::Error::msg)?;
             if app.store.pipeline(&pipeline).await?.is_none() {
                 bail!("no registered pipeline `{pipeline}`; register it first with `kiln pipeline add FILE`");
             }
             let s = app.store.add_schedule(&pipeline, &cron).await?;
-            crate::outln!("Scheduled `{pipeline}` at \"{cron}\" (UTC) as {}; `kiln serve` runs it", s.id);
+            kiln_services::outln!("Scheduled `{pipeline}` at \"{cron}\" (UTC) as {}; `kiln serve` runs it", s.id);
         }
         ScheduleCommand::List { json } => {
             let list = app.store.list_schedules().await?;
             if json {
-                crate::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&list));
             } else {
                 let rows = list.iter().map(|s| vec![s.id.clone(), s.pipeline.clone(), s.cron.clone()]).collect();
-                crate::outln!("{}", output::table(&["id", "pipeline", "cron (UTC)"], rows));
+                kiln_services::outln!("{}", output::table(&["id", "pipeline", "cron (UTC)"], rows));
             }
         }
         ScheduleCommand::Remove { id } => {
             app.store.remove_schedule(&id).await?;
-            crate::outln!("Removed schedule {id}");
+            kiln_services::outln!("Removed schedule {id}");
         }
     }
     Ok(0)

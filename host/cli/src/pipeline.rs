@@ -1,8 +1,8 @@
-use crate::app::App;
-use crate::output;
-use crate::pipeline;
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use kiln_services::app::App;
+use kiln_services::output;
+use kiln_services::pipeline;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -34,24 +34,24 @@ pub async fn run(cmd: PipelineCommand) -> Result<i32> {
             let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let base = file.parent().map(PathBuf::from).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
             let p = pipeline::register(&app, &source, &file.display().to_string(), &base).await?;
-            crate::outln!("Registered pipeline `{}` ({} stages)", p.name, p.stages.len());
+            kiln_services::outln!("Registered pipeline `{}` ({} stages)", p.name, p.stages.len());
         }
         PipelineCommand::Submit { name, overrides, no_cache, json } => {
             let request = pipeline::RunRequest { pipeline: name, set: overrides, no_cache, force: Vec::new() };
             let id = pipeline::submit(&app, &request).await?;
             if json {
-                crate::outln!("{}", output::json(&serde_json::json!({"id": id, "status": "queued"})));
+                kiln_services::outln!("{}", output::json(&serde_json::json!({"id": id, "status": "queued"})));
             } else {
-                crate::outln!("Queued run {id}; a `kiln worker` or `kiln serve` picks it up");
+                kiln_services::outln!("Queued run {id}; a `kiln worker` or `kiln serve` picks it up");
             }
         }
         PipelineCommand::List { json } => {
             let list = app.store.list_pipelines().await?;
             if json {
-                crate::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&list));
             } else {
                 let rows = list.iter().map(|p| vec![p.name.clone(), output::time_ms(p.updated_at), p.base_dir.clone()]).collect();
-                crate::outln!("{}", output::table(&["name", "updated (UTC)", "data paths relative to"], rows));
+                kiln_services::outln!("{}", output::table(&["name", "updated (UTC)", "data paths relative to"], rows));
             }
         }
     }

@@ -1,7 +1,7 @@
-use crate::app::App;
-use crate::output;
 use anyhow::Result;
 use clap::Subcommand;
+use kiln_services::app::App;
+use kiln_services::output;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -37,9 +37,9 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
                 out.push(serde_json::json!({"name": m.name, "latest_version": latest, "aliases": aliases, "updated_at": m.updated_at}));
             }
             if json {
-                crate::outln!("{}", output::json(&out));
+                kiln_services::outln!("{}", output::json(&out));
             } else {
-                crate::outln!("{}", output::table(&["name", "latest", "aliases", "updated (UTC)"], rows));
+                kiln_services::outln!("{}", output::table(&["name", "latest", "aliases", "updated (UTC)"], rows));
             }
         }
         ModelsCommand::Show { name, json } => {
@@ -47,9 +47,9 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
             let versions = app.store.versions(&name).await?;
             let aliases = app.store.aliases(&name).await?;
             if json {
-                crate::outln!("{}", output::json(&serde_json::json!({"model": model, "versions": versions, "aliases": aliases})));
+                kiln_services::outln!("{}", output::json(&serde_json::json!({"model": model, "versions": versions, "aliases": aliases})));
             } else {
-                crate::outln!("model  {}\n", model.name);
+                kiln_services::outln!("model  {}\n", model.name);
                 let rows = versions
                     .iter()
                     .map(|v| {
@@ -57,7 +57,7 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
                         vec![v.version.to_string(), v.stage.clone(), a.join(" "), v.run_id.clone().unwrap_or_default(), v.source.clone()]
                     })
                     .collect();
-                crate::outln!("{}", output::table(&["version", "stage", "aliases", "run", "source"], rows));
+                kiln_services::outln!("{}", output::table(&["version", "stage", "aliases", "run", "source"], rows));
             }
         }
     }

@@ -1,4 +1,7 @@
-//! The `kiln` command line: a thin shell over the services.
+//! `kiln-cli`: the `kiln` command line, a thin shell over the services.
+//! It does not depend on the REST API crate: `kiln serve` gets the server
+//! as a function from the binary (see [`run`]), so changing a handler
+//! rebuilds the API crate and the binary, not this one.
 
 mod data;
 mod experiments;
@@ -12,6 +15,8 @@ mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use kiln_services::listen::Serve;
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -54,8 +59,39 @@ enum Command {
     Worker(serve::WorkerArgs),
 }
 
+/// The whole process: logging, the panic hook, the async runtime, the
+/// command; returns the exit code. `serve` is `kiln_api::serve_boxed`.
+pub fn run(serve: Serve) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    // A bug in kiln must still end in a sentence, not a backtrace dump.
+    // (Written, not eprintln!ed: a closed stderr must not panic again.)
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(std::io::stderr(), "error: internal error in kiln ({info}); please report it with the command you ran");
+    }));
+    // Multi-threaded: a plugin spinning in Wasm must not starve other tasks.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        match main(serve).await {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: {e:#}");
+                1
+            }
+        }
+    })
+}
+
 /// Parse arguments, run, and return the process exit code.
-pub async fn main() -> Result<i32> {
+pub async fn main(serve: Serve) -> Result<i32> {
     let cli = Cli::parse();
     match cli.command {
         Command::Init { dir } => {
@@ -63,10 +99,10 @@ pub async fn main() -> Result<i32> {
                 Some(d) => d,
                 None => std::env::current_dir()?,
             };
-            let ws = crate::workspace::Workspace::init(&at)?;
-            let app = crate::app::App::open_at(ws).await?;
-            crate::plugins::ensure_bundled(&app).await?;
-            crate::outln!("Initialised Kiln workspace in {}", app.workspace.dir.display());
+            let ws = kiln_services::workspace::Workspace::init(&at)?;
+            let app = kiln_services::app::App::open_at(ws).await?;
+            kiln_services::plugins::ensure_bundled(&app).await?;
+            kiln_services::outln!("Initialised Kiln workspace in {}", app.workspace.dir.display());
             Ok(0)
         }
         Command::Run(args) => run::run(args).await,
@@ -77,7 +113,7 @@ pub async fn main() -> Result<i32> {
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(args, serve).await,
         Command::Worker(args) => serve::worker(args).await,
     }
 }

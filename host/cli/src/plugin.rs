@@ -1,8 +1,8 @@
-use crate::app::App;
-use crate::output;
-use crate::plugins::{self, LimitOverrides};
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use kiln_services::app::App;
+use kiln_services::output;
+use kiln_services::plugins::{self, LimitOverrides};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -16,10 +16,10 @@ pub enum PluginCommand {
     Add {
         file: PathBuf,
         /// Deadline for each call to this plugin (e.g. 30s, 5m).
-        #[arg(long, value_parser = crate::runtime::parse_duration)]
+        #[arg(long, value_parser = kiln_services::runtime::parse_duration)]
         timeout: Option<std::time::Duration>,
         /// Memory cap for each call (e.g. 512MiB, 2GiB).
-        #[arg(long, value_parser = crate::runtime::parse_memory)]
+        #[arg(long, value_parser = kiln_services::runtime::parse_memory)]
         memory: Option<u64>,
         #[arg(long)]
         json: bool,
@@ -42,7 +42,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
         PluginCommand::List { json } => {
             let list = app.store.list_plugins().await?;
             if json {
-                crate::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&list));
             } else {
                 let rows = list
                     .iter()
@@ -57,7 +57,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                crate::outln!("{}", output::table(&["name", "version", "kind", "origin", "digest", "summary"], rows));
+                kiln_services::outln!("{}", output::table(&["name", "version", "kind", "origin", "digest", "summary"], rows));
             }
         }
         PluginCommand::Add { file, timeout, memory, json } => {
@@ -66,11 +66,11 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
                 .await
                 .with_context(|| format!("{} was not registered", file.display()))?;
             if json {
-                crate::outln!("{}", output::json(&record));
+                kiln_services::outln!("{}", output::json(&record));
             } else if inserted {
-                crate::outln!("Registered {}@{} ({}, {}) from {}", record.name, record.version, record.kind, record.digest, file.display());
+                kiln_services::outln!("Registered {}@{} ({}, {}) from {}", record.name, record.version, record.kind, record.digest, file.display());
             } else {
-                crate::outln!("{}@{} is already registered ({})", record.name, record.version, record.digest);
+                kiln_services::outln!("{}@{} is already registered ({})", record.name, record.version, record.digest);
             }
         }
         PluginCommand::Inspect { plugin, json } => {
@@ -79,28 +79,28 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
             if json {
                 let mut v = serde_json::to_value(&p)?;
                 v["params_schema"] = schema;
-                crate::outln!("{}", output::json(&v));
+                kiln_services::outln!("{}", output::json(&v));
             } else {
-                crate::outln!("name:         {}", p.name);
-                crate::outln!("version:      {}", p.version);
-                crate::outln!("kind:         {}", p.kind);
-                crate::outln!("wit:          kiln:plugin@{}", p.wit_version);
-                crate::outln!("digest:       {}", p.digest);
-                crate::outln!("size:         {}", output::bytes(p.size as u64));
-                crate::outln!("origin:       {}", if p.bundled { "bundled with kiln" } else { "added" });
-                crate::outln!("summary:      {}", p.summary);
+                kiln_services::outln!("name:         {}", p.name);
+                kiln_services::outln!("version:      {}", p.version);
+                kiln_services::outln!("kind:         {}", p.kind);
+                kiln_services::outln!("wit:          kiln:plugin@{}", p.wit_version);
+                kiln_services::outln!("digest:       {}", p.digest);
+                kiln_services::outln!("size:         {}", output::bytes(p.size as u64));
+                kiln_services::outln!("origin:       {}", if p.bundled { "bundled with kiln" } else { "added" });
+                kiln_services::outln!("summary:      {}", p.summary);
                 let limits = plugins::limits_for(&p, LimitOverrides::default());
-                crate::outln!("limits:       {:?} per call, {} memory", limits.timeout, output::bytes(limits.memory_bytes));
-                crate::outln!("imports:");
+                kiln_services::outln!("limits:       {:?} per call, {} memory", limits.timeout, output::bytes(limits.memory_bytes));
+                kiln_services::outln!("imports:");
                 for i in &p.imports {
-                    crate::outln!("  {i}");
+                    kiln_services::outln!("  {i}");
                 }
-                crate::outln!("params schema:\n{}", output::json(&schema));
+                kiln_services::outln!("params schema:\n{}", output::json(&schema));
             }
         }
         PluginCommand::Remove { plugin } => {
             let removed = plugins::remove(&app, &plugin).await?;
-            crate::outln!("Removed {}@{} ({})", removed.name, removed.version, removed.digest);
+            kiln_services::outln!("Removed {}@{} ({})", removed.name, removed.version, removed.digest);
         }
     }
     Ok(0)
@@ -109,7 +109,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
 /// A component file's bytes: a regular file of at most `limit` bytes.
 fn read_component(file: &std::path::Path, limit: u64) -> Result<Vec<u8>> {
     use std::io::Read;
-    let f = crate::limits::open_regular(file, limit, "plugin_size").with_context(|| format!("reading {}", file.display()))?;
+    let f = kiln_services::limits::open_regular(file, limit, "plugin_size").with_context(|| format!("reading {}", file.display()))?;
     let mut bytes = Vec::new();
     // `take`: a file that grows after the size check is still read only
     // up to the limit (and then refused as not a whole component).

@@ -1,7 +1,7 @@
-use crate::app::App;
-use crate::output;
 use anyhow::Result;
 use clap::Subcommand;
+use kiln_services::app::App;
+use kiln_services::output;
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -64,11 +64,11 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
         RunsCommand::List { experiment, limit, json } => {
             let runs = app.store.list_runs(experiment.as_deref(), limit).await?;
             if json {
-                crate::outln!("{}", output::json(&runs));
+                kiln_services::outln!("{}", output::json(&runs));
                 return Ok(0);
             }
             if runs.is_empty() {
-                crate::outln!("No runs yet. Run a pipeline with `kiln run PIPELINE.toml`.");
+                kiln_services::outln!("No runs yet. Run a pipeline with `kiln run PIPELINE.toml`.");
                 return Ok(0);
             }
             let rows = runs
@@ -86,26 +86,27 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                     ]
                 })
                 .collect();
-            crate::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
+            kiln_services::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
         }
         RunsCommand::Search { filter, experiment, order_by, max_results, page_token, json } => {
-            use crate::tracking::filter as f;
+            use kiln_services::tracking::filter as f;
             let parsed = f::parse(&filter).map_err(|e| anyhow::anyhow!("invalid filter: {e}"))?;
             let order_by = order_by
                 .iter()
                 .map(|o| f::parse_order_by(o).map_err(|e| anyhow::anyhow!("invalid --order-by `{o}`: {e}")))
                 .collect::<Result<Vec<_>>>()?;
             let offset = match &page_token {
-                Some(t) => crate::tracking::page_token(t).map_err(|e| anyhow::anyhow!("--page-token: {e}"))?,
+                Some(t) => kiln_services::tracking::page_token(t).map_err(|e| anyhow::anyhow!("--page-token: {e}"))?,
                 None => 0,
             };
             if !(1..=50_000).contains(&max_results) {
                 anyhow::bail!("--max-results must be between 1 and 50000, got {max_results}");
             }
-            let q = crate::store::SearchQuery { experiments: experiment, filter: parsed, order_by, max_results, offset, ..Default::default() };
+            let q =
+                kiln_services::store::SearchQuery { experiments: experiment, filter: parsed, order_by, max_results, offset, ..Default::default() };
             let (runs, next) = app.store.search_runs(&q).await?;
             if json {
-                crate::outln!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));
+                kiln_services::outln!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));
             } else {
                 let rows = runs
                     .iter()
@@ -121,9 +122,9 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                crate::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
+                kiln_services::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
                 if let Some(n) = next {
-                    crate::outln!("More: --page-token {n}");
+                    kiln_services::outln!("More: --page-token {n}");
                 }
             }
         }
@@ -133,9 +134,9 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                 let full = app.store.resolve_run_id(id).await?;
                 runs.push(app.store.get_run(&full).await?.summary);
             }
-            let c = crate::tracking::compare::compare(&runs);
+            let c = kiln_services::tracking::compare::compare(&runs);
             if json {
-                crate::outln!("{}", output::json(&c));
+                kiln_services::outln!("{}", output::json(&c));
                 return Ok(0);
             }
             let mut header = vec!["param".to_string()];
@@ -150,8 +151,8 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                     row
                 })
                 .collect();
-            crate::outln!("{}", output::table(&header_refs, rows));
-            crate::outln!("(* = differs)\n");
+            kiln_services::outln!("{}", output::table(&header_refs, rows));
+            kiln_services::outln!("(* = differs)\n");
             let mut header = vec!["metric".to_string()];
             header.extend(runs.iter().map(|r| output::short(&r.id, 12).to_string()));
             let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
@@ -168,17 +169,17 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                     row
                 })
                 .collect();
-            crate::outln!("{}", output::table(&header_refs, rows));
-            crate::outln!("(* = best)");
+            kiln_services::outln!("{}", output::table(&header_refs, rows));
+            kiln_services::outln!("(* = best)");
         }
         RunsCommand::Delete { id } => {
             let id = app.store.resolve_run_id(&id).await?;
             app.store.set_run_stage(&id, "deleted").await?;
-            crate::outln!("Deleted run {id} (kiln runs restore {id} brings it back)");
+            kiln_services::outln!("Deleted run {id} (kiln runs restore {id} brings it back)");
         }
         RunsCommand::Restore { id } => {
             app.store.set_run_stage(&id, "active").await?;
-            crate::outln!("Restored run {id}");
+            kiln_services::outln!("Restored run {id}");
         }
         RunsCommand::Show { id, logs, json } => {
             let id = app.store.resolve_run_id(&id).await?;
@@ -190,33 +191,33 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                 if let Some(l) = &log {
                     v["logs"] = serde_json::to_value(l)?;
                 }
-                crate::outln!("{}", output::json(&v));
+                kiln_services::outln!("{}", output::json(&v));
                 return Ok(0);
             }
             let s = &run.summary;
-            crate::outln!("run         {}", s.id);
-            crate::outln!("experiment  {}", s.experiment);
-            crate::outln!("status      {}", s.status.as_str());
-            crate::outln!("started     {} UTC", output::time_ms(s.start_time));
+            kiln_services::outln!("run         {}", s.id);
+            kiln_services::outln!("experiment  {}", s.experiment);
+            kiln_services::outln!("status      {}", s.status.as_str());
+            kiln_services::outln!("started     {} UTC", output::time_ms(s.start_time));
             if let Some(end) = s.end_time {
-                crate::outln!("duration    {:.2}s", (end - s.start_time) as f64 / 1000.0);
+                kiln_services::outln!("duration    {:.2}s", (end - s.start_time) as f64 / 1000.0);
             }
-            crate::outln!("source      {}", s.source);
+            kiln_services::outln!("source      {}", s.source);
             if let Some(e) = &run.error {
-                crate::outln!("error       {e}");
+                kiln_services::outln!("error       {e}");
             }
             if !s.params.is_empty() {
-                crate::outln!("\nparams");
+                kiln_services::outln!("\nparams");
                 let rows = s.params.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect();
-                crate::outln!("{}", output::table(&["name", "value"], rows));
+                kiln_services::outln!("{}", output::table(&["name", "value"], rows));
             }
             if !s.metrics.is_empty() {
-                crate::outln!("\nmetrics");
+                kiln_services::outln!("\nmetrics");
                 let rows = s.metrics.iter().map(|(k, v)| vec![k.clone(), output::num(*v)]).collect();
-                crate::outln!("{}", output::table(&["name", "value"], rows));
+                kiln_services::outln!("{}", output::table(&["name", "value"], rows));
             }
             if !run.stages.is_empty() {
-                crate::outln!("\nstages");
+                kiln_services::outln!("\nstages");
                 let rows = run
                     .stages
                     .iter()
@@ -234,21 +235,21 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                crate::outln!("{}", output::table(&["stage", "status", "time", "peak memory", "error"], rows));
+                kiln_services::outln!("{}", output::table(&["stage", "status", "time", "peak memory", "error"], rows));
             }
             if !run.artifacts.is_empty() {
-                crate::outln!("\nartifacts");
+                kiln_services::outln!("\nartifacts");
                 let rows = run
                     .artifacts
                     .iter()
                     .map(|a| vec![a.path.clone(), output::bytes(a.size as u64), output::short(&a.blob, 16).to_string()])
                     .collect();
-                crate::outln!("{}", output::table(&["path", "size", "blob"], rows));
+                kiln_services::outln!("{}", output::table(&["path", "size", "blob"], rows));
             }
             if let Some(log) = log {
-                crate::outln!("\nlog");
+                kiln_services::outln!("\nlog");
                 for l in log {
-                    crate::outln!("[{}] {:<6} {}", l.stage, l.level, l.message);
+                    kiln_services::outln!("[{}] {:<6} {}", l.stage, l.level, l.message);
                 }
             }
         }

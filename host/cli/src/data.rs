@@ -1,8 +1,8 @@
-use crate::app::App;
-use crate::data::{self, AddOptions, DataState, profile};
-use crate::output;
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use kiln_services::app::App;
+use kiln_services::data::{self, AddOptions, DataState, profile};
+use kiln_services::output;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -91,7 +91,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let added = data::add(&app, &path, AddOptions { name, profile: !no_profile, hardlink }).await?;
             let v = &added.version;
             if json {
-                crate::outln!(
+                kiln_services::outln!(
                     "{}",
                     output::json(&serde_json::json!({
                         "name": v.name, "version": v.version, "hash": v.hash, "kind": v.kind, "size": v.size, "files": v.files,
@@ -100,7 +100,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                 );
             } else {
                 let what = if added.created { "added as" } else { "unchanged: already" };
-                crate::outln!(
+                kiln_services::outln!(
                     "{} {what} {}@{} ({}, {} file{}, {} new in the blob store)",
                     path.display(),
                     v.name,
@@ -110,7 +110,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                     if v.files == 1 { "" } else { "s" },
                     output::bytes(added.new_bytes)
                 );
-                crate::outln!("commit {} to git; {} is git-ignored", added.pointer.display(), path.display());
+                kiln_services::outln!("commit {} to git; {} is git-ignored", added.pointer.display(), path.display());
             }
             Ok(0)
         }
@@ -119,9 +119,9 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let entries = data::status(&local, &paths)?;
             let changed = entries.iter().filter(|e| e.state != DataState::Unchanged).count();
             if json {
-                crate::outln!("{}", output::json(&entries));
+                kiln_services::outln!("{}", output::json(&entries));
             } else if entries.is_empty() {
-                crate::outln!("no tracked data (add some with `kiln data add PATH`)");
+                kiln_services::outln!("no tracked data (add some with `kiln data add PATH`)");
             } else {
                 let rows = entries
                     .iter()
@@ -130,7 +130,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                         vec![e.path.clone(), format!("{}@{}", e.name, e.version), state, e.detail.clone()]
                     })
                     .collect();
-                crate::outln!("{}", output::table(&["path", "version", "state", "detail"], rows));
+                kiln_services::outln!("{}", output::table(&["path", "version", "state", "detail"], rows));
             }
             // Like `git diff --exit-code`: scripts can ask whether anything changed.
             Ok(if changed > 0 { 1 } else { 0 })
@@ -139,7 +139,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let local = data::Local::open()?;
             let done = data::checkout(&local, &paths, force, hardlink)?;
             if json {
-                crate::outln!("{}", output::json(&done));
+                kiln_services::outln!("{}", output::json(&done));
             } else {
                 for d in &done {
                     let what = match (d.restored, d.removed) {
@@ -147,7 +147,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                         (r, 0) => format!("restored {r} file{}", if r == 1 { "" } else { "s" }),
                         (r, x) => format!("restored {r}, removed {x}"),
                     };
-                    crate::outln!("{}  {}@{}  {what}", d.path, d.name, d.version);
+                    kiln_services::outln!("{}  {}@{}  {what}", d.path, d.name, d.version);
                 }
             }
             Ok(0)
@@ -156,9 +156,9 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let local = data::Local::open()?;
             let t = data::push(&local, &paths, remote.as_deref()).await?;
             if json {
-                crate::outln!("{}", output::json(&t));
+                kiln_services::outln!("{}", output::json(&t));
             } else {
-                crate::outln!("pushed {} of {} blobs ({}) to `{}`; it had the rest", t.copied, t.blobs, output::bytes(t.bytes), t.remote);
+                kiln_services::outln!("pushed {} of {} blobs ({}) to `{}`; it had the rest", t.copied, t.blobs, output::bytes(t.bytes), t.remote);
             }
             Ok(0)
         }
@@ -166,11 +166,18 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let local = data::Local::open()?;
             let (t, done) = data::pull(&local, &paths, remote.as_deref()).await?;
             if json {
-                crate::outln!("{}", output::json(&serde_json::json!({"transfer": t, "checkout": done})));
+                kiln_services::outln!("{}", output::json(&serde_json::json!({"transfer": t, "checkout": done})));
             } else {
-                crate::outln!("pulled {} of {} blobs ({}) from `{}`", t.copied, t.blobs, output::bytes(t.bytes), t.remote);
+                kiln_services::outln!("pulled {} of {} blobs ({}) from `{}`", t.copied, t.blobs, output::bytes(t.bytes), t.remote);
                 for d in &done {
-                    crate::outln!("{}  {}@{}  restored {} file{}", d.path, d.name, d.version, d.restored, if d.restored == 1 { "" } else { "s" });
+                    kiln_services::outln!(
+                        "{}  {}@{}  restored {} file{}",
+                        d.path,
+                        d.name,
+                        d.version,
+                        d.restored,
+                        if d.restored == 1 { "" } else { "s" }
+                    );
                 }
             }
             Ok(0)
@@ -180,7 +187,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let list = app.store.list_datasets().await?;
             if json {
                 let out: Vec<_> = list.iter().map(|(v, n)| serde_json::json!({"latest": v, "versions": n})).collect();
-                crate::outln!("{}", output::json(&out));
+                kiln_services::outln!("{}", output::json(&out));
             } else {
                 let rows = list
                     .iter()
@@ -197,7 +204,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                crate::outln!("{}", output::table(&["name", "latest", "versions", "kind", "size", "files", "path", "added (UTC)"], rows));
+                kiln_services::outln!("{}", output::table(&["name", "latest", "versions", "kind", "size", "files", "path", "added (UTC)"], rows));
             }
             Ok(0)
         }
@@ -212,28 +219,28 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                 v.profile_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored profile")?;
             if json {
                 let runs: Vec<_> = runs.iter().map(|(r, i)| serde_json::json!({"run_id": r, "input": i})).collect();
-                crate::outln!("{}", output::json(&serde_json::json!({"version": v, "schema": schema, "profile": prof, "runs": runs})));
+                kiln_services::outln!("{}", output::json(&serde_json::json!({"version": v, "schema": schema, "profile": prof, "runs": runs})));
                 return Ok(0);
             }
-            crate::outln!("dataset  {}@{}", v.name, v.version);
-            crate::outln!("hash     {}", v.hash);
-            crate::outln!("kind     {} ({}, {} file{})", v.kind, output::bytes(v.size as u64), v.files, if v.files == 1 { "" } else { "s" });
-            crate::outln!("path     {}", v.path);
-            crate::outln!("added    {}", output::time_ms(v.created_at));
+            kiln_services::outln!("dataset  {}@{}", v.name, v.version);
+            kiln_services::outln!("hash     {}", v.hash);
+            kiln_services::outln!("kind     {} ({}, {} file{})", v.kind, output::bytes(v.size as u64), v.files, if v.files == 1 { "" } else { "s" });
+            kiln_services::outln!("path     {}", v.path);
+            kiln_services::outln!("added    {}", output::time_ms(v.created_at));
             if let Some(p) = &prof {
-                crate::outln!("rows     {}\n", p.rows);
-                crate::outln!("{}", render_profile(p));
+                kiln_services::outln!("rows     {}\n", p.rows);
+                kiln_services::outln!("{}", render_profile(p));
             } else if v.format.is_empty() {
-                crate::outln!("\n(no profile: not a CSV or Parquet file)");
+                kiln_services::outln!("\n(no profile: not a CSV or Parquet file)");
             } else {
-                crate::outln!("\n(no profile: added with --no-profile)");
+                kiln_services::outln!("\n(no profile: added with --no-profile)");
             }
             if runs.is_empty() {
-                crate::outln!("\nno runs have read this version");
+                kiln_services::outln!("\nno runs have read this version");
             } else {
-                crate::outln!("\nread by");
+                kiln_services::outln!("\nread by");
                 for (r, i) in runs {
-                    crate::outln!("  run {r} (input `{i}`)");
+                    kiln_services::outln!("  run {r} (input `{i}`)");
                 }
             }
             Ok(0)
@@ -260,10 +267,10 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let (b, pb) = load(&new).await?;
             let d = profile::diff(&pa, &pb);
             if json {
-                crate::outln!("{}", output::json(&d));
+                kiln_services::outln!("{}", output::json(&d));
             } else {
-                crate::outln!("{}@{} → {}@{}\n", a.name, a.version, b.name, b.version);
-                crate::outln!("{d}");
+                kiln_services::outln!("{}@{} → {}@{}\n", a.name, a.version, b.name, b.version);
+                kiln_services::outln!("{d}");
             }
             Ok(0)
         }

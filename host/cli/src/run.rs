@@ -1,9 +1,9 @@
-use crate::app::App;
-use crate::output;
-use crate::pipeline::engine::{Event, StageResult, StageStatus};
-use crate::pipeline::{self, RunOptions, spec::Pipeline};
 use anyhow::Result;
 use clap::Args;
+use kiln_services::app::App;
+use kiln_services::output;
+use kiln_services::pipeline::engine::{Event, StageResult, StageStatus};
+use kiln_services::pipeline::{self, RunOptions, spec::Pipeline};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -76,12 +76,12 @@ async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i
     let human = !args.json;
     let live = human && std::io::stderr().is_terminal();
     if human {
-        crate::outln!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
+        kiln_services::outln!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
     }
     let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
     let run = pipeline::execute(app, prepared, options, None, |event| match event {
         Event::Started(stage) if live => eprintln!("  … {} started", stage.name),
-        Event::Finished(r) if human => crate::outln!("{}", stage_line(r)),
+        Event::Finished(r) if human => kiln_services::outln!("{}", stage_line(r)),
         _ => {}
     })
     .await?;
@@ -102,12 +102,12 @@ async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i
                 })
             })
             .collect();
-        crate::outln!("{}", output::json(&serde_json::json!({"run_id": run.run_id, "pipeline": name, "succeeded": ok, "stages": stages})));
+        kiln_services::outln!("{}", output::json(&serde_json::json!({"run_id": run.run_id, "pipeline": name, "succeeded": ok, "stages": stages})));
     } else {
         print_summary(&run.results);
         let ran = run.results.iter().filter(|r| r.status == StageStatus::Ran).count();
         let cached = run.results.iter().filter(|r| r.status == StageStatus::Cached).count();
-        crate::outln!(
+        kiln_services::outln!(
             "\nRun {} in experiment `{name}`: {} ({ran} ran, {cached} cached). See it with `kiln runs show {}`.",
             run.run_id,
             if ok { "succeeded" } else { "FAILED" },
@@ -143,9 +143,9 @@ fn print_summary(results: &[StageResult]) {
         }
     }
     if !lines.is_empty() {
-        crate::outln!("\nSummary");
+        kiln_services::outln!("\nSummary");
         for l in lines {
-            crate::outln!("{l}");
+            kiln_services::outln!("{l}");
         }
     }
 }
@@ -155,13 +155,13 @@ async fn sweep(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
     let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
     let human = !args.json;
     if human {
-        crate::outln!("Sweeping pipeline `{name}`");
+        kiln_services::outln!("Sweeping pipeline `{name}`");
     }
     let outcome = pipeline::run_sweep(app, pipeline, options, args.max_runs, |c| {
         if human {
             let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let metric = c.metric.map(output::num).unwrap_or_else(|| "-".into());
-            crate::outln!(
+            kiln_services::outln!(
                 "  {}  {:<9} {metric:>10}  {}",
                 output::short(&c.run_id, 12),
                 if c.succeeded { "succeeded" } else { "FAILED" },
@@ -171,12 +171,12 @@ async fn sweep(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
     })
     .await?;
     if args.json {
-        crate::outln!("{}", output::json(&outcome));
+        kiln_services::outln!("{}", output::json(&outcome));
     } else {
         match outcome.best {
             Some(b) => {
                 let c = &outcome.children[b];
-                crate::outln!(
+                kiln_services::outln!(
                     "\nBest {} = {} in run {} ({}). Parent run {}.",
                     outcome.metric,
                     output::num(c.metric.unwrap_or(f64::NAN)),
@@ -185,7 +185,7 @@ async fn sweep(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
                     outcome.parent_id
                 );
             }
-            None => crate::outln!("\nNo combination succeeded. Parent run {}.", outcome.parent_id),
+            None => kiln_services::outln!("\nNo combination succeeded. Parent run {}.", outcome.parent_id),
         }
     }
     Ok(if outcome.best.is_some() { 0 } else { 1 })
