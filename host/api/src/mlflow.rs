@@ -4,13 +4,12 @@
 //! MLflow's codes and statuses.
 
 use crate::app::App;
-use crate::store::{MetricPoint, RunStatus, RunView, SearchQuery, StoreError, now_ms};
+use crate::store::{MetricPoint, RunStatus, RunView, StoreError, now_ms};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kiln_services::tracking::filter;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -986,25 +985,24 @@ async fn search_runs(State(app): State<App>, Json(body): Json<Value>) -> Result<
         .flatten()
         .filter_map(|v| v.as_str().map(String::from).or_else(|| v.as_i64().map(|i| i.to_string())))
         .collect();
-    kiln_services::tracking::check_search_experiments(experiment_ids.len()).map_err(invalid)?;
-    let parsed = filter::parse(&text(&body, &["filter"]).unwrap_or_default()).map_err(|e| invalid(format!("Invalid filter: {e}")))?;
-    let order_by = body
-        .get("order_by")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
-        .map(|o| filter::parse_order_by(o).map_err(|e| invalid(format!("Invalid order_by clause '{o}': {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let max_results = int(&body, "max_results")?.unwrap_or(1000);
-    if !(1..=50_000).contains(&max_results) {
-        return Err(invalid(format!("Invalid value {max_results} for parameter 'max_results' supplied")));
-    }
-    let offset = match text(&body, &["page_token"]).filter(|t| !t.is_empty()) {
-        Some(t) => kiln_services::tracking::page_token(&t).map_err(|e| invalid(format!("Invalid page token: {e}")))?,
-        None => 0,
+    use kiln_services::tracking::{SearchError, SearchRequest};
+    let (filter_text, page_token) = (text(&body, &["filter"]).unwrap_or_default(), text(&body, &["page_token"]).filter(|t| !t.is_empty()));
+    let request = SearchRequest {
+        filter: &filter_text,
+        order_by: body.get("order_by").and_then(|v| v.as_array()).into_iter().flatten().filter_map(|v| v.as_str()).collect(),
+        max_results: int(&body, "max_results")?.unwrap_or(1000),
+        page_token: page_token.as_deref(),
+        experiment_ids,
+        ..Default::default()
     };
-    let q = SearchQuery { experiment_ids, filter: parsed, order_by, max_results, offset, ..Default::default() };
+    // MLflow's wording, where MLflow has one.
+    let q = request.query().map_err(|e| match e {
+        SearchError::Experiments(m) => invalid(m),
+        SearchError::Filter(m) => invalid(format!("Invalid filter: {m}")),
+        SearchError::OrderBy { clause, message } => invalid(format!("Invalid order_by clause '{clause}': {message}")),
+        SearchError::MaxResults(n) => invalid(format!("Invalid value {n} for parameter 'max_results' supplied")),
+        SearchError::PageToken(m) => invalid(format!("Invalid page token: {m}")),
+    })?;
     let (runs, next) = app.store.search_rendered(&q, |v| serde_json::to_vec(&RunJson(v)).expect("a run serialises")).await?;
     let mut body = Vec::with_capacity(runs.iter().map(|r| r.len() + 1).sum::<usize>() + 64);
     body.extend_from_slice(b"{\"runs\":[");

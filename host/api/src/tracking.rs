@@ -5,13 +5,12 @@
 use super::ApiError;
 use super::mlflow::{MAX_KEY, NameProblem, name_problem};
 use crate::app::App;
-use crate::store::{MetricPoint, NewRun, RunStatus, SearchQuery, now_ms};
+use crate::store::{MetricPoint, NewRun, RunStatus, now_ms};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kiln_services::tracking::filter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -228,25 +227,23 @@ pub struct SearchBody {
 }
 
 pub async fn search_runs(State(app): State<App>, Json(b): Json<SearchBody>) -> R {
-    kiln_services::tracking::check_search_experiments(b.experiments.len()).map_err(bad)?;
-    let parsed = filter::parse(&b.filter).map_err(|e| bad(format!("invalid filter: {e}")))?;
-    let order_by = b
-        .order_by
-        .iter()
-        .map(|o| filter::parse_order_by(o).map_err(|e| bad(format!("invalid order_by `{o}`: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let max_results = b.max_results.unwrap_or(100);
-    if !(1..=50_000).contains(&max_results) {
-        return Err(bad(format!("`max_results` must be between 1 and 50000, got {max_results}")));
-    }
-    let offset = match &b.page_token {
-        Some(t) => kiln_services::tracking::page_token(t).map_err(|e| bad(format!("`page_token`: {e}")))?,
-        None => 0,
+    use kiln_services::tracking::{SearchError, SearchRequest};
+    let request = SearchRequest {
+        filter: &b.filter,
+        order_by: b.order_by.iter().map(String::as_str).collect(),
+        max_results: b.max_results.unwrap_or(100),
+        page_token: b.page_token.as_deref(),
+        experiments: b.experiments.clone(),
+        ..Default::default()
     };
-    let (runs, next) = app
-        .store
-        .search_runs(&SearchQuery { experiments: b.experiments, filter: parsed, order_by, max_results, offset, ..Default::default() })
-        .await?;
+    let q = request.query().map_err(|e| match e {
+        SearchError::Experiments(m) => bad(format!("`experiments`: {m}")),
+        SearchError::Filter(m) => bad(format!("invalid filter: {m}")),
+        SearchError::OrderBy { clause, message } => bad(format!("invalid order_by `{clause}`: {message}")),
+        SearchError::MaxResults(n) => bad(format!("`max_results` must be between 1 and 50000, got {n}")),
+        SearchError::PageToken(m) => bad(format!("`page_token`: {m}")),
+    })?;
+    let (runs, next) = app.store.search_runs(&q).await?;
     Ok(Json(json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})))
 }
 

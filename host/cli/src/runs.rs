@@ -89,21 +89,22 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             kiln_services::outln!("{}", output::table(&["run", "experiment", "status", "started (UTC)", "metrics"], rows));
         }
         RunsCommand::Search { filter, experiment, order_by, max_results, page_token, json } => {
-            use kiln_services::tracking::filter as f;
-            let parsed = f::parse(&filter).map_err(|e| anyhow::anyhow!("invalid filter: {e}"))?;
-            let order_by = order_by
-                .iter()
-                .map(|o| f::parse_order_by(o).map_err(|e| anyhow::anyhow!("invalid --order-by `{o}`: {e}")))
-                .collect::<Result<Vec<_>>>()?;
-            let offset = match &page_token {
-                Some(t) => kiln_services::tracking::page_token(t).map_err(|e| anyhow::anyhow!("--page-token: {e}"))?,
-                None => 0,
+            use kiln_services::tracking::{SearchError, SearchRequest};
+            let request = SearchRequest {
+                filter: &filter,
+                order_by: order_by.iter().map(String::as_str).collect(),
+                max_results,
+                page_token: page_token.as_deref(),
+                experiments: experiment,
+                ..Default::default()
             };
-            if !(1..=50_000).contains(&max_results) {
-                anyhow::bail!("--max-results must be between 1 and 50000, got {max_results}");
-            }
-            let q =
-                kiln_services::store::SearchQuery { experiments: experiment, filter: parsed, order_by, max_results, offset, ..Default::default() };
+            let q = request.query().map_err(|e| match e {
+                SearchError::Experiments(m) => anyhow::anyhow!("--experiment: {m}"),
+                SearchError::Filter(m) => anyhow::anyhow!("invalid filter: {m}"),
+                SearchError::OrderBy { clause, message } => anyhow::anyhow!("invalid --order-by `{clause}`: {message}"),
+                SearchError::MaxResults(n) => anyhow::anyhow!("--max-results must be between 1 and 50000, got {n}"),
+                SearchError::PageToken(m) => anyhow::anyhow!("--page-token: {m}"),
+            })?;
             let (runs, next) = app.store.search_runs(&q).await?;
             if json {
                 kiln_services::outln!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));

@@ -16,6 +16,58 @@ pub fn check_search_experiments(n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The most runs one search page returns.
+pub const MAX_SEARCH_RESULTS: i64 = 50_000;
+
+/// A run search as the CLI and both APIs receive it: one set of rules,
+/// each caller words the refusal its own way (see [`SearchError`]).
+#[derive(Debug, Default)]
+pub struct SearchRequest<'a> {
+    pub filter: &'a str,
+    pub order_by: Vec<&'a str>,
+    pub max_results: i64,
+    pub page_token: Option<&'a str>,
+    /// Experiment names (Kiln's API and CLI).
+    pub experiments: Vec<String>,
+    /// Experiment ids (MLflow's API).
+    pub experiment_ids: Vec<String>,
+}
+
+/// Which part of a search request is wrong, and why.
+#[derive(Debug, PartialEq)]
+pub enum SearchError {
+    Experiments(String),
+    Filter(String),
+    OrderBy { clause: String, message: String },
+    MaxResults(i64),
+    PageToken(String),
+}
+
+impl SearchRequest<'_> {
+    /// Check the request and turn it into the store's query.
+    pub fn query(self) -> Result<crate::store::SearchQuery, SearchError> {
+        check_search_experiments(self.experiments.len() + self.experiment_ids.len()).map_err(SearchError::Experiments)?;
+        let filter = filter::parse(self.filter).map_err(SearchError::Filter)?;
+        let order_by = self
+            .order_by
+            .iter()
+            .map(|o| filter::parse_order_by(o).map_err(|message| SearchError::OrderBy { clause: o.to_string(), message }))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(1..=MAX_SEARCH_RESULTS).contains(&self.max_results) {
+            return Err(SearchError::MaxResults(self.max_results));
+        }
+        let offset = self.page_token.map(page_token).transpose().map_err(SearchError::PageToken)?.unwrap_or(0);
+        Ok(crate::store::SearchQuery {
+            experiments: self.experiments,
+            experiment_ids: self.experiment_ids,
+            filter,
+            order_by,
+            max_results: self.max_results,
+            offset,
+        })
+    }
+}
+
 /// A search page token as Kiln hands them out: a non-negative offset.
 pub fn page_token(token: &str) -> Result<i64, String> {
     token
@@ -44,6 +96,27 @@ pub fn check_artifact_path(path: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_requests_are_checked_in_one_place() {
+        let q = SearchRequest {
+            filter: "metrics.a > 1",
+            order_by: vec!["metrics.a DESC"],
+            max_results: 10,
+            page_token: Some("20"),
+            ..Default::default()
+        }
+        .query()
+        .unwrap();
+        assert_eq!((q.max_results, q.offset, q.order_by.len()), (10, 20, 1));
+        let bad = |r: SearchRequest| r.query().unwrap_err();
+        assert!(matches!(bad(SearchRequest { filter: "(", max_results: 1, ..Default::default() }), SearchError::Filter(_)));
+        assert!(matches!(bad(SearchRequest { order_by: vec!["x"], max_results: 1, ..Default::default() }), SearchError::OrderBy { .. }));
+        assert_eq!(bad(SearchRequest { max_results: 0, ..Default::default() }), SearchError::MaxResults(0));
+        assert!(matches!(bad(SearchRequest { max_results: 1, page_token: Some("-1"), ..Default::default() }), SearchError::PageToken(_)));
+        let many = (0..1001).map(|i| i.to_string()).collect();
+        assert!(matches!(bad(SearchRequest { max_results: 1, experiment_ids: many, ..Default::default() }), SearchError::Experiments(_)));
+    }
 
     #[test]
     fn names_tokens_and_artifact_paths() {
