@@ -61,7 +61,8 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
             }
         }
         PluginCommand::Add { file, timeout, memory, json } => {
-            let bytes = read_component(&file, app.limits.plugin_size)?;
+            let bytes = kiln_services::limits::read_bytes(&file, app.limits.plugin_size, Some("plugin_size"))
+                .with_context(|| format!("reading {}", file.display()))?;
             let (record, inserted) = plugins::add(&app, &bytes, false, LimitOverrides { timeout, memory_bytes: memory })
                 .await
                 .with_context(|| format!("{} was not registered", file.display()))?;
@@ -104,15 +105,4 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// A component file's bytes: a regular file of at most `limit` bytes.
-fn read_component(file: &std::path::Path, limit: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let f = kiln_services::limits::open_regular(file, limit, "plugin_size").with_context(|| format!("reading {}", file.display()))?;
-    let mut bytes = Vec::new();
-    // `take`: a file that grows after the size check is still read only
-    // up to the limit (and then refused as not a whole component).
-    f.take(limit).read_to_end(&mut bytes).with_context(|| format!("reading {}", file.display()))?;
-    Ok(bytes)
 }

@@ -52,36 +52,43 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 /// Open `path` for reading if it is a regular file of at most `limit`
-/// bytes; `what` names the limit in the refusal. The checks are made on
-/// the opened file, so a path swapped after a check cannot slip through.
-pub fn open_regular(path: &Path, limit: u64, what: &str) -> std::io::Result<std::fs::File> {
+/// bytes; `key` is the `[limits]` key that sets the limit, if one does (a
+/// refusal names it). The checks are made on the opened file, so a path
+/// swapped after a check cannot slip through.
+pub fn open_regular(path: &Path, limit: u64, key: Option<&str>) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking: opening a FIFO for reading would otherwise wait for a
     // writer forever. A regular file ignores the flag.
     let file = std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path)?;
-    check_regular(&file, limit, what)?;
+    check_regular(&file, limit, key)?;
     Ok(file)
 }
 
-/// The text of a small file Kiln reads whole (a pipeline, a pointer,
-/// `kiln.toml`): a regular file of at most `limit` bytes (`what` names it).
-pub fn read_text(path: &Path, limit: u64, what: &str) -> std::io::Result<String> {
+/// The bytes of a file Kiln reads whole (a plugin component): a regular
+/// file of at most `limit` bytes (see [`open_regular`]). A file that grows
+/// after the check is still read only up to the limit.
+pub fn read_bytes(path: &Path, limit: u64, key: Option<&str>) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let file = open_regular(path, limit, what)?;
-    let mut text = String::new();
-    file.take(limit).read_to_string(&mut text)?;
-    Ok(text)
+    let mut bytes = Vec::new();
+    open_regular(path, limit, key)?.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
-/// Refuse anything but a regular file of at most `limit` bytes.
-pub fn check_regular(file: &std::fs::File, limit: u64, what: &str) -> std::io::Result<()> {
+/// The text of a small file Kiln reads whole (a pipeline, a pointer,
+/// `kiln.toml`), under a fixed `limit`.
+pub fn read_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bytes(path, limit, None)?).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text"))
+}
+
+/// Refuse anything but a regular file of at most `limit` bytes (`key`: as
+/// for [`open_regular`]).
+pub fn check_regular(file: &std::fs::File, limit: u64, key: Option<&str>) -> std::io::Result<()> {
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("is {}, not a regular file", kind_of(&meta))));
     }
     if meta.len() > limit {
-        // `what` is a [limits] key, or a description of a fixed limit.
-        let hint = if what.contains(' ') { String::new() } else { format!(" (`{what}` under [limits] in kiln.toml)") };
+        let hint = key.map(|k| format!(" (`{k}` under [limits] in kiln.toml)")).unwrap_or_default();
         return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, format!("is {} bytes, over the limit of {limit} bytes{hint}", meta.len())));
     }
     Ok(())
@@ -114,14 +121,14 @@ mod tests {
 
     #[test]
     fn devices_and_fifos_are_refused_by_kind() {
-        let e = open_regular(Path::new("/dev/zero"), 1 << 30, "input_size").unwrap_err();
+        let e = open_regular(Path::new("/dev/zero"), 1 << 30, Some("input_size")).unwrap_err();
         assert!(e.to_string().contains("a character device"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe");
         rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
         // Opening a FIFO for reading blocks until a writer comes: the
         // refusal must come from a non-blocking look first.
-        let e = open_regular(&fifo, 1 << 30, "input_size").unwrap_err();
+        let e = open_regular(&fifo, 1 << 30, Some("input_size")).unwrap_err();
         assert!(e.to_string().contains("FIFO"), "{e}");
     }
 
@@ -130,8 +137,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         std::fs::write(&f, [0u8; 100]).unwrap();
-        assert!(open_regular(&f, 100, "input_size").is_ok());
-        let e = open_regular(&f, 99, "input_size").unwrap_err();
+        assert!(open_regular(&f, 100, Some("input_size")).is_ok());
+        let e = open_regular(&f, 99, Some("input_size")).unwrap_err();
         assert!(e.to_string().contains("limit of 99 bytes") && e.to_string().contains("input_size"), "{e}");
         let l: SizeLimits = toml::from_str("input_size = \"1KiB\"\nplugin_size = 5").unwrap();
         assert_eq!((l.input_size, l.plugin_size, l.upload_size), (1024, 5, SizeLimits::default().upload_size));

@@ -268,7 +268,7 @@ fn readable(codec: parquet::basic::Compression) -> bool {
 
 /// A regular file (a folder, device or FIFO is refused by name).
 fn open(path: &Path) -> Result<File, ProfileError> {
-    crate::limits::open_regular(path, u64::MAX, "input_size").map_err(|error| match error.kind() {
+    crate::limits::open_regular(path, u64::MAX, None).map_err(|error| match error.kind() {
         std::io::ErrorKind::InvalidInput => ProfileError::File { path: path.into(), message: error.to_string() },
         _ => ProfileError::Io { path: path.into(), error },
     })

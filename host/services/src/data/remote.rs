@@ -78,7 +78,7 @@ impl Config {
     /// `kiln.toml` in `root`, or an empty config if there is none.
     pub fn load(root: &Path) -> Result<Self> {
         let file = root.join(CONFIG_FILE);
-        match crate::limits::read_text(&file, 1 << 20, "a kiln.toml file") {
+        match crate::limits::read_text(&file, 1 << 20) {
             Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),

@@ -47,7 +47,7 @@ fn is_missing(v: &str) -> bool {
 
 /// Read the CSV file at `path` (a regular file; no size limit).
 pub fn read_csv(path: &Path, categorical: &[String]) -> Result<Table, CsvError> {
-    let file = crate::limits::open_regular(path, u64::MAX, "input_size").map_err(|error| CsvError::Io { path: path.to_path_buf(), error })?;
+    let file = crate::limits::open_regular(path, u64::MAX, None).map_err(|error| CsvError::Io { path: path.to_path_buf(), error })?;
     read_csv_file(file, path, categorical, u64::MAX)
 }
 

@@ -29,7 +29,7 @@ pub fn open(pipeline: &Pipeline, spec: &Input, limit: u64) -> Result<(std::fs::F
     let fail = |e: std::io::Error, shown: &Path| pipeline.error(spec.line, format!("input `{}`: cannot read `{}`: {e}", spec.name, shown.display()));
     let confine = pipeline.confine.as_ref().filter(|_| spec.dataset.is_none());
     let Some(root) = confine else {
-        let file = crate::limits::open_regular(&spec.path, limit, "input_size").map_err(|e| fail(e, &spec.path))?;
+        let file = crate::limits::open_regular(&spec.path, limit, Some("input_size")).map_err(|e| fail(e, &spec.path))?;
         return Ok((file, spec.path.clone()));
     };
     let shown = PathBuf::from(&spec.given);
@@ -46,7 +46,7 @@ pub fn open(pipeline: &Pipeline, spec: &Input, limit: u64) -> Result<(std::fs::F
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && e.to_string().contains("outside") => return Err(outside().into()),
         Err(e) => return Err(fail(e, &shown).into()),
     };
-    crate::limits::check_regular(&file, limit, "input_size").map_err(|e| fail(e, &shown))?;
+    crate::limits::check_regular(&file, limit, Some("input_size")).map_err(|e| fail(e, &shown))?;
     Ok((file, shown))
 }
 

@@ -218,7 +218,7 @@ fn header_line(source: &str, section: &str, name: &str) -> usize {
 
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Self, SpecError> {
-        let source = crate::limits::read_text(path, MAX_SPEC_BYTES, "a pipeline file").map_err(|e| SpecError {
+        let source = crate::limits::read_text(path, MAX_SPEC_BYTES).map_err(|e| SpecError {
             file: path.display().to_string(),
             line: 1,
             message: format!("cannot read the pipeline file: {e}"),
