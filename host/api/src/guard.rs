@@ -152,8 +152,8 @@ fn refusal(hosts: &AllowedHosts, req: &Request) -> Option<(StatusCode, String)> 
         }
         Some(_) => {}
     }
-    if req.method() == Method::POST && simple_content_type(&essence(req)) {
-        let given = essence(req);
+    let given = essence(req);
+    if req.method() == Method::POST && simple_content_type(&given) {
         let given = if given.is_empty() { "none".to_string() } else { format!("`{given}`") };
         return Some((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -31,7 +31,6 @@ pub struct ReportedMetric {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostEvent {
     Log(LogLine),
-    Progress { done: u64, total: u64, message: String },
     Metric(ReportedMetric),
 }
 
@@ -116,7 +115,6 @@ pub fn report(store: &mut Store<HostState>) -> CallReport {
         match e {
             HostEvent::Log(l) => logs.push(l),
             HostEvent::Metric(m) => metrics.push(m),
-            HostEvent::Progress { .. } => {}
         }
     }
     let elapsed_ms = state.started.elapsed().as_millis() as u64;

@@ -9,7 +9,7 @@ pub use kiln_types::names::{MAX_EXPERIMENT_NAME, check_experiment_name};
 /// parameter; the databases cap those).
 pub const MAX_SEARCH_EXPERIMENTS: usize = 1_000;
 
-pub fn check_search_experiments(n: usize) -> Result<(), String> {
+fn check_search_experiments(n: usize) -> Result<(), String> {
     if n > MAX_SEARCH_EXPERIMENTS {
         return Err(format!("a search names at most {MAX_SEARCH_EXPERIMENTS} experiments, not {n}"));
     }
