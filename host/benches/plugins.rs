@@ -105,7 +105,7 @@ async fn main() {
     let mut wasm_times = Vec::new();
     let mut wasm_report = None;
     for _ in 0..repeats {
-        let (r, s) = time(|| futures_lite_block(runtime.detect(&ks_wasm, ref_t.clone(), cur_t.clone(), "{}", &limits)));
+        let (r, s) = time(|| futures_lite_block(runtime.detect(&ks_wasm, ref_t.clone(), cur_t.clone(), "{}", &limits, None)));
         // Both sides clone the inputs inside the timing, so it cancels in the ratio.
         wasm_times.push(s);
         wasm_report = Some(r.unwrap().0);
@@ -199,10 +199,11 @@ async fn main() {
         let mut native_acc = 0.0;
         for r in 0..reps {
             let params = format!("{{\"n_estimators\": 100, \"max_depth\": 10, \"seed\": {r}}}");
-            let (out, s) = time(|| futures_lite_block(runtime.train(&forest, table(&xtr), Column::numeric("y", ytr.clone()), &params, &limits)));
+            let (out, s) =
+                time(|| futures_lite_block(runtime.train(&forest, table(&xtr), Column::numeric("y", ytr.clone()), &params, &limits, None)));
             fit.push(s);
             let model = out.unwrap().0;
-            let (pred, _) = futures_lite_block(runtime.predict(&forest, &model, table(&xte), &limits)).unwrap();
+            let (pred, _) = futures_lite_block(runtime.predict(&forest, &model, table(&xte), &limits, None)).unwrap();
             acc = accuracy(pred.column("prediction").unwrap().as_numeric().unwrap(), &yte);
             let p = Params::from_json(serde_json::from_str(&params).unwrap());
             let (m, s) = time(|| kiln_plugin_forest::Forest::train(table(&xtr), Column::numeric("y", ytr.clone()), p).unwrap());

@@ -6,6 +6,7 @@ mod artifacts;
 mod bad_input;
 mod data;
 mod hardening;
+mod live;
 mod load;
 mod mlflow;
 mod mlflow_validation;

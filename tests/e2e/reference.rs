@@ -52,8 +52,8 @@ fn cross_validate(plugin: &str, params: &str, path: &str, target: &str, k: usize
         let train: Vec<usize> = (0..yv.len()).filter(|i| !test.contains(i)).collect();
         let ytr = Column::numeric("y", train.iter().map(|&i| yv[i]).collect());
         let yte: Vec<f64> = test.iter().map(|&i| yv[i]).collect();
-        let (model, _) = rt.block_on(runtime.train(&p, dataset::take_rows(&x, &train), ytr, params, &limits)).unwrap();
-        let (pred, _) = rt.block_on(runtime.predict(&p, &model, dataset::take_rows(&x, test), &limits)).unwrap();
+        let (model, _) = rt.block_on(runtime.train(&p, dataset::take_rows(&x, &train), ytr, params, &limits, None)).unwrap();
+        let (pred, _) = rt.block_on(runtime.predict(&p, &model, dataset::take_rows(&x, test), &limits, None)).unwrap();
         scores.push(score(pred.column("prediction").unwrap().as_numeric().unwrap(), &yte));
     }
     scores.iter().sum::<f64>() / scores.len() as f64
@@ -118,7 +118,7 @@ fn ks_in_wasm_matches_native_on_large_samples() {
     let runtime = Runtime::new(cache.path().to_path_buf()).unwrap();
     let bytes = kiln::plugins::BUNDLED.iter().find(|(n, _)| *n == "ks").unwrap().1;
     let p = runtime.load("ks", bytes).unwrap();
-    let (wasm, _) = rt.block_on(runtime.detect(&p, reference.clone(), current.clone(), "{}", &Limits::default())).unwrap();
+    let (wasm, _) = rt.block_on(runtime.detect(&p, reference.clone(), current.clone(), "{}", &Limits::default(), None)).unwrap();
     let native = kiln_plugin_ks::Ks::detect(reference, current, kiln_sdk::Params::default()).unwrap();
     assert_eq!(wasm, native);
     assert!(wasm.features[0].p_value.unwrap() < 1e-6, "a 0.02 shift over 100k rows is detected: {wasm:?}");

@@ -3,7 +3,7 @@
 use super::ApiError;
 use crate::app::App;
 use crate::pipeline::{self, Outputs, RunRequest};
-use crate::store::{RunStatus, StageRecord};
+use crate::store::{Change, RunStatus, StageRecord};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use futures_util::stream::Stream;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// `POST /api/v1/pipelines` with the TOML text as the body.
 pub async fn register(State(app): State<App>, body: String) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -128,20 +128,29 @@ pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Js
 }
 
 /// `GET /api/v1/pipeline-runs/{id}/events`: server-sent events. `stage` when
-/// a stage's state changes, `log` for each log line, and a final `status`
-/// once the run has ended. The store is polled, so events flow whichever
-/// process (this server's worker or another machine's) runs the pipeline.
+/// a stage's state changes, `log` for each log line, `metrics` when the
+/// run's latest metrics change (live metrics included), `progress` while a
+/// plugin reports it, and a final `status` once the run has ended.
+///
+/// Nothing is polled: the stream waits on the store's change feed and
+/// re-reads the run only when a change names it (or another process
+/// changed something it cannot name), so an idle watcher costs the
+/// database nothing.
 pub async fn events(State(app): State<App>, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before the first read, so no change falls between the two.
+    let changes = app.store.subscribe();
     app.store.get_run(&id).await?;
-    struct Cursor {
-        app: App,
-        id: String,
-        seen: BTreeMap<String, String>,
-        log_seq: i64,
-        pending: std::collections::VecDeque<Event>,
-        done: bool,
-    }
-    let cursor = Cursor { app, id, seen: BTreeMap::new(), log_seq: 0, pending: Default::default(), done: false };
+    let cursor = Cursor {
+        app,
+        id,
+        changes,
+        seen: BTreeMap::new(),
+        metrics: serde_json::Map::new(),
+        log_seq: 0,
+        pending: Default::default(),
+        stale: true,
+        done: false,
+    };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(e) = c.pending.pop_front() {
@@ -150,39 +159,83 @@ pub async fn events(State(app): State<App>, Path(id): Path<String>) -> Result<Ss
             if c.done {
                 return None;
             }
-            let state = match run_state(&c.app, &c.id).await {
-                Ok(s) => s,
-                Err(e) => {
-                    c.done = true;
-                    c.pending.push_back(Event::default().event("error").data(e.message));
-                    continue;
-                }
-            };
-            for s in state["stages"].as_array().into_iter().flatten() {
-                let name = s["stage"].as_str().unwrap_or("").to_string();
-                let st = s["status"].as_str().unwrap_or("").to_string();
-                if c.seen.get(&name) != Some(&st) {
-                    c.seen.insert(name, st);
-                    c.pending.push_back(Event::default().event("stage").data(s.to_string()));
-                }
-            }
-            if let Ok(lines) = c.app.store.run_logs_after(&c.id, c.log_seq).await {
-                for (seq, l) in lines {
-                    c.log_seq = seq;
-                    c.pending
-                        .push_back(Event::default().event("log").data(json!({"stage": l.stage, "level": l.level, "message": l.message}).to_string()));
-                }
-            }
-            let status = state["status"].as_str().unwrap_or("");
-            if matches!(status, "succeeded" | "failed" | "cancelled") {
-                c.done = true;
-                c.pending.push_back(Event::default().event("status").data(json!({"id": c.id, "status": status}).to_string()));
+            if c.stale {
+                c.stale = false;
+                c.reread().await;
                 continue;
             }
-            if c.pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            match c.changes.recv().await {
+                Ok(Change::Progress { run, stage, done, total, message }) if run == c.id => {
+                    let data = json!({"stage": stage, "done": done, "total": total, "message": message});
+                    c.pending.push_back(Event::default().event("progress").data(data.to_string()));
+                }
+                Ok(change) => c.stale = change.run() == Some(c.id.as_str()) || matches!(change, Change::Job { .. } | Change::Unknown),
+                // Fell behind the feed: whatever was missed is re-read.
+                Err(broadcast::error::RecvError::Lagged(_)) => c.stale = true,
+                Err(broadcast::error::RecvError::Closed) => {
+                    c.done = true;
+                    c.pending.push_back(Event::default().event("error").data("the server is shutting down"));
+                }
             }
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Where one run-events stream stands.
+struct Cursor {
+    app: App,
+    id: String,
+    changes: broadcast::Receiver<Change>,
+    /// Last status sent per stage.
+    seen: BTreeMap<String, String>,
+    /// Last metrics sent.
+    metrics: serde_json::Map<String, Value>,
+    log_seq: i64,
+    pending: std::collections::VecDeque<Event>,
+    /// The run changed since it was last read.
+    stale: bool,
+    done: bool,
+}
+
+impl Cursor {
+    /// Read the run and queue an event for whatever differs from what was sent.
+    async fn reread(&mut self) {
+        let state = match run_state(&self.app, &self.id).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.done = true;
+                self.pending.push_back(Event::default().event("error").data(e.message));
+                return;
+            }
+        };
+        for s in state["stages"].as_array().into_iter().flatten() {
+            let name = s["stage"].as_str().unwrap_or("").to_string();
+            let st = s["status"].as_str().unwrap_or("").to_string();
+            if self.seen.get(&name) != Some(&st) {
+                self.seen.insert(name, st);
+                self.pending.push_back(Event::default().event("stage").data(s.to_string()));
+            }
+        }
+        if let Ok(lines) = self.app.store.run_logs_after(&self.id, self.log_seq).await {
+            for (seq, l) in lines {
+                self.log_seq = seq;
+                self.pending
+                    .push_back(Event::default().event("log").data(json!({"stage": l.stage, "level": l.level, "message": l.message}).to_string()));
+            }
+        }
+        if let Some(metrics) = state["metrics"].as_object() {
+            let changed: serde_json::Map<String, Value> =
+                metrics.iter().filter(|(k, v)| self.metrics.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            if !changed.is_empty() {
+                self.metrics.extend(changed.clone());
+                self.pending.push_back(Event::default().event("metrics").data(Value::Object(changed).to_string()));
+            }
+        }
+        let status = state["status"].as_str().unwrap_or("");
+        if matches!(status, "succeeded" | "failed" | "cancelled") {
+            self.done = true;
+            self.pending.push_back(Event::default().event("status").data(json!({"id": self.id, "status": status}).to_string()));
+        }
+    }
 }

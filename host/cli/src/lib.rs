@@ -8,6 +8,7 @@ mod experiments;
 mod models;
 mod pipeline;
 mod plugin;
+mod progress;
 mod run;
 mod runs;
 mod schedule;

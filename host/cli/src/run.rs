@@ -1,3 +1,4 @@
+use crate::progress::Bars;
 use anyhow::Result;
 use clap::Args;
 use kiln_services::app::App;
@@ -79,9 +80,12 @@ async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i
         kiln_services::outln!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
     }
     let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
-    let run = pipeline::execute(app, prepared, options, None, |event| match event {
-        Event::Started(stage) if live => eprintln!("  … {} started", stage.name),
-        Event::Finished(r) if human => kiln_services::outln!("{}", stage_line(r)),
+    let bars = live.then(Bars::new);
+    let run = pipeline::execute(app, prepared, options, None, |event| match (event, &bars) {
+        (Event::Run(id), Some(bars)) => bars.follow(app, id),
+        (Event::Started(stage), Some(bars)) => bars.started(&stage.name),
+        (Event::Finished(r), Some(bars)) => bars.finished(&r.name, &stage_line(r)),
+        (Event::Finished(r), None) if human => kiln_services::outln!("{}", stage_line(r)),
         _ => {}
     })
     .await?;

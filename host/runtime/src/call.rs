@@ -2,7 +2,7 @@
 //! of whatever went wrong.
 
 use super::error::RuntimeError;
-use super::host::{HostState, MemoryLimiter, OUTPUT_CAP};
+use super::host::{Events, HostState, MemoryLimiter, OUTPUT_CAP};
 use super::limits::Limits;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -28,11 +28,22 @@ pub struct ReportedMetric {
     pub step: u64,
 }
 
+/// What a running plugin tells the host through `kiln:plugin/host`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostEvent {
     Log(LogLine),
     Metric(ReportedMetric),
+    /// `done` of `total` units; never kept, only sent live.
+    Progress {
+        done: u64,
+        total: u64,
+        message: String,
+    },
 }
+
+/// Where a call sends its events live: the `events` argument of the
+/// runtime's call methods.
+pub type EventSender = tokio::sync::mpsc::Sender<HostEvent>;
 
 /// What a successful call left behind besides its result.
 #[derive(Debug, Clone, Default)]
@@ -42,12 +53,14 @@ pub struct CallReport {
     /// Largest linear memory the plugin reached, in bytes.
     pub peak_memory: u64,
     /// Log lines and metrics dropped past the per-call caps
-    /// (`host::MAX_EVENTS`, `host::MAX_EVENT_BYTES`).
+    /// (`host::MAX_EVENTS`, `host::MAX_EVENT_BYTES`). With a live sink,
+    /// `logs` holds only stdout/stderr and `metrics` is empty: the rest
+    /// went out as it happened.
     pub dropped_events: u64,
     pub elapsed_ms: u64,
 }
 
-pub fn new_store(engine: &Engine, limits: &Limits) -> Store<HostState> {
+pub fn new_store(engine: &Engine, limits: &Limits, sink: Option<EventSender>) -> Store<HostState> {
     let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
     let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
     // No preopens, no env, no args, no socket address allowed, no name
@@ -60,7 +73,7 @@ pub fn new_store(engine: &Engine, limits: &Limits) -> Store<HostState> {
         limiter: MemoryLimiter { cap: limits.memory_bytes, peak: 0, refused: None },
         deadline: now + limits.timeout,
         timed_out: false,
-        events: Default::default(),
+        events: Events::new(sink),
         stdout,
         stderr,
         started: now,
@@ -78,6 +91,15 @@ pub fn new_store(engine: &Engine, limits: &Limits) -> Store<HostState> {
         Ok(UpdateDeadline::Yield(1))
     });
     store
+}
+
+/// Finish a call ([`finish`]) after sending the events still queued for
+/// its live sink, whether the call succeeded or not: what a plugin logged
+/// before it trapped is worth most.
+pub async fn settle<T>(store: &mut Store<HostState>, result: wasmtime::Result<T>) -> Result<T, RuntimeError> {
+    let (sink, pending) = store.data_mut().events.take_pending();
+    Events::flush(sink, pending).await;
+    finish(store, result)
 }
 
 /// Map a call's outcome to a typed error, using what the store saw (deadline
@@ -115,6 +137,7 @@ pub fn report(store: &mut Store<HostState>) -> CallReport {
         match e {
             HostEvent::Log(l) => logs.push(l),
             HostEvent::Metric(m) => metrics.push(m),
+            HostEvent::Progress { .. } => {}
         }
     }
     let elapsed_ms = state.started.elapsed().as_millis() as u64;

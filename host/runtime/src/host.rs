@@ -1,8 +1,10 @@
 //! What a plugin's store holds, and the `kiln:plugin/host` imports.
 
 use super::bindings::v0_1_0 as v1;
-use super::call::{HostEvent, LogLine, ReportedMetric};
-use std::time::Instant;
+use super::call::{EventSender, HostEvent, LogLine, ReportedMetric};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TrySendError;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -19,23 +21,98 @@ pub const MAX_EVENTS: usize = 10_000;
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// A single log message is cut to this many bytes.
 pub const MAX_MESSAGE: usize = 16 << 10;
+/// Progress is latest-wins: at most one event per this interval goes out
+/// (and the last one, `done == total`, always does).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The events a call has kept, and how many it dropped past the caps.
+/// Where a call's events go.
+///
+/// With a live sink, each event is sent as it happens. The host functions
+/// are synchronous, so a full channel does not block the plugin: events
+/// wait in `overflow` (bounded by the caps above, like everything else)
+/// and go out with the next event or when the call ends. Without a sink,
+/// events are kept for the call's report.
 #[derive(Debug, Default)]
 pub struct Events {
     pub kept: Vec<HostEvent>,
+    sink: Option<EventSender>,
+    overflow: VecDeque<HostEvent>,
+    count: usize,
     bytes: usize,
     pub dropped: u64,
+    last_progress: Option<Instant>,
 }
 
 impl Events {
+    pub fn new(sink: Option<EventSender>) -> Self {
+        Events { sink, ..Default::default() }
+    }
+
     fn push(&mut self, event: HostEvent, bytes: usize) {
-        if self.kept.len() >= MAX_EVENTS || self.bytes + bytes > MAX_EVENT_BYTES {
+        if self.count >= MAX_EVENTS || self.bytes + bytes > MAX_EVENT_BYTES {
             self.dropped += 1;
             return;
         }
+        self.count += 1;
         self.bytes += bytes;
-        self.kept.push(event);
+        if self.sink.is_none() {
+            self.kept.push(event);
+            return;
+        }
+        self.overflow.push_back(event);
+        self.send_ready();
+    }
+
+    /// Progress is not counted against the caps: it is rate-limited and
+    /// dropped (not queued) when the channel is full, since only the latest
+    /// matters. Without a live sink nobody would read it.
+    fn progress(&mut self, done: u64, total: u64, message: String) {
+        let Some(sink) = &self.sink else { return };
+        let now = Instant::now();
+        let last = done >= total;
+        if !last && self.last_progress.is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL) {
+            return;
+        }
+        if !self.overflow.is_empty() {
+            return;
+        }
+        if sink.try_send(HostEvent::Progress { done, total, message: cut(message, 1024) }).is_ok() {
+            self.last_progress = Some(now);
+        }
+    }
+
+    /// Send queued events while the channel has room.
+    fn send_ready(&mut self) {
+        let Some(sink) = &self.sink else { return };
+        while let Some(event) = self.overflow.pop_front() {
+            match sink.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(event)) => {
+                    self.overflow.push_front(event);
+                    return;
+                }
+                // Nobody listens any more: nothing to keep them for.
+                Err(TrySendError::Closed(_)) => {
+                    self.overflow.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After the call: wait for room for whatever is still queued.
+    pub async fn flush(sink: Option<EventSender>, overflow: VecDeque<HostEvent>) {
+        let Some(sink) = sink else { return };
+        for event in overflow {
+            if sink.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The sink and the queued events, for [`Events::flush`].
+    pub fn take_pending(&mut self) -> (Option<EventSender>, VecDeque<HostEvent>) {
+        (self.sink.take(), std::mem::take(&mut self.overflow))
     }
 }
 
@@ -114,13 +191,78 @@ impl v1::host::Host for HostState {
         self.events.push(HostEvent::Log(LogLine { level: level.into(), message, at_ms: self.started.elapsed().as_millis() as u64 }), bytes);
     }
 
-    /// Not kept: nothing reads progress after a call (live progress is to
-    /// come), and keeping it would let a plugin grow the host's memory.
-    fn progress(&mut self, _done: u64, _total: u64, _message: String) {}
+    fn progress(&mut self, done: u64, total: u64, message: String) {
+        self.events.progress(done, total, message);
+    }
 
     fn report_metric(&mut self, name: String, value: f64, step: u64) {
         let name = cut(name, 1024);
         let bytes = name.len() + 32;
         self.events.push(HostEvent::Metric(ReportedMetric { name, value, step }), bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(i: usize) -> HostEvent {
+        HostEvent::Log(LogLine { level: "info".into(), message: format!("line {i}"), at_ms: 0 })
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_queues_events_in_order_and_the_end_of_the_call_delivers_them() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut events = Events::new(Some(tx));
+        for i in 0..10 {
+            events.push(log(i), 40);
+        }
+        assert_eq!(events.overflow.len(), 6, "4 fit in the channel, 6 wait");
+        let (sink, pending) = events.take_pending();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(e) = rx.recv().await {
+                got.push(e);
+            }
+            got
+        });
+        Events::flush(sink, pending).await;
+        drop(events);
+        let got = reader.await.unwrap();
+        assert_eq!(got, (0..10).map(log).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn events_past_the_caps_are_dropped_and_counted_even_when_sent_live() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(MAX_EVENTS * 2);
+        let mut events = Events::new(Some(tx));
+        for i in 0..MAX_EVENTS + 25 {
+            events.push(log(i), 10);
+        }
+        assert_eq!(events.dropped, 25);
+        assert!(events.kept.is_empty(), "live events are not also kept");
+        drop(events);
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_EVENTS);
+    }
+
+    #[tokio::test]
+    async fn progress_is_rate_limited_but_the_last_report_always_goes_out() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
+        let mut events = Events::new(Some(tx));
+        for done in 1..=500 {
+            events.progress(done, 500, "rows".into());
+        }
+        drop(events);
+        let mut got = Vec::new();
+        while let Some(HostEvent::Progress { done, .. }) = rx.recv().await {
+            got.push(done);
+        }
+        assert_eq!(got.first(), Some(&1));
+        assert_eq!(got.last(), Some(&500));
+        assert!(got.len() < 500, "{} progress events of 500 went out", got.len());
     }
 }

@@ -31,8 +31,8 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
-pub use call::{CallReport, HostEvent, LogLine, ReportedMetric};
-pub use host::{MAX_EVENT_BYTES, MAX_EVENTS};
+pub use call::{CallReport, EventSender, HostEvent, LogLine, ReportedMetric};
+pub use host::{MAX_EVENT_BYTES, MAX_EVENTS, PROGRESS_INTERVAL};
 
 /// How often the epoch ticks. A deadline is enforced to within one tick,
 /// and a running plugin yields to the async executor once per tick.
@@ -158,7 +158,7 @@ impl Runtime {
 
     /// Call `describe` and check what it returns.
     pub async fn describe(&self, plugin: &LoadedPlugin, limits: &Limits) -> Result<PluginDescription, RuntimeError> {
-        let mut store = call::new_store(&self.engine, limits);
+        let mut store = call::new_store(&self.engine, limits, None);
         let result = match &plugin.pre {
             WorldPre::Trainer(pre) => async { pre.instantiate_async(&mut store).await?.kiln_plugin_trainer().call_describe(&mut store).await }.await,
             WorldPre::Evaluator(pre) => {
@@ -183,9 +183,10 @@ impl Runtime {
         target: Column,
         params: &str,
         limits: &Limits,
+        events: Option<EventSender>,
     ) -> Result<(Vec<u8>, CallReport), RuntimeError> {
         let WorldPre::Trainer(pre) = &plugin.pre else { return Err(wrong_kind(plugin, PluginKind::Trainer)) };
-        let mut store = call::new_store(&self.engine, limits);
+        let mut store = call::new_store(&self.engine, limits, events);
         let features = convert::table_to_wit(features);
         let target = convert::column_to_wit(target);
         let result = async {
@@ -200,7 +201,7 @@ impl Runtime {
             }
         }
         .await;
-        let saved = call::finish(&mut store, result)?;
+        let saved = call::settle(&mut store, result).await?;
         let bytes = saved.map_err(convert::plugin_error)?;
         Ok((bytes, call::report(&mut store)))
     }
@@ -208,10 +209,17 @@ impl Runtime {
     /// Load a saved model and predict a batch. The prediction table is
     /// checked against the contract (a `prediction` column, one row per
     /// input row).
-    pub async fn predict(&self, plugin: &LoadedPlugin, model: &[u8], features: Table, limits: &Limits) -> Result<(Table, CallReport), RuntimeError> {
+    pub async fn predict(
+        &self,
+        plugin: &LoadedPlugin,
+        model: &[u8],
+        features: Table,
+        limits: &Limits,
+        events: Option<EventSender>,
+    ) -> Result<(Table, CallReport), RuntimeError> {
         let WorldPre::Trainer(pre) = &plugin.pre else { return Err(wrong_kind(plugin, PluginKind::Trainer)) };
         let rows = features.rows;
-        let mut store = call::new_store(&self.engine, limits);
+        let mut store = call::new_store(&self.engine, limits, events);
         let features = convert::table_to_wit(features);
         let result = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -222,7 +230,7 @@ impl Runtime {
             }
         }
         .await;
-        let out = call::finish(&mut store, result)?.map_err(convert::plugin_error)?;
+        let out = call::settle(&mut store, result).await?.map_err(convert::plugin_error)?;
         let table = convert::predictions(out, rows)?;
         Ok((table, call::report(&mut store)))
     }
@@ -235,9 +243,10 @@ impl Runtime {
         predictions: Table,
         params: &str,
         limits: &Limits,
+        events: Option<EventSender>,
     ) -> Result<(Evaluation, CallReport), RuntimeError> {
         let WorldPre::Evaluator(pre) = &plugin.pre else { return Err(wrong_kind(plugin, PluginKind::Evaluator)) };
-        let mut store = call::new_store(&self.engine, limits);
+        let mut store = call::new_store(&self.engine, limits, events);
         let actual = convert::column_to_wit(actual);
         let predictions = convert::table_to_wit(predictions);
         let result = async {
@@ -245,7 +254,7 @@ impl Runtime {
             instance.kiln_plugin_evaluator().call_evaluate(&mut store, &actual, &predictions, params).await
         }
         .await;
-        let out = call::finish(&mut store, result)?.map_err(convert::plugin_error)?;
+        let out = call::settle(&mut store, result).await?.map_err(convert::plugin_error)?;
         Ok((convert::evaluation(out)?, call::report(&mut store)))
     }
 
@@ -257,11 +266,12 @@ impl Runtime {
         current: Table,
         params: &str,
         limits: &Limits,
+        events: Option<EventSender>,
     ) -> Result<(DriftReport, CallReport), RuntimeError> {
         let WorldPre::DriftDetector(pre) = &plugin.pre else {
             return Err(wrong_kind(plugin, PluginKind::DriftDetector));
         };
-        let mut store = call::new_store(&self.engine, limits);
+        let mut store = call::new_store(&self.engine, limits, events);
         let reference = convert::table_to_wit(reference);
         let current = convert::table_to_wit(current);
         let result = async {
@@ -269,14 +279,14 @@ impl Runtime {
             instance.kiln_plugin_drift_detector().call_detect(&mut store, &reference, &current, params).await
         }
         .await;
-        let out = call::finish(&mut store, result)?.map_err(convert::plugin_error)?;
+        let out = call::settle(&mut store, result).await?.map_err(convert::plugin_error)?;
         Ok((convert::drift_report(out)?, call::report(&mut store)))
     }
 
     /// Instantiate the plugin in a fresh store and drop it: the per-call
     /// overhead a benchmark measures.
     pub async fn instantiate_only(&self, plugin: &LoadedPlugin, limits: &Limits) -> Result<(), RuntimeError> {
-        let mut store = call::new_store(&self.engine, limits);
+        let mut store = call::new_store(&self.engine, limits, None);
         let r = match &plugin.pre {
             WorldPre::Trainer(p) => p.instantiate_async(&mut store).await.map(drop),
             WorldPre::Evaluator(p) => p.instantiate_async(&mut store).await.map(drop),

@@ -4,9 +4,10 @@
 
 use crate::app::App;
 use crate::pipeline;
-use crate::store::RunStatus;
+use crate::store::{Change, RunStatus};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, watch};
 
 #[derive(Debug, Clone)]
@@ -15,7 +16,9 @@ pub struct WorkerOptions {
     /// How long a claim lasts without a heartbeat; a worker that dies is
     /// replaced this long after its last heartbeat.
     pub lease: Duration,
-    /// How often to look for work when the queue is empty.
+    /// How often to look for work when the queue is empty and the change
+    /// feed says nothing: a new job wakes the worker at once; this catches
+    /// a lease that ran out (its worker died), which no write announces.
     pub poll: Duration,
 }
 
@@ -23,7 +26,7 @@ impl WorkerOptions {
     pub fn new(lease: Duration) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         let id = format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        WorkerOptions { id, lease, poll: Duration::from_millis(200) }
+        WorkerOptions { id, lease, poll: Duration::from_secs(1) }
     }
 }
 
@@ -31,11 +34,22 @@ impl WorkerOptions {
 pub async fn run(app: App, options: WorkerOptions, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(worker = %options.id, "worker started");
     let lease_ms = options.lease.as_millis() as i64;
+    let mut changes = app.store.subscribe();
     while !*shutdown.borrow() {
         match app.store.claim_job(&options.id, lease_ms).await {
             Ok(Some(job)) => process(&app, &options, job).await,
             Ok(None) => {
+                let job_changed = async {
+                    loop {
+                        match changes.recv().await {
+                            Ok(Change::Job { .. } | Change::Unknown) | Err(RecvError::Lagged(_)) => return,
+                            Ok(_) => {}
+                            Err(RecvError::Closed) => return std::future::pending().await,
+                        }
+                    }
+                };
                 tokio::select! {
+                    _ = job_changed => {}
                     _ = tokio::time::sleep(options.poll) => {}
                     _ = shutdown.changed() => {}
                 }

@@ -1,6 +1,6 @@
 //! Dataset versions and their lineage (which runs read them).
 
-use super::{Result, Store, StoreError, now_ms};
+use super::{Change, Result, Store, StoreError, now_ms};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -96,6 +96,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.changed(Change::Dataset { name: new.name.clone() });
         Ok((
             DatasetVersion {
                 name: new.name,
@@ -167,6 +168,7 @@ impl Store {
             .bind(input)
             .execute(&self.pool)
             .await?;
+        self.changed(Change::Dataset { name: name.into() });
         Ok(())
     }
 

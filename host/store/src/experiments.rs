@@ -1,6 +1,6 @@
 //! Experiments: create, list, rename, delete and restore (soft, as MLflow).
 
-use super::{Result, Store, StoreError, now_ms};
+use super::{Change, Result, Store, StoreError, now_ms};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -71,6 +71,7 @@ impl Store {
         .bind(value)
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Experiment { id: id.into() });
         Ok(())
     }
 
@@ -110,6 +111,9 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("experiment `{name}`")));
         }
+        if let Some(e) = self.experiment_by_name(new_name).await? {
+            self.changed(Change::Experiment { id: e.id });
+        }
         Ok(())
     }
 
@@ -131,6 +135,7 @@ impl Store {
             .await?;
         sqlx::query("UPDATE runs SET lifecycle_stage = $1 WHERE experiment_id = $2").bind(stage).bind(&id).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.changed(Change::Experiment { id });
         Ok(())
     }
 
@@ -140,6 +145,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("run `{run_id}`")));
         }
+        self.changed(Change::Run { id: run_id.into() });
         Ok(())
     }
 }

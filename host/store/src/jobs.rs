@@ -1,7 +1,7 @@
 //! The job queue workers share: claimed with a lease, kept alive by
 //! heartbeats, claimed again by another worker when the lease runs out.
 
-use super::{Backend, Result, Store, now_ms};
+use super::{Backend, Change, Result, Store, now_ms};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -50,6 +50,7 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
+        self.changed(Change::Job { id: id.clone() });
         Ok(id)
     }
 
@@ -68,7 +69,11 @@ impl Store {
              RETURNING {COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql)).bind(worker).bind(now + lease_ms).bind(now).fetch_optional(&self.pool).await?;
-        row.as_ref().map(from_row).transpose()
+        let job = row.as_ref().map(from_row).transpose()?;
+        if let Some(j) = &job {
+            self.changed(Change::Job { id: j.id.clone() });
+        }
+        Ok(job)
     }
 
     /// Extend the lease. `false` means the job is no longer this worker's to
@@ -98,6 +103,9 @@ impl Store {
         .bind(worker)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 1 {
+            self.changed(Change::Job { id: id.into() });
+        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -110,6 +118,9 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 1 {
+            self.changed(Change::Job { id: id.into() });
+        }
         Ok(done.rows_affected() == 1)
     }
 

@@ -8,6 +8,7 @@
 mod catalog;
 mod datasets;
 mod experiments;
+mod feed;
 mod group;
 mod history;
 mod jobs;
@@ -19,6 +20,7 @@ mod search;
 
 pub use datasets::{DatasetVersion, NewDatasetVersion};
 pub use experiments::ExperimentRecord;
+pub use feed::{Change, SQLITE_PROBE};
 pub use history::HistoryPoint;
 pub use jobs::Job;
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
@@ -88,6 +90,7 @@ pub struct Store {
     backend: Backend,
     writer: group::GroupWriter,
     catalog: std::sync::Arc<catalog::Catalog>,
+    feed: feed::Feed,
 }
 
 pub(crate) fn migrator() -> Migrator {
@@ -137,7 +140,8 @@ impl Store {
         migrator().run(&pool).await?;
         let catalog = std::sync::Arc::new(catalog::Catalog::default());
         let writer = group::GroupWriter::spawn(pool.clone(), backend, catalog.clone());
-        let store = Store { pool, backend, writer, catalog };
+        let feed = feed::Feed::new(url, backend == Backend::Postgres);
+        let store = Store { pool, backend, writer, catalog, feed };
         store.convert_legacy_metrics().await?;
         Ok(store)
     }
@@ -151,6 +155,28 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Every change committed from now on, by this process or (through
+    /// NOTIFY on PostgreSQL, `data_version` on SQLite) by another.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.feed.subscribe()
+    }
+
+    /// Changes made through this process only (no listener is started, no
+    /// database is asked): for a process watching its own work.
+    pub fn subscribe_local(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.feed.subscribe_local()
+    }
+
+    /// A running stage's progress, for the feed only: nothing is stored.
+    pub fn publish_progress(&self, run: &str, stage: &str, done: u64, total: u64, message: &str) {
+        self.changed(Change::Progress { run: run.into(), stage: stage.into(), done, total, message: message.into() });
+    }
+
+    /// Tell subscribers about a committed change.
+    pub(crate) fn changed(&self, change: Change) {
+        self.feed.publish(change, &self.pool);
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,6 +1,6 @@
 //! The stage cache and lineage edges.
 
-use super::{Result, Store, now_ms};
+use super::{Change, Result, Store, now_ms};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -106,6 +106,7 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Pipeline { name: name.into() });
         Ok(())
     }
 

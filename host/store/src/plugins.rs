@@ -1,6 +1,6 @@
 //! Registered plugins.
 
-use super::{Result, Store, StoreError};
+use super::{Change, Result, Store, StoreError};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -73,6 +73,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.changed(Change::Plugin { digest: p.digest.clone() });
         Ok(true)
     }
 
@@ -95,6 +96,7 @@ impl Store {
     /// bundled plugin a newer kiln replaced).
     pub async fn set_plugin_version(&self, digest: &str, version: &str) -> Result<()> {
         sqlx::query("UPDATE plugins SET version = $1 WHERE digest = $2").bind(version).bind(digest).execute(&self.pool).await?;
+        self.changed(Change::Plugin { digest: digest.into() });
         Ok(())
     }
 
@@ -117,6 +119,7 @@ impl Store {
             return Err(StoreError::NotFound(format!("plugin {digest}")));
         }
         tx.commit().await?;
+        self.changed(Change::Plugin { digest: digest.into() });
         Ok(())
     }
 }

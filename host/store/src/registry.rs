@@ -1,7 +1,7 @@
 //! The model registry: registered models, numbered versions, stages and
 //! aliases.
 
-use super::{Result, Store, StoreError, now_ms};
+use super::{Change, Result, Store, StoreError, now_ms};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -58,6 +58,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("Registered Model (name={name}) already exists.")));
         }
+        self.changed(Change::Model { name: name.into() });
         Ok(ModelRecord { name: name.into(), description: description.into(), created_at: now, updated_at: now })
     }
 
@@ -99,6 +100,7 @@ impl Store {
             return Err(StoreError::NotFound(format!("Registered Model with name={name}")));
         }
         tx.commit().await?;
+        self.changed(Change::Model { name: name.into() });
         Ok(())
     }
 
@@ -126,6 +128,7 @@ impl Store {
         .await?;
         sqlx::query("UPDATE registered_models SET updated_at = $1 WHERE name = $2").bind(now).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.changed(Change::Model { name: name.into() });
         self.version(name, version).await
     }
 
@@ -166,6 +169,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.changed(Change::Model { name: name.into() });
         self.version(name, version).await
     }
 
@@ -179,11 +183,13 @@ impl Store {
         .bind(version)
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Model { name: name.into() });
         Ok(())
     }
 
     pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
         sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2").bind(name).bind(alias).execute(&self.pool).await?;
+        self.changed(Change::Model { name: name.into() });
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! records.
 
 use super::group::TrackingWrite;
-use super::{Result, Store, StoreError, now_ms};
+use super::{Change, Result, Store, StoreError, now_ms};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -147,7 +147,9 @@ impl Store {
             .await?;
         // Someone else may have won the race; read back whichever row exists.
         let row = sqlx::query("SELECT id FROM experiments WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
-        Ok(row.try_get("id")?)
+        let id: String = row.try_get("id")?;
+        self.changed(Change::Experiment { id: id.clone() });
+        Ok(id)
     }
 
     pub async fn create_run(&self, new: NewRun) -> Result<String> {
@@ -166,6 +168,7 @@ impl Store {
         .bind(&new.source)
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Run { id: id.clone() });
         Ok(id)
     }
 
@@ -194,6 +197,7 @@ impl Store {
         .bind(user)
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Run { id: id.clone() });
         Ok(id)
     }
 
@@ -210,6 +214,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("run `{run_id}`")));
         }
+        self.changed(Change::Run { id: run_id.into() });
         Ok(())
     }
 
@@ -218,6 +223,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("tag `{key}` of run `{run_id}`")));
         }
+        self.changed(Change::Run { id: run_id.into() });
         Ok(())
     }
 
@@ -257,7 +263,16 @@ impl Store {
     /// group-commit writer (see `group.rs`).
     pub async fn log_batch(&self, run_id: &str, metrics: &[MetricPoint], params: &[(String, String)], tags: &[(String, String)]) -> Result<()> {
         // An empty write still goes to the writer: it checks the run.
-        self.writer.write(TrackingWrite { run_id: run_id.to_string(), metrics: metrics.to_vec(), params: params.to_vec(), tags: tags.to_vec() }).await
+        self.writer
+            .write(TrackingWrite { run_id: run_id.to_string(), metrics: metrics.to_vec(), params: params.to_vec(), tags: tags.to_vec() })
+            .await?;
+        if !params.is_empty() || !tags.is_empty() {
+            self.changed(Change::Run { id: run_id.into() });
+        }
+        if !metrics.is_empty() {
+            self.changed(Change::Metrics { run: run_id.into() });
+        }
+        Ok(())
     }
 
     pub async fn set_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
@@ -272,6 +287,7 @@ impl Store {
             .bind(run_id)
             .execute(&self.pool)
             .await?;
+        self.changed(Change::Run { id: run_id.into() });
         Ok(())
     }
 
@@ -448,6 +464,7 @@ impl Store {
 
     pub async fn set_run_status(&self, run_id: &str, status: RunStatus) -> Result<()> {
         sqlx::query("UPDATE runs SET status = $1 WHERE id = $2").bind(status.as_str()).bind(run_id).execute(&self.pool).await?;
+        self.changed(Change::Run { id: run_id.into() });
         Ok(())
     }
 
@@ -488,6 +505,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        self.changed(Change::Logs { run: run_id.into() });
         Ok(())
     }
 
@@ -508,6 +526,7 @@ impl Store {
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Artifacts { run: run_id.into() });
         Ok(())
     }
 
@@ -532,6 +551,7 @@ impl Store {
         .bind(&s.outputs)
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Stage { run: run_id.into(), stage: s.stage.clone() });
         Ok(())
     }
 }

@@ -77,6 +77,8 @@ pub trait StageExecutor: Send + Sync + 'static {
 }
 
 pub enum Event<'a> {
+    /// The run's id, before any stage starts (from `pipeline::execute`).
+    Run(&'a str),
     Started(&'a Stage),
     Finished(&'a StageResult),
 }

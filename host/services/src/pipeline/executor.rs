@@ -7,8 +7,8 @@ use super::inputs::{Dataset, Inputs};
 use super::spec::{Action, Slots, Stage};
 use crate::app::App;
 use crate::plugins::{self, LimitOverrides};
-use crate::runtime::{CallReport, RuntimeError};
-use crate::store::{LineageEdge, LogRecord, MetricPoint, PluginRecord, StageRecord, now_ms};
+use crate::runtime::{CallReport, EventSender, HostEvent, RuntimeError};
+use crate::store::{LineageEdge, LogRecord, MetricPoint, PluginRecord, StageRecord, Store, now_ms};
 use anyhow::{Context, Result, anyhow};
 use kiln_types::PluginKind;
 use serde::{Deserialize, Serialize};
@@ -188,7 +188,7 @@ impl PluginExecutor {
                     stage: stage.name.clone(),
                     level: "warn".into(),
                     message: format!(
-                        "{} log lines and metrics of this call were dropped: a call keeps at most {} events and {} bytes of them",
+                        "{} log lines and metrics of this call were dropped: a call sends at most {} events and {} bytes of them",
                         report.dropped_events,
                         crate::runtime::MAX_EVENTS,
                         crate::runtime::MAX_EVENT_BYTES
@@ -202,20 +202,15 @@ impl PluginExecutor {
             PluginKind::Trainer => {
                 let data = self.data(&slots.data)?;
                 let target = data.target.clone().ok_or_else(|| anyhow!("the trainer's data has no target"))?;
-                let (bytes, report) = app.runtime()?.train(&plugin, data.features.clone(), target, &params_text, &limits).await?;
+                let (events, relayed) = self.relay(stage);
+                let trained = app.runtime()?.train(&plugin, data.features.clone(), target, &params_text, &limits, Some(events)).await;
+                // The live metrics are in the run's history by now; the
+                // latest value per name becomes the stage's metric.
+                let live = relayed.await.unwrap_or_default();
+                let (bytes, report) = trained?;
                 absorb(&report, result);
                 let blob = app.blobs.put(&bytes)?;
-                // Live metrics keep their history; the latest value per name
-                // becomes the stage's metric.
-                let points: Vec<MetricPoint> = report
-                    .metrics
-                    .iter()
-                    .map(|m| MetricPoint { key: format!("{}.{}", stage.name, m.name), value: m.value, step: m.step as i64, timestamp: now_ms() })
-                    .collect();
-                app.store.log_metrics(&self.run_id, &points).await?;
-                for m in &report.metrics {
-                    outputs.metrics.insert(m.name.clone(), m.value);
-                }
+                outputs.metrics.extend(live);
                 outputs.model_blob = Some(blob);
                 outputs.model_plugin = Some(record.digest.clone());
             }
@@ -233,13 +228,15 @@ impl PluginExecutor {
                 let trainer_plugin = plugins::load(app, &trainer)?;
                 let model = app.blobs.get(&blob)?;
                 let trainer_limits = plugins::limits_for(&trainer, LimitOverrides { timeout: stage.timeout, memory_bytes: stage.memory });
-                let (predictions, report) = app
-                    .runtime()?
-                    .predict(&trainer_plugin, &model, data.features.clone(), &trainer_limits)
-                    .await
-                    .with_context(|| format!("predicting with the model of `{model_stage}`"))?;
+                let (events, relayed) = self.relay(stage);
+                let predicted = app.runtime()?.predict(&trainer_plugin, &model, data.features.clone(), &trainer_limits, Some(events)).await;
+                relayed.await.ok();
+                let (predictions, report) = predicted.with_context(|| format!("predicting with the model of `{model_stage}`"))?;
                 absorb(&report, result);
-                let (evaluation, report) = app.runtime()?.evaluate(&plugin, target, predictions, &params_text, &limits).await?;
+                let (events, relayed) = self.relay(stage);
+                let evaluated = app.runtime()?.evaluate(&plugin, target, predictions, &params_text, &limits, Some(events)).await;
+                relayed.await.ok();
+                let (evaluation, report) = evaluated?;
                 absorb(&report, result);
                 outputs.metrics.extend(evaluation.metrics);
                 outputs.report_blob = Some(app.blobs.put(serde_json::to_string_pretty(&evaluation.report)?.as_bytes())?);
@@ -247,8 +244,11 @@ impl PluginExecutor {
             PluginKind::DriftDetector => {
                 let reference = self.data(&slots.reference)?;
                 let current = self.data(&slots.current)?;
-                let (drift, report) =
-                    app.runtime()?.detect(&plugin, reference.features.clone(), current.features.clone(), &params_text, &limits).await?;
+                let (events, relayed) = self.relay(stage);
+                let detected =
+                    app.runtime()?.detect(&plugin, reference.features.clone(), current.features.clone(), &params_text, &limits, Some(events)).await;
+                relayed.await.ok();
+                let (drift, report) = detected?;
                 absorb(&report, result);
                 let drifted = drift.features.iter().filter(|f| f.drifted).count();
                 outputs.metrics.insert("drift_share".into(), drift.drift_share);
@@ -267,6 +267,17 @@ impl PluginExecutor {
             PluginKind::Deployer => return Err(anyhow!("deployer stages are not supported in pipelines yet")),
         }
         Ok(outputs)
+    }
+
+    /// A live sink for one plugin call, and the task that moves its events
+    /// into the run as they come: log lines into the run's log, metrics
+    /// into its history (as `STAGE.NAME`), progress onto the change feed.
+    /// The task ends when the call drops the sink, answering the latest
+    /// value of each metric.
+    fn relay(&self, stage: &Stage) -> (EventSender, tokio::task::JoinHandle<BTreeMap<String, f64>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(RELAY_CAPACITY);
+        let task = tokio::spawn(relay(self.app.store.clone(), self.run_id.clone(), stage.name.clone(), rx));
+        (tx, task)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -339,4 +350,45 @@ impl PluginExecutor {
         }
         Ok(())
     }
+}
+
+/// Events in flight between a running plugin and the store; past this the
+/// plugin's events queue inside the sandbox's host (bounded by its caps).
+const RELAY_CAPACITY: usize = 1024;
+/// Events written to the store per batch.
+const RELAY_BATCH: usize = 512;
+
+async fn relay(store: Store, run: String, stage: String, mut rx: tokio::sync::mpsc::Receiver<HostEvent>) -> BTreeMap<String, f64> {
+    let mut latest = BTreeMap::new();
+    let mut batch = Vec::with_capacity(RELAY_BATCH);
+    // One write per batch of whatever is waiting: a plugin that logs fast
+    // costs a transaction per batch, not per line.
+    while rx.recv_many(&mut batch, RELAY_BATCH).await > 0 {
+        let mut logs = Vec::new();
+        let mut points = Vec::new();
+        let mut progress = None;
+        let now = now_ms();
+        for event in batch.drain(..) {
+            match event {
+                HostEvent::Log(l) => logs.push(LogRecord { stage: stage.clone(), level: l.level, message: l.message, at: now }),
+                HostEvent::Metric(m) => {
+                    points.push(MetricPoint { key: format!("{stage}.{}", m.name), value: m.value, step: m.step as i64, timestamp: now });
+                    latest.insert(m.name, m.value);
+                }
+                HostEvent::Progress { done, total, message } => progress = Some((done, total, message)),
+            }
+        }
+        if let Err(e) = store.append_logs(&run, &logs).await {
+            tracing::warn!(run, stage, "storing {} live log lines failed: {e}", logs.len());
+        }
+        if !points.is_empty()
+            && let Err(e) = store.log_metrics(&run, &points).await
+        {
+            tracing::warn!(run, stage, "storing {} live metrics failed: {e}", points.len());
+        }
+        if let Some((done, total, message)) = progress {
+            store.publish_progress(&run, &stage, done, total, &message);
+        }
+    }
+    latest
 }

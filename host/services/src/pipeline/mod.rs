@@ -170,7 +170,7 @@ pub async fn execute(
     prepared: Prepared,
     options: RunOptions,
     existing: Option<String>,
-    on_event: impl FnMut(Event<'_>),
+    mut on_event: impl FnMut(Event<'_>),
 ) -> Result<PipelineRun> {
     let Prepared { pipeline, plugins, inputs } = prepared;
     let run_id = match existing {
@@ -206,7 +206,8 @@ pub async fn execute(
     let executor =
         Arc::new(PluginExecutor { app: app.clone(), run_id: run_id.clone(), plugins, inputs, no_cache: options.no_cache, force: options.force });
     let jobs = if options.jobs == 0 { 4 } else { options.jobs };
-    let results = engine::run(&pipeline, executor, jobs, on_event).await;
+    on_event(Event::Run(&run_id));
+    let results = engine::run(&pipeline, executor, jobs, &mut on_event).await;
     // Plugin stages record themselves as they finish; gates and skipped
     // stages are recorded here so the run shows every stage's state.
     for r in &results {
