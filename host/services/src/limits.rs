@@ -18,7 +18,7 @@ use std::path::Path;
 /// says so): every column costs memory whatever the number of rows.
 pub const MAX_COLUMNS: usize = 10_000;
 
-pub use kiln_types::filter::{MAX_EXPR_DEPTH, MAX_EXPR_TERMS, MAX_EXPR_VALUES};
+pub use kiln_types::expr::{MAX_EXPR_DEPTH, MAX_EXPR_TERMS, MAX_EXPR_VALUES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -10,6 +10,7 @@
 //! depend on it, so each of these has one definition.
 #![deny(missing_docs)]
 
+pub mod expr;
 pub mod filter;
 pub mod names;
 mod table;

@@ -1,10 +1,12 @@
 //! Gate expressions over upstream metrics:
 //! `evaluate.accuracy >= 0.85 and (evaluate.f1 > 0.8 or not drift.dataset_drift)`.
 //!
-//! Parsed into a syntax tree when the pipeline is loaded (so a typo fails
-//! before anything runs, with the column of the offending token), evaluated
-//! once the stages it names have finished.
+//! Parsed when the pipeline is loaded by the expression parser search
+//! filters use too (`kiln_types::expr`), so a typo fails before anything
+//! runs, with the column of the offending token; evaluated once the stages
+//! it names have finished.
 
+use kiln_types::expr::{self, Op, Term, TermKind};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,188 +34,49 @@ pub enum CmpOp {
     Ne,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Num(f64),
-    Ident(String),
-    Op(CmpOp),
-    LParen,
-    RParen,
-    End,
-}
-
-fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let col = i + 1;
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '(' || c == ')' {
-            out.push((if c == '(' { Tok::LParen } else { Tok::RParen }, col));
-            i += 1;
-        } else if "<>=!".contains(c) {
-            let two = chars.get(i + 1) == Some(&'=');
-            let op = match (c, two) {
-                ('<', true) => CmpOp::Le,
-                ('<', false) => CmpOp::Lt,
-                ('>', true) => CmpOp::Ge,
-                ('>', false) => CmpOp::Gt,
-                ('=', true) => CmpOp::Eq,
-                ('!', true) => CmpOp::Ne,
-                _ => return Err(format!("unexpected `{c}` at column {col} (comparisons are < <= > >= == !=)")),
+/// A gate's tree from the shared expression tree: `STAGE.METRIC` names,
+/// numbers and `true`/`false`, compared with = != < <= > >= and joined by
+/// `and`, `or`, `not`.
+fn gate(e: expr::Expr) -> Result<Expr, String> {
+    Ok(match e {
+        expr::Expr::And(a, b) => Expr::And(Box::new(gate(*a)?), Box::new(gate(*b)?)),
+        expr::Expr::Or(a, b) => Expr::Or(Box::new(gate(*a)?), Box::new(gate(*b)?)),
+        expr::Expr::Not(a, _) => Expr::Not(Box::new(gate(*a)?)),
+        expr::Expr::Term(t) => operand(t)?,
+        expr::Expr::Compare { left, op, right, col } => {
+            let op = match op {
+                Op::Eq => CmpOp::Eq,
+                Op::Ne => CmpOp::Ne,
+                Op::Lt => CmpOp::Lt,
+                Op::Le => CmpOp::Le,
+                Op::Gt => CmpOp::Gt,
+                Op::Ge => CmpOp::Ge,
+                _ => return Err(format!("a gate compares numbers with = != < <= > >= (column {col})")),
             };
-            out.push((Tok::Op(op), col));
-            i += if two { 2 } else { 1 };
-        } else if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) || c == '.' {
-            let start = i;
-            i += 1;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric()
-                    || chars[i] == '.'
-                    || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
-            {
-                i += 1;
-            }
-            let s: String = chars[start..i].iter().collect();
-            let v = s.parse::<f64>().map_err(|_| format!("`{s}` at column {col} is not a number"))?;
-            out.push((Tok::Num(v), col));
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_-.:".contains(chars[i])) {
-                i += 1;
-            }
-            out.push((Tok::Ident(chars[start..i].iter().collect()), col));
-        } else {
-            return Err(format!("unexpected `{c}` at column {col}"));
+            Expr::Compare(Box::new(operand(left)?), op, Box::new(operand(right)?))
         }
-    }
-    out.push((Tok::End, chars.len() + 1));
-    Ok(out)
+    })
 }
 
-struct Parser {
-    toks: Vec<(Tok, usize)>,
-    pos: usize,
-    /// Parentheses and `not`s open at this point.
-    depth: usize,
-    terms: usize,
-}
-
-use crate::limits::{MAX_EXPR_DEPTH, MAX_EXPR_TERMS};
-
-impl Parser {
-    fn peek(&self) -> &Tok {
-        &self.toks[self.pos].0
-    }
-    fn col(&self) -> usize {
-        self.toks[self.pos].1
-    }
-    fn next(&mut self) -> Tok {
-        let t = self.toks[self.pos].0.clone();
-        if self.pos + 1 < self.toks.len() {
-            self.pos += 1;
-        }
-        t
-    }
-    fn keyword(&self, k: &str) -> bool {
-        matches!(self.peek(), Tok::Ident(s) if s.eq_ignore_ascii_case(k))
-    }
-    fn or(&mut self) -> Result<Expr, String> {
-        let mut left = self.and()?;
-        while self.keyword("or") {
-            self.next();
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
-        }
-        Ok(left)
-    }
-    fn and(&mut self) -> Result<Expr, String> {
-        let mut left = self.not()?;
-        while self.keyword("and") {
-            self.next();
-            left = Expr::And(Box::new(left), Box::new(self.not()?));
-        }
-        Ok(left)
-    }
-    /// Enter a nested expression (parentheses, `not`), or refuse past the limit.
-    fn nest(&mut self) -> Result<(), String> {
-        if self.depth == MAX_EXPR_DEPTH {
-            return Err(format!("the expression nests deeper than {MAX_EXPR_DEPTH} levels at column {}", self.col()));
-        }
-        self.depth += 1;
-        Ok(())
-    }
-    fn not(&mut self) -> Result<Expr, String> {
-        if self.keyword("not") {
-            self.nest()?;
-            self.next();
-            let inner = self.not()?;
-            self.depth -= 1;
-            return Ok(Expr::Not(Box::new(inner)));
-        }
-        self.compare()
-    }
-    fn compare(&mut self) -> Result<Expr, String> {
-        let left = self.atom()?;
-        if let Tok::Op(op) = *self.peek() {
-            self.next();
-            let right = self.atom()?;
-            return Ok(Expr::Compare(Box::new(left), op, Box::new(right)));
-        }
-        Ok(left)
-    }
-    fn atom(&mut self) -> Result<Expr, String> {
-        let col = self.col();
-        self.terms += 1;
-        if self.terms > 2 * MAX_EXPR_TERMS {
-            return Err(format!("the expression has more than {MAX_EXPR_TERMS} comparisons (at column {col})"));
-        }
-        match self.next() {
-            Tok::Num(v) => Ok(Expr::Number(v)),
-            Tok::LParen => {
-                self.nest()?;
-                let e = self.or()?;
-                self.depth -= 1;
-                match self.next() {
-                    Tok::RParen => Ok(e),
-                    _ => Err(format!("expected `)` at column {}", self.toks[self.pos.saturating_sub(1)].1)),
-                }
+fn operand(t: Term) -> Result<Expr, String> {
+    match t.kind {
+        TermKind::Number(v) => Ok(Expr::Number(v)),
+        TermKind::Bool(v) => Ok(Expr::Bool(v)),
+        TermKind::Name(s) => match s.split_once('.') {
+            Some((stage, metric)) if !stage.is_empty() && !metric.is_empty() => {
+                Ok(Expr::Metric { stage: stage.to_string(), metric: metric.to_string() })
             }
-            Tok::Ident(s) if s.eq_ignore_ascii_case("true") => Ok(Expr::Bool(true)),
-            Tok::Ident(s) if s.eq_ignore_ascii_case("false") => Ok(Expr::Bool(false)),
-            Tok::Ident(s) => match s.split_once('.') {
-                Some((stage, metric)) if !stage.is_empty() && !metric.is_empty() => {
-                    Ok(Expr::Metric { stage: stage.to_string(), metric: metric.to_string() })
-                }
-                _ => Err(format!("`{s}` at column {col} is not STAGE.METRIC")),
-            },
-            Tok::End => Err(format!("the expression ends early at column {col}; expected a value")),
-            other => Err(format!("unexpected {} at column {col}", describe(&other))),
-        }
-    }
-}
-
-fn describe(t: &Tok) -> String {
-    match t {
-        Tok::Num(v) => format!("number {v}"),
-        Tok::Ident(s) => format!("`{s}`"),
-        Tok::Op(_) => "comparison".into(),
-        Tok::LParen => "`(`".into(),
-        Tok::RParen => "`)`".into(),
-        Tok::End => "end".into(),
+            _ => Err(format!("`{s}` at column {} is not STAGE.METRIC", t.col)),
+        },
+        _ => Err(format!("a gate compares numbers; {} at column {} is not one", t.describe(), t.col)),
     }
 }
 
 impl Expr {
+    /// Parse with the shared expression parser (`kiln_types::expr`), then
+    /// check that it is a gate.
     pub fn parse(text: &str) -> Result<Expr, String> {
-        let mut p = Parser { toks: lex(text)?, pos: 0, depth: 0, terms: 0 };
-        let e = p.or()?;
-        if *p.peek() != Tok::End {
-            return Err(format!("unexpected {} at column {}", describe(p.peek()), p.col()));
-        }
-        Ok(e)
+        gate(expr::parse(text)?)
     }
 
     /// The stages the expression reads metrics of.
@@ -314,6 +177,8 @@ mod tests {
         assert!(Expr::parse("evaluate.accuracy => 1").unwrap_err().contains("column 19"));
         assert!(Expr::parse("accuracy > 1").unwrap_err().contains("not STAGE.METRIC"));
         assert!(Expr::parse("(evaluate.f1 > 1").unwrap_err().contains("expected `)`"));
+        assert!(Expr::parse("evaluate.accuracy > 'high'").unwrap_err().contains("a gate compares numbers"));
+        assert!(Expr::parse("evaluate.accuracy LIKE 'h%'").unwrap_err().contains("column 19"));
         let e = Expr::parse("evaluate.acc > 1").unwrap();
         assert!(e.eval(&metrics()).unwrap_err().contains("it reported: accuracy, f1"));
     }
