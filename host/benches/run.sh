@@ -10,11 +10,15 @@ venv="$KILN_ROOT/target/bench-venv"
 if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv with numpy, scipy, scikit-learn and blake3"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q numpy scipy scikit-learn blake3
+    "$venv/bin/pip" install -q numpy scipy scikit-learn blake3 pandas pyarrow
 fi
 if [ ! -x "$venv/bin/dvc" ]; then
     say "installing DVC into $venv (the pipeline and data benchmarks' peer)"
     "$venv/bin/pip" install -q dvc
+fi
+if ! "$venv/bin/python" -c 'import pandas, pyarrow' 2>/dev/null; then
+    say "installing pandas and pyarrow into $venv (the input-loading benchmark's peer)"
+    "$venv/bin/pip" install -q pandas pyarrow
 fi
 if ! "$venv/bin/python" -c 'import blake3' 2>/dev/null; then
     say "installing blake3 into $venv (the data benchmark's hashing limit)"
@@ -30,9 +34,10 @@ fi
 ensure_postgres
 say "building the release kiln binary (the CLI benchmark runs it)"
 cargo build --release -p kiln
-say "cargo bench -p kiln (plugins, pipelines)"
+say "cargo bench -p kiln (plugins, pipelines, inputs)"
 cargo bench -p kiln --bench plugins
 cargo bench -p kiln --bench pipelines
+cargo bench -p kiln --bench inputs
 say "tracking server beside MLflow's (host/benches/tracking.py)"
 KILN_BIN="$KILN_ROOT/target/release/kiln" "$mlflow_venv/bin/python" host/benches/tracking.py
 say "kiln data beside DVC (host/benches/data.py)"

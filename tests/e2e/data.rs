@@ -363,3 +363,39 @@ fn add_with_hardlink_stores_no_second_copy_and_protects_the_file() {
     k.run(&["data", "checkout", "set", "--force"]).ok();
     assert_eq!(std::fs::read_to_string(k.path().join("set/a.bin")).unwrap(), "alpha");
 }
+
+/// The quickstart's training data as Snappy Parquet, written from the
+/// same reader pipelines use.
+fn write_parquet(csv: &Path, parquet: &Path) {
+    use kiln::dataset::read::{self, Format, ReadOptions};
+    let frame = read::read(read::open(csv).unwrap(), csv, Format::Csv { delimiter: b',' }, ReadOptions::default()).unwrap();
+    let batch = arrow_array::RecordBatch::try_new(frame.schema.clone(), frame.columns).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(parquet).unwrap(), batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_pipeline_reads_parquet_inputs_as_it_reads_csv() {
+    let k = Kiln::new();
+    let csv = k.path().join("cancer.csv");
+    std::fs::copy(repo_root().join("examples/quickstart/breast_cancer.csv"), &csv).unwrap();
+    write_parquet(&csv, &k.path().join("cancer.parquet"));
+    let spec = |file: &str| {
+        format!(
+            "name = \"p\"\n[inputs.d]\npath = \"{file}\"\ntarget = \"benign\"\nsplit = {{ test_size = 0.25, seed = 7 }}\n\
+             [stages.train]\nuses = \"linear\"\ndata = \"d.train\"\nwith = {{ model = \"logistic\" }}\n\
+             [stages.evaluate]\nuses = \"metrics\"\nmodel = \"train\"\ndata = \"d.test\"\n"
+        )
+    };
+    let mut accuracy = Vec::new();
+    for file in ["cancer.csv", "cancer.parquet"] {
+        let p = k.write("p.toml", &spec(file));
+        let run = k.run(&["run", p.to_str().unwrap(), "--json"]).ok().json();
+        let evaluate = run["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "evaluate").unwrap().clone();
+        accuracy.push(evaluate["metrics"]["accuracy"].as_f64().unwrap());
+    }
+    assert!(accuracy[0] > 0.9, "{accuracy:?}");
+    assert_eq!(accuracy[0], accuracy[1], "the same table from either format trains the same model");
+}

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 fn load(path: &str, target: &str) -> (Table, Column) {
-    let t = dataset::read_csv(&repo_root().join(path), &[]).unwrap();
+    let t = dataset::read_table(&repo_root().join(path), &[]).unwrap();
     dataset::features_and_target(&t, target).unwrap()
 }
 

@@ -41,8 +41,7 @@ impl From<anyhow::Error> for ApiError {
         }
         let client = e.downcast_ref::<SpecError>().is_some()
             || e.downcast_ref::<Invalid>().is_some()
-            || e.downcast_ref::<crate::dataset::CsvError>().is_some()
-            || e.downcast_ref::<crate::data::profile::ProfileError>().is_some();
+            || e.downcast_ref::<crate::dataset::ReadError>().is_some();
         let status = if client { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
         ApiError::new(status, message)
     }

@@ -7,28 +7,25 @@
 //! (numeric columns) or the distinct count and the most frequent values
 //! (text and boolean columns).
 //!
-//! Files are read with arrow in record batches; each column has an
-//! accumulator that every batch feeds. Missing values are nulls (in CSV:
-//! empty, `NA`, `N/A`, `NaN`, `nan`, `null`, `NULL`, `None`, as
-//! `dataset::csv` reads them) and, in numeric columns, NaN and ±infinity:
-//! neither has a place in a mean or a histogram, and JSON cannot write them.
-//! Dates, times, timestamps and durations are profiled as numbers in their
-//! own unit (days since the epoch for `Date32`, the timestamp's unit since
-//! the epoch, …); the column's `data_type` says which.
+//! Files are read by `dataset::read`, the reader pipelines use too, so a
+//! column has the same type in a profile and in a pipeline; each column's
+//! array feeds an accumulator. Missing values are nulls (in CSV: empty,
+//! `NA`, `N/A`, `NaN`, `nan`, `null`, `NULL`, `None`) and, in numeric
+//! columns, NaN and ±infinity: neither has a place in a mean or a
+//! histogram, and JSON cannot write them. Dates, times, timestamps and
+//! durations are profiled as numbers in their own unit (days since the
+//! epoch for `Date32`, the timestamp's unit since the epoch, …); the
+//! column's `data_type` says which.
 
-use crate::limits::MAX_COLUMNS;
+use crate::dataset::read::{self, Format, ReadOptions};
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, RecordBatch};
 use arrow_schema::{ArrowError, DataType};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 /// The quantiles every numeric column records.
 pub const QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
@@ -36,30 +33,6 @@ pub const QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
 pub const HISTOGRAM_BINS: usize = 20;
 /// How many of a text column's most frequent values are kept.
 pub const TOP_VALUES: usize = 10;
-/// Rows per record batch: big enough that per-batch overhead vanishes, small
-/// enough that a batch of a wide file stays a few MiB.
-const BATCH_ROWS: usize = 8192;
-/// Cells per batch: arrow allocates every column's builder for a whole
-/// batch up front, so a wide file gets fewer rows per batch (10,000
-/// columns × 8,192 rows was 1.3 GB for a one-row file).
-const BATCH_CELLS: usize = 1 << 20;
-
-/// Rows per batch for `columns` columns: memory follows the data's size.
-fn batch_rows(columns: usize) -> usize {
-    (BATCH_CELLS / columns.max(1)).clamp(1, BATCH_ROWS)
-}
-
-/// Refuse a file wider than [`MAX_COLUMNS`] before reading its rows.
-fn check_width(path: &Path, columns: usize, line: Option<u64>) -> Result<(), ProfileError> {
-    if columns <= MAX_COLUMNS {
-        return Ok(());
-    }
-    let message = format!("the file has {columns} columns; Kiln profiles at most {MAX_COLUMNS}");
-    Err(match line {
-        Some(line) => ProfileError::At { path: path.into(), line, message },
-        None => ProfileError::File { path: path.into(), message },
-    })
-}
 /// What a proportion of zero counts as in the PSI (whose log would otherwise
 /// be infinite); the value most PSI implementations use.
 const PSI_FLOOR: f64 = 1e-4;
@@ -130,17 +103,8 @@ pub struct TextStats {
     pub top: Vec<(String, u64)>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
-    /// Not `source`: the message holds it, and `{:#}` would print a
-    /// `#[source]` a second time.
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
-    #[error("{path}:{line}: {message}")]
-    At { path: PathBuf, line: u64, message: String },
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
-}
+/// A profile fails as the read does.
+pub type ProfileError = read::ReadError;
 
 /// Profiles a file by its extension: `.csv`, `.tsv` (tab-separated),
 /// `.parquet` and `.pq`, in any case. Any other file is `None`: data kept
@@ -152,282 +116,27 @@ pub fn profile_path(path: &Path) -> Result<Option<(Schema, Profile)>, ProfileErr
 /// The profiled format a file name says, by extension: `csv`, `tsv` or
 /// `parquet`; `None` for anything else.
 pub fn format_of(path: &Path) -> Option<&'static str> {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("csv") => Some("csv"),
-        Some("tsv") => Some("tsv"),
-        Some("parquet" | "pq") => Some("parquet"),
-        _ => None,
-    }
+    Format::of(path).map(Format::name)
 }
 
 /// Profiles `path` as `format` (from [`format_of`]) whatever its own name
 /// is (an uploaded blob has none); `None` profiles nothing.
 pub fn profile_as(path: &Path, format: Option<&str>) -> Result<Option<(Schema, Profile)>, ProfileError> {
-    match format {
-        Some("csv") => profile_csv(path, b',').map(Some),
-        Some("tsv") => profile_csv(path, b'\t').map(Some),
-        Some("parquet") => profile_parquet(path).map(Some),
-        _ => Ok(None),
+    let Some(format) = format.and_then(Format::from_name) else { return Ok(None) };
+    let frame = read::read(read::open(path)?, path, format, ReadOptions::default())?;
+    let mut columns = Vec::with_capacity(frame.columns.len());
+    for (field, array) in frame.schema.fields().iter().zip(&frame.columns) {
+        let mut column = ColumnAccumulator::new(field);
+        column.add(array).map_err(|e| ProfileError::File { path: path.into(), message: format!("column `{}`: {e}", field.name()) })?;
+        columns.push(column);
     }
-}
-
-/// Profiles a delimited text file with a header row. Column types are
-/// inferred from the whole file (one pass), then the file is read again in
-/// batches: inferring from a sample would turn a valid file with a `2.5`
-/// after the sample's integers into an error.
-pub fn profile_csv(path: &Path, delimiter: u8) -> Result<(Schema, Profile), ProfileError> {
-    let missing = regex::Regex::new(r"^(|NA|N/A|NaN|nan|null|NULL|None)$").expect("valid regex");
-    let format = arrow_csv::reader::Format::default().with_header(true).with_delimiter(delimiter).with_null_regex(missing);
-    let (schema, _) = format.infer_schema(open(path)?, None).map_err(|e| csv_error(path, delimiter, e))?;
-    if schema.fields().is_empty() {
-        return Err(ProfileError::File { path: path.into(), message: "the file is empty (no header row)".into() });
-    }
-    check_width(path, schema.fields().len(), Some(1))?;
-    if let Some(name) = duplicate_name(schema.fields()) {
-        return Err(ProfileError::At { path: path.into(), line: 1, message: format!("column `{name}` appears twice in the header") });
-    }
-    let schema = Arc::new(schema);
-    let reader = arrow_csv::ReaderBuilder::new(schema.clone())
-        .with_format(format)
-        .with_batch_size(batch_rows(schema.fields().len()))
-        .build(open(path)?)
-        .map_err(|e| csv_error(path, delimiter, e))?;
-    let mut columns: Vec<ColumnAccumulator> = schema.fields().iter().map(|f| ColumnAccumulator::new(f)).collect();
-    let mut rows = 0u64;
-    for batch in reader {
-        let batch = batch.map_err(|e| csv_error(path, delimiter, e))?;
-        rows += batch.num_rows() as u64;
-        add_batch(&mut columns, &batch).map_err(|e| ProfileError::File { path: path.into(), message: e.to_string() })?;
-    }
-    Ok(finish(&schema, rows, columns))
-}
-
-/// Profiles a Parquet file, one top-level column of one row group at a
-/// time, so that a damaged file's error names the row group and column.
-pub fn profile_parquet(path: &Path) -> Result<(Schema, Profile), ProfileError> {
-    let file = open(path)?;
-    let metadata = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| {
-        let message = e.to_string();
-        let message = if matches!(e, parquet::errors::ParquetError::EOF(_)) || message.contains("footer") {
-            format!("not a Parquet file, or a truncated one: its footer is missing or damaged ({message})")
-        } else {
-            format!("cannot read the Parquet metadata: {message}")
-        };
-        ProfileError::File { path: path.into(), message }
-    })?;
-    let schema = metadata.schema().clone();
-    check_width(path, schema.fields().len(), None)?;
-    if let Some(name) = duplicate_name(schema.fields()) {
-        return Err(ProfileError::File { path: path.into(), message: format!("column `{name}` appears twice") });
-    }
-    let row_groups = metadata.metadata().num_row_groups();
-    for (row_group, chunks) in metadata.metadata().row_groups().iter().enumerate() {
-        if let Some(chunk) = chunks.columns().iter().find(|c| !readable(c.compression())) {
-            let codec = chunk.compression().to_string();
-            let codec = codec.split('(').next().unwrap_or_default();
-            return Err(ProfileError::File {
-                path: path.into(),
-                message: format!(
-                    "row group {row_group} (of {row_groups}), column `{}`: compressed with {codec}, which kiln \
-                     does not read (it reads uncompressed, Snappy, LZ4 and Zstandard Parquet)",
-                    chunk.column_path().string()
-                ),
-            });
-        }
-    }
-    let mut columns: Vec<ColumnAccumulator> = schema.fields().iter().map(|f| ColumnAccumulator::new(f)).collect();
-    for row_group in 0..row_groups {
-        for (index, column) in columns.iter_mut().enumerate() {
-            let name = column.name.clone();
-            let damaged = |e: &dyn fmt::Display| ProfileError::File {
-                path: path.into(),
-                message: format!("row group {row_group} (of {row_groups}), column `{name}`: {e}"),
-            };
-            let input = file.try_clone().map_err(|source| ProfileError::Io { path: path.into(), error: source })?;
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata.clone())
-                .with_row_groups(vec![row_group])
-                .with_projection(ProjectionMask::roots(metadata.parquet_schema(), [index]))
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| damaged(&e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| damaged(&e))?;
-                column.add(batch.column(0)).map_err(|e| damaged(&e))?;
-            }
-        }
-    }
-    let rows = u64::try_from(metadata.metadata().file_metadata().num_rows()).unwrap_or(0);
-    Ok(finish(&schema, rows, columns))
-}
-
-/// The codecs the `parquet` features in Cargo.toml build in.
-fn readable(codec: parquet::basic::Compression) -> bool {
-    use parquet::basic::Compression::*;
-    matches!(codec, UNCOMPRESSED | SNAPPY | LZ4 | LZ4_RAW | ZSTD(_))
-}
-
-/// A regular file (a folder, device or FIFO is refused by name).
-fn open(path: &Path) -> Result<File, ProfileError> {
-    crate::limits::open_regular(path, u64::MAX, None).map_err(|error| match error.kind() {
-        std::io::ErrorKind::InvalidInput => ProfileError::File { path: path.into(), message: error.to_string() },
-        _ => ProfileError::Io { path: path.into(), error },
-    })
-}
-
-fn duplicate_name(fields: &arrow_schema::Fields) -> Option<&str> {
-    fields.iter().enumerate().find(|(i, f)| fields.iter().take(*i).any(|p| p.name() == f.name())).map(|(_, f)| f.name().as_str())
-}
-
-fn add_batch(columns: &mut [ColumnAccumulator], batch: &RecordBatch) -> Result<(), ArrowError> {
-    columns.iter_mut().zip(batch.columns()).try_for_each(|(c, array)| c.add(array))
-}
-
-fn finish(schema: &arrow_schema::Schema, rows: u64, columns: Vec<ColumnAccumulator>) -> (Schema, Profile) {
-    let fields =
-        schema.fields().iter().map(|f| Field { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() }).collect();
-    (Schema { columns: fields }, Profile { rows, columns: columns.into_iter().map(ColumnAccumulator::finish).collect() })
-}
-
-/// Turns arrow's CSV errors into `file:line: message` with the column's
-/// name. Arrow words them as
-/// - `Encountered unequal lengths between records on CSV file. Expected 2
-///   records, found 1 records at line 3` (the schema inference pass, which
-///   reads every row first; the line is the physical line),
-/// - `incorrect number of fields for line 3, expected 2 got 1` (the batch
-///   reader; the line counts records, the header being 1),
-/// - `Error while parsing value 'x' as type 'Int64' for column 1 at line 2.
-///   Row data: '…'` and `Error parsing column 1 at line 2: …` (timestamps):
-///   the column is 0-based and the line counts data rows from 1, so the
-///   physical line is looked up by reading the file again up to that row,
-/// - `Encountered invalid UTF-8 data for line 3 and field 2`.
-///
-/// Anything else keeps arrow's message.
-fn csv_error(path: &Path, delimiter: u8, e: ArrowError) -> ProfileError {
-    let at = |line: u64, message: String| ProfileError::At { path: path.into(), line, message };
-    // Read again here, on the error path only.
-    let header = header(path, delimiter);
-    let column_name = |index: usize| match header.get(index) {
-        Some(name) => format!("column `{name}` (field {})", index + 1),
-        None => format!("field {}", index + 1),
-    };
-    let fields_message = |expected: u64, got: &str| {
-        let missing = got
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| (n as u64) < expected)
-            .and_then(|n| header.get(n))
-            .map(|name| format!(" (column `{name}` and after are missing)"))
-            .unwrap_or_default();
-        format!("this row has {got} fields but the header has {expected}{missing}")
-    };
-    match &e {
-        ArrowError::CsvError(message) => {
-            if let (Some(expected), Some(got), Some(line)) =
-                (number_after(message, "Expected "), digits_after(message, "found "), number_after(message, " at line "))
-            {
-                return at(line, fields_message(expected, got));
-            }
-            if let (Some(line), Some(expected)) = (number_after(message, "for line "), number_after(message, ", expected ")) {
-                let got = message.rsplit(" got ").next().unwrap_or("?");
-                return at(line, fields_message(expected, got));
-            }
-            if message.contains("UTF-8")
-                && let Some(line) = number_after(message, " line ")
-            {
-                // The csv crate's message (inference pass) counts fields
-                // from 0, arrow's own (batch reader) from 1.
-                let field = match number_after(message, "field ") {
-                    Some(f) if message.starts_with("Encountered UTF-8 error") => Some(f),
-                    Some(f) => f.checked_sub(1),
-                    None => None,
-                };
-                let field = field.map(|f| format!(" in {}", column_name(f as usize))).unwrap_or_default();
-                return at(line, format!("this row is not valid UTF-8{field}"));
-            }
-        }
-        ArrowError::ParseError(message) => {
-            if let Some(bad) = BadValue::parse(message) {
-                let line = physical_line(path, delimiter, bad.row).unwrap_or(bad.row + 1);
-                let column = column_name(bad.column);
-                return at(
-                    line,
-                    match bad.value {
-                        Some((value, data_type)) => {
-                            format!("{column} holds {data_type} values (inferred from the file) but this row has `{value}`")
-                        }
-                        None => format!("{column}: {}", bad.cause.trim_start_matches("Parser error: ")),
-                    },
-                );
-            }
-        }
-        ArrowError::IoError(_, source) => {
-            return ProfileError::Io { path: path.into(), error: std::io::Error::new(source.kind(), source.to_string()) };
-        }
-        _ => {}
-    }
-    ProfileError::File { path: path.into(), message: e.to_string() }
-}
-
-/// A value arrow could not parse as its column's type, from one of
-/// - `Error while parsing value '{value}' as type '{type}' for column {c} at line {row}. Row data: '…'`
-/// - `Error parsing column {c} at line {row}: {cause}` (timestamps).
-///
-/// The value and the row data are the file's own text, so the fixed parts
-/// are looked for only where they must be.
-struct BadValue<'a> {
-    /// 0-based.
-    column: usize,
-    /// Data rows counted from 1.
-    row: u64,
-    value: Option<(&'a str, &'a str)>,
-    cause: &'a str,
-}
-
-impl<'a> BadValue<'a> {
-    fn parse(message: &'a str) -> Option<Self> {
-        if let Some(rest) = message.strip_prefix("Error while parsing value '") {
-            let (value, rest) = rest.split_once("' as type '")?;
-            let (data_type, rest) = rest.split_once('\'')?;
-            let column = number_after(rest.strip_prefix(" for column ")?, "")? as usize;
-            let row = number_after(rest, " at line ")?;
-            Some(BadValue { column, row, value: Some((value, data_type)), cause: "" })
-        } else {
-            let rest = message.strip_prefix("Error parsing column ")?;
-            let column = number_after(rest, "")? as usize;
-            let row = number_after(rest, " at line ")?;
-            let cause = rest.split_once(": ").map_or("", |(_, cause)| cause);
-            Some(BadValue { column, row, value: None, cause })
-        }
-    }
-}
-
-fn header(path: &Path, delimiter: u8) -> Vec<String> {
-    let reader = ::csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_path(path);
-    reader.and_then(|mut r| r.headers().map(|h| h.iter().map(str::to_string).collect())).unwrap_or_default()
-}
-
-/// The physical line of the `row`-th data row (1-based), found by reading
-/// the file with the `csv` crate, which counts lines inside quoted fields.
-fn physical_line(path: &Path, delimiter: u8, row: u64) -> Option<u64> {
-    let mut reader = ::csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_path(path).ok()?;
-    let mut record = ::csv::ByteRecord::new();
-    for _ in 0..row {
-        if !reader.read_byte_record(&mut record).ok()? {
-            return None;
-        }
-    }
-    record.position().map(|p| p.line())
-}
-
-fn digits_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
-    let start = text.find(marker)? + marker.len();
-    let rest = &text[start..];
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    (end > 0).then(|| &rest[..end])
-}
-
-fn number_after(text: &str, marker: &str) -> Option<u64> {
-    digits_after(text, marker)?.parse().ok()
+    let fields = frame
+        .schema
+        .fields()
+        .iter()
+        .map(|f| Field { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
+        .collect();
+    Ok(Some((Schema { columns: fields }, Profile { rows: frame.rows as u64, columns: columns.into_iter().map(ColumnAccumulator::finish).collect() })))
 }
 
 /// What a column's values are summarised as.
@@ -782,7 +491,11 @@ impl fmt::Display for Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
+    use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+    use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+    use std::fs::File;
+    use std::path::PathBuf;
+    use std::sync::Arc;
 
     fn write(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -963,31 +676,25 @@ mod tests {
     }
 
     #[test]
-    fn unparseable_csv_value_names_line_and_column() {
-        // Matches the date pattern, so the column is Date32, but is no date.
+    fn values_that_only_look_like_dates_keep_the_column_text() {
+        // Matches the date pattern but is no date: the column is text, as it
+        // is for a pipeline reading the same file.
         let (_d, path) = write("data.csv", "a,d\n1,2024-01-31\n2,2024-02-30\n");
-        let err = profile_path(&path).unwrap_err().to_string();
-        assert!(
-            err.ends_with("data.csv:3: column `d` (field 2) holds Date32 values (inferred from the file) but this row has `2024-02-30`"),
-            "{err}"
-        );
-        // A quoted field over two lines: the bad row is on line 4, the 2nd record.
-        let (_d, path) = write("data.csv", "a,d\n\"two\nlines\",2024-01-31\nz,2024-02-30\n");
-        let err = profile_path(&path).unwrap_err().to_string();
-        assert!(err.contains("data.csv:4: column `d` (field 2)"), "{err}");
-        // A timestamp column; the bad value's own text cannot mislead.
-        let (_d, path) = write("data.csv", "a,t\n1,2024-01-01T00:00:00\n2,2024-01-01T25:00:00 column 0 at line 9\n");
-        let err = profile_path(&path).unwrap_err().to_string();
-        assert!(err.contains("data.csv:3: column `t` (field 2): Error parsing timestamp from '2024-01-01T25:00:00 column 0"), "{err}");
-        // Past the first batch, the line is still right.
-        let mut csv = String::from("d\n");
-        for _ in 0..10_000 {
-            csv.push_str("2024-01-31\n");
+        let (schema, _) = profile(&path);
+        assert_eq!(schema.columns[1].data_type, "Utf8");
+        let (_d, path) = write("data.csv", "a,t\n1,2024-01-01T00:00:00\n2,2024-01-01T25:00:00\n");
+        assert_eq!(profile(&path).0.columns[1].data_type, "Utf8");
+        let (_d, path) = write("data.csv", "a,t\n1,2024-01-01T00:00:00\n2,2024-01-01 23:00:00.25\n");
+        assert_eq!(profile(&path).0.columns[1].data_type, "Timestamp(ns)");
+        // A word far down a numeric column makes it text too.
+        let mut csv = String::from("x\n");
+        for i in 0..10_000 {
+            csv.push_str(&format!("{i}\n"));
         }
-        csv.push_str("2024-13-01\n");
+        csv.push_str("oops\n");
         let (_d, path) = write("data.csv", &csv);
-        let err = profile_path(&path).unwrap_err().to_string();
-        assert!(err.contains("data.csv:10002: column `d` (field 1)"), "{err}");
+        let (schema, p) = profile(&path);
+        assert_eq!((schema.columns[0].data_type.as_str(), p.columns[0].text.as_ref().unwrap().distinct), ("Utf8", 10_001));
     }
 
     #[test]
@@ -997,32 +704,6 @@ mod tests {
         std::fs::write(&path, b"a,b\n1,x\n2,\xff\n").unwrap();
         let err = profile_path(&path).unwrap_err().to_string();
         assert!(err.ends_with("data.csv:3: this row is not valid UTF-8 in column `b` (field 2)"), "{err}");
-    }
-
-    /// The inference pass reads every row before the batch reader starts,
-    /// so it reports ragged rows and bad UTF-8 first; the batch reader's own
-    /// wording of the same errors reads the same all the same.
-    #[test]
-    fn batch_reader_errors_read_like_inference_errors() {
-        use arrow_schema::Field as ArrowField;
-        let batch_reader_error = |path: &Path| {
-            let schema = Arc::new(arrow_schema::Schema::new(vec![
-                ArrowField::new("a", DataType::Int64, true),
-                ArrowField::new("b", DataType::Utf8, true),
-                ArrowField::new("c", DataType::Utf8, true),
-            ]));
-            let reader = arrow_csv::ReaderBuilder::new(schema).with_header(true).build(File::open(path).unwrap());
-            csv_error(path, b',', reader.unwrap().find_map(Result::err).expect("an error"))
-        };
-        let (_d, path) = write("data.csv", "a,b,c\n1,2,3\n4\n");
-        let from_inference = profile_path(&path).unwrap_err().to_string();
-        assert!(from_inference.ends_with("data.csv:3: this row has 1 fields but the header has 3 (column `b` and after are missing)"));
-        assert_eq!(batch_reader_error(&path).to_string(), from_inference);
-
-        std::fs::write(&path, b"a,b,c\n1,x,y\n2,\xff,z\n").unwrap();
-        let from_inference = profile_path(&path).unwrap_err().to_string();
-        assert!(from_inference.ends_with("data.csv:3: this row is not valid UTF-8 in column `b` (field 2)"));
-        assert_eq!(batch_reader_error(&path).to_string(), from_inference);
     }
 
     fn known_batch() -> RecordBatch {

@@ -1,11 +1,11 @@
 //! Tabular data on the host side: reading files into the columnar
 //! [`Table`] that crosses the plugin boundary, and splitting it.
 
-mod csv;
+pub mod read;
 mod split;
 
-pub use self::csv::{CsvError, read_csv, read_csv_file};
 pub use kiln_types::{Column, ColumnData, Table};
+pub use read::{Format, ReadError, read_table};
 pub use split::{Split, split_rows};
 
 /// The rows at `idx`, in that order.

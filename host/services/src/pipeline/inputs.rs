@@ -2,7 +2,7 @@
 //! and hash what each stage will see (for cache keys and lineage).
 
 use super::spec::{DataRef, Input, Part, Pipeline};
-use crate::dataset::{self, Column, Table};
+use crate::dataset::{self, Column, Table, read::ReadOptions};
 use anyhow::{Result, anyhow};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,12 @@ pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>, limit: u64) -> Resu
             continue;
         }
         let (file, shown) = open(pipeline, spec, limit)?;
-        let table = dataset::read_csv_file(file, &shown, &spec.categorical, limit)?;
+        // A `.parquet`/`.pq`/`.tsv` input by its extension; anything else
+        // is CSV, as it always was.
+        let format = dataset::Format::of(&spec.path).unwrap_or(dataset::Format::Csv { delimiter: b',' });
+        let options = ReadOptions { categorical: &spec.categorical, limit, refuse_mixed: true };
+        let frame = dataset::read::read(file, &shown, format, options)?;
+        let table = dataset::read::to_table(frame, &shown, &spec.categorical)?;
         let table = select_columns(pipeline, spec, &shown, table)?;
         let (features, target) = match &spec.target {
             Some(t) => {

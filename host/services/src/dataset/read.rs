@@ -1,0 +1,725 @@
+//! Tabular files (CSV, TSV, Parquet) read with arrow into typed columns:
+//! the one reader behind pipeline inputs and dataset profiles, so a column
+//! has the same type in both.
+//!
+//! CSV columns are typed from the whole file, by every present value:
+//! `Int64` when each is an integer, `Float64` when each is a number,
+//! `Boolean` when each is `true` or `false` (any case), `Date32` when each
+//! is `YYYY-MM-DD`, `Timestamp` when each is `YYYY-MM-DD[T ]HH:MM:SS[.f]`,
+//! `Utf8` otherwise; `Null` when there is none. Values are trimmed. Missing
+//! values are empty, `NA`, `N/A`, `NaN`, `nan`, `null`, `NULL` and `None`.
+//! Columns named as categorical are `Utf8` whatever they hold.
+//!
+//! Arrow splits the file into records (no type inference pass: every field
+//! is read as text once); the typing runs over those strings, parsing each
+//! number once. Errors name the file, the line and the column.
+
+use super::{Column, ColumnData, Table};
+use crate::limits::MAX_COLUMNS;
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Not `source`: the message already holds it, and a `#[source]` is
+    /// printed again by `{:#}`.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}:{line}: {message}")]
+    At { path: PathBuf, line: u64, message: String },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// What kind of table a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv { delimiter: u8 },
+    Parquet,
+}
+
+impl Format {
+    /// By extension, in any case: `.csv`, `.tsv` (tab-separated),
+    /// `.parquet` and `.pq`. Anything else is `None`.
+    pub fn of(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv { delimiter: b',' }),
+            "tsv" => Some(Format::Csv { delimiter: b'\t' }),
+            "parquet" | "pq" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+
+    /// `csv`, `tsv` or `parquet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv { delimiter: b'\t' } => "tsv",
+            Format::Csv { .. } => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "csv" => Some(Format::Csv { delimiter: b',' }),
+            "tsv" => Some(Format::Csv { delimiter: b'\t' }),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// A table as read: one array per column, each of the type the file says.
+#[derive(Debug)]
+pub struct Frame {
+    pub rows: usize,
+    pub schema: Arc<Schema>,
+    pub columns: Vec<ArrayRef>,
+}
+
+/// How to read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions<'a> {
+    /// Columns read as text whatever they hold (CSV).
+    pub categorical: &'a [String],
+    /// Reading fails, rather than ends, past this many bytes: a file that
+    /// grew after its size was checked must not be read in part as if whole.
+    pub limit: u64,
+    /// A CSV column whose first present value is a number but which holds
+    /// a word further down is text either way; a reader that needs numbers
+    /// (a pipeline) sets this to be told the word's line instead.
+    pub refuse_mixed: bool,
+}
+
+impl Default for ReadOptions<'_> {
+    fn default() -> Self {
+        ReadOptions { categorical: &[], limit: u64::MAX, refuse_mixed: false }
+    }
+}
+
+/// Rows per record batch: big enough that per-batch overhead vanishes.
+const BATCH_ROWS: usize = 8192;
+/// Cells per batch: arrow allocates every column's builder for a whole
+/// batch up front, so a wide file gets fewer rows per batch (10,000
+/// columns × 8,192 rows was 1.3 GB for a one-row file).
+const BATCH_CELLS: usize = 1 << 20;
+
+fn batch_rows(columns: usize) -> usize {
+    (BATCH_CELLS / columns.max(1)).clamp(1, BATCH_ROWS)
+}
+
+/// Read an opened file; `path` is what messages call it.
+pub fn read(file: File, path: &Path, format: Format, options: ReadOptions<'_>) -> Result<Frame, ReadError> {
+    match format {
+        Format::Csv { delimiter } => read_csv(file, path, delimiter, options),
+        Format::Parquet => read_parquet(file, path, options),
+    }
+}
+
+/// A regular file (a folder, device or FIFO is refused by name).
+pub fn open(path: &Path) -> Result<File, ReadError> {
+    crate::limits::open_regular(path, u64::MAX, None).map_err(|error| match error.kind() {
+        std::io::ErrorKind::InvalidInput => ReadError::File { path: path.into(), message: error.to_string() },
+        _ => ReadError::Io { path: path.into(), error },
+    })
+}
+
+struct Limited<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self
+            .left
+            .checked_sub(n as u64)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::FileTooLarge, "grew past the `input_size` limit while being read"))?;
+        Ok(n)
+    }
+}
+
+fn is_missing(v: &str) -> bool {
+    matches!(v, "" | "NA" | "N/A" | "NaN" | "nan" | "null" | "NULL" | "None")
+}
+
+fn read_csv(mut file: File, path: &Path, delimiter: u8, options: ReadOptions<'_>) -> Result<Frame, ReadError> {
+    let io = |error: std::io::Error| ReadError::Io { path: path.into(), error };
+    let at = |line: u64, message: String| ReadError::At { path: path.into(), line, message };
+    let names: Vec<String> = {
+        let limited = Limited { inner: &file, left: options.limit };
+        let mut reader = ::csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).trim(::csv::Trim::Headers).from_reader(limited);
+        match reader.headers() {
+            Ok(h) => h.iter().map(str::to_string).collect(),
+            Err(e) => {
+                let message = match e.kind() {
+                    ::csv::ErrorKind::Utf8 { .. } => "the header is not valid UTF-8".to_string(),
+                    ::csv::ErrorKind::Io(e) => return Err(io(std::io::Error::new(e.kind(), e.to_string()))),
+                    _ => e.to_string(),
+                };
+                return Err(at(1, message));
+            }
+        }
+    };
+    if names.is_empty() || names.iter().all(String::is_empty) {
+        return Err(ReadError::File { path: path.into(), message: "the file is empty (no header row)".into() });
+    }
+    if names.len() > MAX_COLUMNS {
+        return Err(at(1, format!("the header has {} columns; Kiln reads at most {MAX_COLUMNS}", names.len())));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(at(1, format!("column {} has an empty name in the header", i + 1)));
+        }
+        if names[..i].contains(name) {
+            return Err(at(1, format!("column `{name}` appears twice in the header")));
+        }
+    }
+    file.rewind().map_err(io)?;
+    let text_schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()));
+    let format = arrow_csv::reader::Format::default().with_header(true).with_delimiter(delimiter);
+    let reader = arrow_csv::ReaderBuilder::new(text_schema)
+        .with_format(format)
+        .with_batch_size(batch_rows(names.len()))
+        .build(Limited { inner: file.try_clone().map_err(io)?, left: options.limit })
+        .map_err(|e| csv_error(path, &file, delimiter, &names, e))?;
+    let mut chunks: Vec<Vec<ArrayRef>> = vec![Vec::new(); names.len()];
+    let mut rows = 0usize;
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|e| csv_error(path, &file, delimiter, &names, e))?;
+        rows += batch.num_rows();
+        for (chunk, column) in chunks.iter_mut().zip(batch.columns()) {
+            chunk.push(column.clone());
+        }
+    }
+    if rows == 0 {
+        return Err(ReadError::File { path: path.into(), message: "the file has a header but no data rows".into() });
+    }
+    let mut fields = Vec::with_capacity(names.len());
+    let mut columns = Vec::with_capacity(names.len());
+    for (index, (name, chunks)) in names.iter().zip(chunks).enumerate() {
+        let strings: Vec<&StringArray> = chunks.iter().map(|c| c.as_string::<i32>()).collect();
+        let text = options.categorical.contains(name);
+        let (typed, mixed) = type_column(&strings, rows, text);
+        if let Some(bad) = mixed.filter(|_| options.refuse_mixed) {
+            let line = physical_line(&file, delimiter, bad.row as u64 + 1).unwrap_or(bad.row as u64 + 2);
+            return Err(at(
+                line,
+                format!(
+                    "column `{name}` (field {}) is numeric but this row has `{}`; fix the value or declare the column categorical",
+                    index + 1,
+                    bad.value
+                ),
+            ));
+        }
+        fields.push(Field::new(name, typed.data_type().clone(), true));
+        columns.push(typed);
+    }
+    Ok(Frame { rows, schema: Arc::new(Schema::new(fields)), columns })
+}
+
+/// The first word in a column that began with numbers: `row` is 0-based
+/// among data rows.
+struct Mixed {
+    row: usize,
+    value: String,
+}
+
+/// Which types every present value so far fits.
+#[derive(Clone, Copy)]
+struct Fits {
+    int: bool,
+    float: bool,
+    boolean: bool,
+    date: bool,
+    timestamp: bool,
+}
+
+impl Fits {
+    fn any(self) -> bool {
+        self.int || self.float || self.boolean || self.date || self.timestamp
+    }
+}
+
+fn looks_int(v: &str) -> bool {
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn looks_date(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit())
+}
+
+fn looks_timestamp(v: &str) -> bool {
+    let b = v.as_bytes();
+    if b.len() < 19 || !looks_date(&v[..10]) || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+        return false;
+    }
+    if ![11, 12, 14, 15, 17, 18].iter().all(|&i| b[i].is_ascii_digit()) {
+        return false;
+    }
+    let rest = v[19..].strip_suffix('Z').unwrap_or(&v[19..]);
+    rest.is_empty() || rest.strip_prefix('.').is_some_and(|f| !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Type one column from its text chunks. A column whose first present
+/// value is a number but which holds a word later is typed `Utf8`, and
+/// the first such word is returned too (see `ReadOptions::refuse_mixed`).
+fn type_column(chunks: &[&StringArray], rows: usize, text: bool) -> (ArrayRef, Option<Mixed>) {
+    let mut fits = Fits { int: !text, float: !text, boolean: !text, date: !text, timestamp: !text };
+    let mut floats: Vec<f64> = Vec::with_capacity(if text { 0 } else { rows });
+    let mut present = 0usize;
+    let mut first_numeric: Option<bool> = None;
+    let mut mixed: Option<Mixed> = None;
+    let mut row = 0usize;
+    for chunk in chunks {
+        for value in chunk.iter() {
+            let v = value.map(str::trim).unwrap_or("");
+            if is_missing(v) {
+                if fits.float {
+                    floats.push(f64::NAN);
+                }
+            } else {
+                present += 1;
+                if fits.float {
+                    match v.parse::<f64>() {
+                        Ok(x) => floats.push(x),
+                        Err(_) => {
+                            fits.float = false;
+                            fits.int = false;
+                            floats = Vec::new();
+                        }
+                    }
+                }
+                if fits.int && !looks_int(v) {
+                    fits.int = false;
+                }
+                if fits.boolean && !(v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")) {
+                    fits.boolean = false;
+                }
+                if fits.date && !looks_date(v) {
+                    fits.date = false;
+                }
+                if fits.timestamp && !looks_timestamp(v) {
+                    fits.timestamp = false;
+                }
+                let numeric = first_numeric.get_or_insert(fits.float);
+                if *numeric && !fits.float && mixed.is_none() {
+                    mixed = Some(Mixed { row, value: v.to_string() });
+                }
+            }
+            row += 1;
+        }
+        // Nothing left to learn: no type fits, and the word that ended a
+        // numeric column (if any) is already kept.
+        if !fits.any() {
+            break;
+        }
+    }
+    if present == 0 && !text {
+        return (Arc::new(arrow_array::NullArray::new(rows)), None);
+    }
+    if fits.int {
+        let mut b = Int64Builder::with_capacity(rows);
+        for value in chunks.iter().flat_map(|c| c.iter()) {
+            let v = value.map(str::trim).unwrap_or("");
+            match v.strip_prefix('+').unwrap_or(v).parse::<i64>() {
+                Ok(x) if !is_missing(v) => b.append_value(x),
+                _ => b.append_null(),
+            }
+        }
+        return (Arc::new(b.finish()), None);
+    }
+    if fits.float {
+        let mut b = Float64Builder::with_capacity(rows);
+        for (x, value) in floats.iter().zip(chunks.iter().flat_map(|c| c.iter())) {
+            if is_missing(value.map(str::trim).unwrap_or("")) { b.append_null() } else { b.append_value(*x) }
+        }
+        return (Arc::new(b.finish()), None);
+    }
+    if fits.boolean {
+        let mut b = BooleanBuilder::with_capacity(rows);
+        for value in chunks.iter().flat_map(|c| c.iter()) {
+            let v = value.map(str::trim).unwrap_or("");
+            if is_missing(v) { b.append_null() } else { b.append_value(v.eq_ignore_ascii_case("true")) }
+        }
+        return (Arc::new(b.finish()), None);
+    }
+    let strings = text_array(chunks, rows);
+    for (fits, data_type) in [(fits.date, DataType::Date32), (fits.timestamp, DataType::Timestamp(TimeUnit::Nanosecond, None))] {
+        // The pattern matched; a value it cannot be (2024-02-31) keeps the
+        // column text rather than becoming a silent null.
+        let strict = arrow_cast::CastOptions { safe: false, ..Default::default() };
+        if fits && let Ok(typed) = arrow_cast::cast_with_options(&strings, &data_type, &strict) {
+            return (typed, None);
+        }
+    }
+    (strings, mixed)
+}
+
+/// The trimmed text of a column, missing values as nulls.
+fn text_array(chunks: &[&StringArray], rows: usize) -> ArrayRef {
+    let bytes: usize = chunks.iter().map(|c| c.value_data().len()).sum();
+    let mut b = StringBuilder::with_capacity(rows, bytes);
+    for value in chunks.iter().flat_map(|c| c.iter()) {
+        let v = value.map(str::trim).unwrap_or("");
+        if is_missing(v) { b.append_null() } else { b.append_value(v) }
+    }
+    Arc::new(b.finish())
+}
+
+/// The codecs the `parquet` features in Cargo.toml build in.
+fn readable(codec: parquet::basic::Compression) -> bool {
+    use parquet::basic::Compression::*;
+    matches!(codec, UNCOMPRESSED | SNAPPY | LZ4 | LZ4_RAW | ZSTD(_))
+}
+
+/// A Parquet file, one top-level column of one row group at a time, so
+/// that a damaged file's error names the row group and the column.
+fn read_parquet(file: File, path: &Path, options: ReadOptions<'_>) -> Result<Frame, ReadError> {
+    let io = |error: std::io::Error| ReadError::Io { path: path.into(), error };
+    let size = file.metadata().map_err(io)?.len();
+    if size > options.limit {
+        return Err(io(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "grew past the `input_size` limit while being read")));
+    }
+    let metadata = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| {
+        let message = e.to_string();
+        let message = if matches!(e, parquet::errors::ParquetError::EOF(_)) || message.contains("footer") {
+            format!("not a Parquet file, or a truncated one: its footer is missing or damaged ({message})")
+        } else {
+            format!("cannot read the Parquet metadata: {message}")
+        };
+        ReadError::File { path: path.into(), message }
+    })?;
+    let schema = metadata.schema().clone();
+    if schema.fields().len() > MAX_COLUMNS {
+        let message = format!("the file has {} columns; Kiln reads at most {MAX_COLUMNS}", schema.fields().len());
+        return Err(ReadError::File { path: path.into(), message });
+    }
+    if let Some(name) = duplicate_name(schema.fields()) {
+        return Err(ReadError::File { path: path.into(), message: format!("column `{name}` appears twice") });
+    }
+    let row_groups = metadata.metadata().num_row_groups();
+    for (row_group, chunks) in metadata.metadata().row_groups().iter().enumerate() {
+        if let Some(chunk) = chunks.columns().iter().find(|c| !readable(c.compression())) {
+            let codec = chunk.compression().to_string();
+            let codec = codec.split('(').next().unwrap_or_default();
+            return Err(ReadError::File {
+                path: path.into(),
+                message: format!(
+                    "row group {row_group} (of {row_groups}), column `{}`: compressed with {codec}, which kiln \
+                     does not read (it reads uncompressed, Snappy, LZ4 and Zstandard Parquet)",
+                    chunk.column_path().string()
+                ),
+            });
+        }
+    }
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (index, field) in schema.fields().iter().enumerate() {
+        let mut chunks: Vec<ArrayRef> = Vec::new();
+        for row_group in 0..row_groups {
+            let damaged = |e: &dyn fmt::Display| ReadError::File {
+                path: path.into(),
+                message: format!("row group {row_group} (of {row_groups}), column `{}`: {e}", field.name()),
+            };
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file.try_clone().map_err(io)?, metadata.clone())
+                .with_row_groups(vec![row_group])
+                .with_projection(ProjectionMask::roots(metadata.parquet_schema(), [index]))
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| damaged(&e))?;
+            for batch in reader {
+                chunks.push(batch.map_err(|e| damaged(&e))?.column(0).clone());
+            }
+        }
+        let refs: Vec<&dyn Array> = chunks.iter().map(|c| c.as_ref()).collect();
+        let column = match refs.len() {
+            0 => arrow_array::new_empty_array(field.data_type()),
+            1 => chunks.pop().expect("one chunk"),
+            _ => arrow_select::concat::concat(&refs).map_err(|e| ReadError::File { path: path.into(), message: e.to_string() })?,
+        };
+        columns.push(column);
+    }
+    let rows = columns.first().map_or(0, |c| c.len());
+    Ok(Frame { rows, schema, columns })
+}
+
+fn duplicate_name(fields: &arrow_schema::Fields) -> Option<&str> {
+    fields.iter().enumerate().find(|(i, f)| fields.iter().take(*i).any(|p| p.name() == f.name())).map(|(_, f)| f.name().as_str())
+}
+
+/// Turns arrow's CSV errors into `file:line: message` with the column's
+/// name. Arrow words them as
+/// - `incorrect number of fields for line 3, expected 2 got 1` (the line
+///   counts records, the header being 1),
+/// - `Encountered invalid UTF-8 data for line 3 and field 2` (fields
+///   counted from 1).
+///
+/// Anything else keeps arrow's message.
+fn csv_error(path: &Path, file: &File, delimiter: u8, names: &[String], e: ArrowError) -> ReadError {
+    let at = |line: u64, message: String| ReadError::At { path: path.into(), line, message };
+    let line_of = |record: u64| physical_line(file, delimiter, record.saturating_sub(1)).unwrap_or(record);
+    match &e {
+        ArrowError::CsvError(message) => {
+            if let (Some(line), Some(expected)) = (number_after(message, "for line "), number_after(message, ", expected ")) {
+                let got = message.rsplit(" got ").next().unwrap_or("?");
+                let missing = got
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| (n as u64) < expected)
+                    .and_then(|n| names.get(n))
+                    .map(|name| format!(" (column `{name}` and after are missing)"))
+                    .unwrap_or_default();
+                return at(line_of(line), format!("this row has {got} fields but the header has {expected}{missing}"));
+            }
+            if message.contains("UTF-8")
+                && let Some(line) = number_after(message, " line ")
+            {
+                let field = number_after(message, "field ")
+                    .and_then(|f| f.checked_sub(1))
+                    .and_then(|f| names.get(f as usize).map(|name| format!(" in column `{name}` (field {})", f + 1)))
+                    .unwrap_or_default();
+                return at(line_of(line), format!("this row is not valid UTF-8{field}"));
+            }
+        }
+        ArrowError::IoError(_, source) => {
+            return ReadError::Io { path: path.into(), error: std::io::Error::new(source.kind(), source.to_string()) };
+        }
+        ArrowError::ExternalError(source) => {
+            if let Some(source) = source.downcast_ref::<std::io::Error>() {
+                return ReadError::Io { path: path.into(), error: std::io::Error::new(source.kind(), source.to_string()) };
+            }
+        }
+        _ => {}
+    }
+    ReadError::File { path: path.into(), message: e.to_string() }
+}
+
+/// The physical line of the `row`-th data row (1-based), found by reading
+/// the file again with the `csv` crate, which counts lines inside quoted
+/// fields. On the error path only.
+fn physical_line(file: &File, delimiter: u8, row: u64) -> Option<u64> {
+    let mut file = file.try_clone().ok()?;
+    file.rewind().ok()?;
+    let mut reader = ::csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).flexible(true).from_reader(file);
+    let mut record = ::csv::ByteRecord::new();
+    for _ in 0..row {
+        if !reader.read_byte_record(&mut record).ok()? {
+            return None;
+        }
+    }
+    record.position().map(|p| p.line())
+}
+
+fn digits_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
+    let start = text.find(marker)? + marker.len();
+    let rest = &text[start..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+fn number_after(text: &str, marker: &str) -> Option<u64> {
+    digits_after(text, marker)?.parse().ok()
+}
+
+/// A frame as the [`Table`] plugins take: numbers as `f64` (missing values
+/// NaN), everything else as text (missing values empty); a column named
+/// in `categorical` is text whatever its type.
+pub fn to_table(frame: Frame, path: &Path, categorical: &[String]) -> Result<Table, ReadError> {
+    let rows = frame.rows;
+    let mut columns = Vec::with_capacity(frame.columns.len());
+    for (field, array) in frame.schema.fields().iter().zip(frame.columns) {
+        let name = field.name().clone();
+        let unreadable = |e: ArrowError| ReadError::File {
+            path: path.into(),
+            message: format!("column `{name}` of type {} cannot be read as numbers or text: {e}", field.data_type()),
+        };
+        let data = match array.data_type() {
+            DataType::Null if !categorical.contains(&name) => ColumnData::Numeric(vec![f64::NAN; rows]),
+            t if numeric(t) && !categorical.contains(&name) => {
+                let floats = arrow_cast::cast(&array, &DataType::Float64).map_err(unreadable)?;
+                ColumnData::Numeric(floats.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            }
+            _ => {
+                let strings = arrow_cast::cast(&array, &DataType::Utf8).map_err(unreadable)?;
+                ColumnData::Categorical(strings.as_string::<i32>().iter().map(|v| v.unwrap_or("").to_string()).collect())
+            }
+        };
+        columns.push(Column { name, data });
+    }
+    Ok(Table { rows, columns })
+}
+
+fn numeric(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        t,
+        Int8 | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Float16
+            | Float32
+            | Float64
+            | Decimal32(..)
+            | Decimal64(..)
+            | Decimal128(..)
+            | Decimal256(..)
+    )
+}
+
+/// Read the file at `path` as a [`Table`], its format by extension (a
+/// file that is not `.csv`, `.tsv`, `.parquet` or `.pq` is read as CSV).
+pub fn read_table(path: &Path, categorical: &[String]) -> Result<Table, ReadError> {
+    let format = Format::of(path).unwrap_or(Format::Csv { delimiter: b',' });
+    let frame = read(open(path)?, path, format, ReadOptions { categorical, refuse_mixed: true, ..Default::default() })?;
+    to_table(frame, path, categorical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        (dir, path)
+    }
+
+    fn table(content: &str) -> Result<Table, ReadError> {
+        let (_d, p) = write("data.csv", content);
+        read_table(&p, &[])
+    }
+
+    fn types(content: &str) -> Vec<String> {
+        let (_d, p) = write("data.csv", content);
+        let frame = read(open(&p).unwrap(), &p, Format::Csv { delimiter: b',' }, ReadOptions::default()).unwrap();
+        frame.schema.fields().iter().map(|f| f.data_type().to_string()).collect()
+    }
+
+    #[test]
+    fn reads_numeric_categorical_and_missing() {
+        let t = table("a,b,c\n1,x,\n2.5,y,3\nNA,,4\n").unwrap();
+        assert_eq!(t.rows, 3);
+        let a = t.column("a").unwrap().as_numeric().unwrap();
+        assert_eq!(a[..2], [1.0, 2.5]);
+        assert!(a[2].is_nan());
+        assert_eq!(t.column("b").unwrap().data, ColumnData::Categorical(vec!["x".into(), "y".into(), "".into()]));
+        let c = t.column("c").unwrap().as_numeric().unwrap();
+        assert!(c[0].is_nan() && c[1] == 3.0);
+    }
+
+    #[test]
+    fn every_value_types_the_column_the_same_for_profiles_and_pipelines() {
+        let csv = "i,f,late_float,b,d,ts,t,empty,mixed\n\
+                   1,1.5,1,true,2024-01-01,2024-01-01T10:00:00,a,,1\n\
+                   -2, 2 ,2,FALSE,2024-02-29,2024-01-01 11:30:00.5,b,NA,2\n\
+                   +3,1e3,2.5,, ,,c,,x\n";
+        assert_eq!(types(csv), ["Int64", "Float64", "Float64", "Boolean", "Date32", "Timestamp(ns)", "Utf8", "Null", "Utf8"]);
+        let (_d, p) = write("data.csv", csv);
+        let frame = read(open(&p).unwrap(), &p, Format::Csv { delimiter: b',' }, ReadOptions::default()).unwrap();
+        let t = to_table(frame, &p, &[]).unwrap();
+        assert_eq!(t.column("i").unwrap().as_numeric().unwrap(), [1.0, -2.0, 3.0]);
+        assert_eq!(t.column("f").unwrap().as_numeric().unwrap(), [1.5, 2.0, 1000.0]);
+        assert!(t.column("empty").unwrap().as_numeric().unwrap().iter().all(|v| v.is_nan()));
+        assert_eq!(t.column("b").unwrap().data, ColumnData::Categorical(vec!["true".into(), "false".into(), "".into()]));
+        assert_eq!(t.column("mixed").unwrap().data, ColumnData::Categorical(vec!["1".into(), "2".into(), "x".into()]));
+        // An impossible date keeps the column text.
+        assert_eq!(types("d\n2024-02-31\n"), ["Utf8"]);
+    }
+
+    #[test]
+    fn ragged_row_names_file_and_line() {
+        let err = table("a,b\n1,2\n3\n").unwrap_err().to_string();
+        assert!(err.ends_with("data.csv:3: this row has 1 fields but the header has 2 (column `b` and after are missing)"), "{err}");
+    }
+
+    #[test]
+    fn a_word_in_a_numeric_column_names_line_and_column_for_a_pipeline() {
+        let err = table("a,b\n1,2\n3,oops\n").unwrap_err().to_string();
+        assert!(err.contains("data.csv:3:") && err.contains("column `b`") && err.contains("`oops`"), "{err}");
+        // A quoted field spanning lines moves the physical line.
+        let err = table("a,b\n\"x\ny\",2\nz,oops\n").unwrap_err().to_string();
+        assert!(err.contains("data.csv:4:"), "{err}");
+    }
+
+    #[test]
+    fn no_rows_and_missing_file() {
+        assert!(table("a,b\n").unwrap_err().to_string().contains("no data rows"));
+        let err = read_table(Path::new("/nonexistent/x.csv"), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("/nonexistent/x.csv:"), "{err}");
+    }
+
+    #[test]
+    fn header_problems_are_refused() {
+        let header: Vec<String> = (0..MAX_COLUMNS + 1).map(|i| format!("c{i}")).collect();
+        let err = table(&format!("{}\n", header.join(","))).unwrap_err().to_string();
+        assert!(err.contains("data.csv:1:") && err.contains("at most 10000"), "{err}");
+        assert!(table("a,a\n1,2\n").unwrap_err().to_string().contains("column `a` appears twice"));
+        assert!(table("a,\n1,2\n").unwrap_err().to_string().contains("column 2 has an empty name"));
+        assert!(table("").unwrap_err().to_string().contains("empty (no header row)"));
+    }
+
+    #[test]
+    fn reading_stops_past_the_limit() {
+        let (_d, p) = write("data.csv", "a,b\n1,2\n3,4\n");
+        let options = ReadOptions { limit: 8, ..Default::default() };
+        let err = read(open(&p).unwrap(), &p, Format::Csv { delimiter: b',' }, options).unwrap_err().to_string();
+        assert!(err.contains("input_size"), "{err}");
+    }
+
+    #[test]
+    fn declared_categorical_stays_text() {
+        let (_d, p) = write("data.csv", "zip,v\n02139,1\n10001,2\n");
+        let t = read_table(&p, &["zip".to_string()]).unwrap();
+        assert_eq!(t.column("zip").unwrap().data, ColumnData::Categorical(vec!["02139".into(), "10001".into()]));
+    }
+
+    #[test]
+    fn parquet_reads_as_the_same_table() {
+        use arrow_array::{Float64Array, Int64Array};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("y", DataType::Float64, true),
+            Field::new("c", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])),
+                Arc::new(Float64Array::from(vec![0.5, 1.5, 2.5])),
+                Arc::new(StringArray::from(vec![Some("a"), Some("b"), None])),
+            ],
+        )
+        .unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let t = read_table(&path, &[]).unwrap();
+        assert_eq!(t.rows, 3);
+        let x = t.column("x").unwrap().as_numeric().unwrap();
+        assert!(x[0] == 1.0 && x[1].is_nan() && x[2] == 3.0);
+        assert_eq!(t.column("y").unwrap().as_numeric().unwrap(), [0.5, 1.5, 2.5]);
+        assert_eq!(t.column("c").unwrap().data, ColumnData::Categorical(vec!["a".into(), "b".into(), "".into()]));
+        let err = read_table(&dir.path().join("bad.parquet").with_extension("csv"), &[]).unwrap_err().to_string();
+        assert!(err.contains("bad.csv"), "{err}");
+    }
+}
