@@ -4,6 +4,7 @@
 //! MLflow's codes and statuses.
 
 use crate::app::App;
+use crate::registry;
 use crate::store::{MetricPoint, RunStatus, RunView, StoreError, now_ms};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -1073,15 +1074,9 @@ async fn version_json(app: &App, v: &crate::store::VersionRecord) -> Result<Valu
 
 async fn model_json(app: &App, name: &str) -> Result<Value, MlflowError> {
     let m = app.store.model(name).await.map_err(|_| not_found(format!("Registered Model with name={name} not found")))?;
-    let versions = app.store.versions(name).await?;
-    // Latest version per stage, as MLflow reports them.
-    let mut latest: std::collections::BTreeMap<String, &crate::store::VersionRecord> = Default::default();
-    for v in &versions {
-        latest.insert(v.stage.clone(), v);
-    }
     let mut latest_json = Vec::new();
-    for v in latest.values() {
-        latest_json.push(version_json(app, v).await?);
+    for v in registry::latest_per_stage(&app.store, name, &[]).await? {
+        latest_json.push(version_json(app, &v).await?);
     }
     let aliases: Vec<Value> = app.store.aliases(name).await?.into_iter().map(|(a, v)| json!({"alias": a, "version": v.to_string()})).collect();
     Ok(json!({
@@ -1135,17 +1130,10 @@ async fn latest_versions_get(state: State<App>, Query(q): Query<HashMap<String, 
 async fn latest_versions(State(app): State<App>, Json(body): Json<Value>) -> R {
     let name = required(&body, &["name"])?;
     app.store.model(&name).await.map_err(|_| not_found(format!("Registered Model with name={name} not found")))?;
-    let wanted: Vec<String> =
-        body.get("stages").and_then(|s| s.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(|s| s.to_ascii_lowercase())).collect();
-    let mut latest: std::collections::BTreeMap<String, crate::store::VersionRecord> = Default::default();
-    for v in app.store.versions(&name).await? {
-        if wanted.is_empty() || wanted.contains(&v.stage.to_ascii_lowercase()) {
-            latest.insert(v.stage.clone(), v);
-        }
-    }
+    let wanted: Vec<String> = body.get("stages").and_then(|s| s.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect();
     let mut out = Vec::new();
-    for v in latest.values() {
-        out.push(version_json(&app, v).await?);
+    for v in registry::latest_per_stage(&app.store, &name, &wanted).await? {
+        out.push(version_json(&app, &v).await?);
     }
     Ok(Json(json!({"model_versions": out})))
 }
@@ -1202,9 +1190,7 @@ async fn transition_stage(State(app): State<App>, Json(body): Json<Value>) -> R 
 async fn set_alias(State(app): State<App>, Json(body): Json<Value>) -> R {
     let name = required(&body, &["name"])?;
     let alias = required(&body, &["alias"])?;
-    if alias.eq_ignore_ascii_case("latest") || alias.starts_with('v') && alias[1..].chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid(format!("'{alias}' is reserved and cannot be used as an alias")));
-    }
+    registry::check_alias(&alias).map_err(invalid)?;
     app.store.set_alias(&name, &alias, version_number(&body)?).await?;
     Ok(Json(json!({})))
 }

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use kiln_services::app::App;
-use kiln_services::output;
+use kiln_services::{output, registry};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -25,9 +25,8 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
             let mut rows = Vec::new();
             let mut out = Vec::new();
             for m in app.store.list_models().await? {
-                let versions = app.store.versions(&m.name).await?;
                 let aliases = app.store.aliases(&m.name).await?;
-                let latest = versions.last().map(|v| v.version);
+                let latest = registry::latest(&app.store, &m.name).await?.map(|v| v.version);
                 rows.push(vec![
                     m.name.clone(),
                     latest.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),

@@ -25,7 +25,7 @@ pub use history::HistoryPoint;
 pub use jobs::Job;
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
-pub use registry::{ModelRecord, VersionRecord};
+pub use registry::{ModelRecord, STAGES, VersionRecord};
 pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord};
 pub use search::SearchQuery;
 
