@@ -138,7 +138,7 @@ async fn claims(url: &str, label: &str, jobs: usize) {
         handles.push(tokio::spawn(async move {
             let mut n = 0;
             while let Some(j) = s.claim_job(&format!("w{w}"), 60_000).await.unwrap() {
-                s.finish_job(&j.id, &format!("w{w}"), "succeeded", None).await.unwrap();
+                s.finish_job(&j.id, &format!("w{w}"), kiln::store::JobStatus::Succeeded, None).await.unwrap();
                 n += 1;
             }
             n

@@ -1130,7 +1130,8 @@ async fn latest_versions_get(state: State<App>, Query(q): Query<HashMap<String, 
 async fn latest_versions(State(app): State<App>, Json(body): Json<Value>) -> R {
     let name = required(&body, &["name"])?;
     app.store.model(&name).await.map_err(|_| not_found(format!("Registered Model with name={name} not found")))?;
-    let wanted: Vec<String> = body.get("stages").and_then(|s| s.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect();
+    let wanted: Vec<String> =
+        body.get("stages").and_then(|s| s.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect();
     let mut out = Vec::new();
     for v in registry::latest_per_stage(&app.store, &name, &wanted).await? {
         out.push(version_json(&app, &v).await?);

@@ -3,7 +3,7 @@
 use super::ApiError;
 use crate::app::App;
 use crate::pipeline::{self, Outputs, RunRequest};
-use crate::store::{Change, RunStatus, StageRecord};
+use crate::store::{Change, JobStatus, RunStatus, StageRecord};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -67,15 +67,8 @@ async fn run_state(app: &App, id: &str) -> Result<Value, ApiError> {
     let run = app.store.get_run(id).await?;
     let job = app.store.job_for_run(id).await?;
     let status = match &job {
-        Some(j) => j.status.clone(),
-        None => match run.summary.status {
-            RunStatus::Scheduled => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Finished => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::Killed => "cancelled",
-        }
-        .to_string(),
+        Some(j) => j.status,
+        None => JobStatus::of_run(run.summary.status),
     };
     let stages: Vec<Value> = run.stages.iter().map(stage_json).collect();
     Ok(json!({
@@ -121,7 +114,7 @@ pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Js
     }
     // A queued run never starts; a running one is stopped by its worker at
     // its next heartbeat.
-    if job.status == "queued" {
+    if job.status == JobStatus::Queued {
         app.store.finish_run(&id, RunStatus::Killed, Some("cancelled")).await?;
     }
     Ok(Json(json!({"id": id, "status": "cancelled"})))

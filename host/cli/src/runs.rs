@@ -229,7 +229,7 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
                         };
                         vec![
                             st.stage.clone(),
-                            st.status.clone(),
+                            st.status.to_string(),
                             time,
                             st.peak_memory.map(|m| output::bytes(m as u64)).unwrap_or_default(),
                             st.error.clone().unwrap_or_default(),

@@ -130,8 +130,7 @@ mod tests {
         store.transition_stage("m", 1, "Production", false).await.unwrap();
         store.transition_stage("m", 2, "Production", false).await.unwrap();
         assert_eq!(latest(&store, "m").await.unwrap().unwrap().version, 3);
-        let per_stage: Vec<(String, i64)> =
-            latest_per_stage(&store, "m", &[]).await.unwrap().into_iter().map(|v| (v.stage, v.version)).collect();
+        let per_stage: Vec<(String, i64)> = latest_per_stage(&store, "m", &[]).await.unwrap().into_iter().map(|v| (v.stage, v.version)).collect();
         assert_eq!(per_stage, [("None".to_string(), 3), ("Production".to_string(), 2)]);
         assert_eq!(resolve(&store, "m", &VersionRef::Stage("Production")).await.unwrap().version, 2);
         assert_eq!(resolve(&store, "m", &VersionRef::Latest).await.unwrap().version, 3);

@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::pipeline;
-use crate::store::{Change, RunStatus};
+use crate::store::{Change, JobStatus, RunStatus};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -65,7 +65,7 @@ pub async fn run(app: App, options: WorkerOptions, mut shutdown: watch::Receiver
 async fn process(app: &App, options: &WorkerOptions, job: crate::store::Job) {
     tracing::info!(worker = %options.id, job = %job.id, attempt = job.attempts, "running job");
     if job.kind != pipeline::PIPELINE_JOB {
-        let _ = app.store.finish_job(&job.id, &options.id, "failed", Some(&format!("unknown job kind `{}`", job.kind))).await;
+        let _ = app.store.finish_job(&job.id, &options.id, JobStatus::Failed, Some(&format!("unknown job kind `{}`", job.kind))).await;
         return;
     }
     let lost = Arc::new(Notify::new());
@@ -95,7 +95,7 @@ async fn process(app: &App, options: &WorkerOptions, job: crate::store::Job) {
     heartbeat.abort();
     match outcome {
         Some(Ok(run)) => {
-            let status = if run.succeeded() { "succeeded" } else { "failed" };
+            let status = if run.succeeded() { JobStatus::Succeeded } else { JobStatus::Failed };
             let error = run.results.iter().find(|r| !r.status.ok()).map(|r| format!("stage `{}` {}", r.name, r.status.word()));
             let _ = app.store.finish_job(&job.id, &options.id, status, error.as_deref()).await;
         }
@@ -105,14 +105,14 @@ async fn process(app: &App, options: &WorkerOptions, job: crate::store::Job) {
             if let Some(run) = &job.run_id {
                 let _ = app.store.finish_run(run, RunStatus::Failed, Some(&msg)).await;
             }
-            let _ = app.store.finish_job(&job.id, &options.id, "failed", Some(&msg)).await;
+            let _ = app.store.finish_job(&job.id, &options.id, JobStatus::Failed, Some(&msg)).await;
         }
         None => {
             // Dropping the run future stopped its stages (and their plugin
             // calls). If it was cancelled, say so on the run; if another
             // worker took it over, that worker owns the run now.
             if let Ok(Some(j)) = app.store.job(&job.id).await
-                && j.status == "cancelled"
+                && j.status == JobStatus::Cancelled
                 && let Some(run) = &job.run_id
             {
                 let _ = app.store.finish_run(run, RunStatus::Killed, Some("cancelled")).await;

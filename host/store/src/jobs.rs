@@ -2,6 +2,7 @@
 //! heartbeats, claimed again by another worker when the lease runs out.
 
 use super::{Backend, Change, Result, Store, now_ms};
+pub use kiln_types::status::JobStatus;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -10,8 +11,7 @@ pub struct Job {
     pub id: String,
     pub kind: String,
     pub payload: String,
-    /// queued, running, succeeded, failed, cancelled
-    pub status: String,
+    pub status: JobStatus,
     pub run_id: Option<String>,
     pub lease_owner: Option<String>,
     pub attempts: i64,
@@ -27,7 +27,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Job> {
         id: r.try_get("id")?,
         kind: r.try_get("kind")?,
         payload: r.try_get("payload")?,
-        status: r.try_get("status")?,
+        status: super::runs::decode(r, "status", JobStatus::parse)?,
         run_id: r.try_get("run_id")?,
         lease_owner: r.try_get("lease_owner")?,
         attempts: r.try_get("attempts")?,
@@ -91,12 +91,12 @@ impl Store {
     }
 
     /// Record the outcome, if the job is still this worker's.
-    pub async fn finish_job(&self, id: &str, worker: &str, status: &str, error: Option<&str>) -> Result<bool> {
+    pub async fn finish_job(&self, id: &str, worker: &str, status: JobStatus, error: Option<&str>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE jobs SET status = $1, error = $2, lease_expires_at = NULL, updated_at = $3 \
              WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
         .bind(now_ms())
         .bind(id)
@@ -134,14 +134,15 @@ impl Store {
         sqlx::query(sql).bind(run_id).fetch_optional(&self.pool).await?.as_ref().map(from_row).transpose()
     }
 
-    pub async fn jobs_with_status(&self, status: &str) -> Result<Vec<Job>> {
+    pub async fn jobs_with_status(&self, status: JobStatus) -> Result<Vec<Job>> {
         let sql = AssertSqlSafe(format!("SELECT {COLUMNS} FROM jobs WHERE status = $1 ORDER BY created_at"));
-        sqlx::query(sql).bind(status).fetch_all(&self.pool).await?.iter().map(from_row).collect()
+        sqlx::query(sql).bind(status.as_str()).fetch_all(&self.pool).await?.iter().map(from_row).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::JobStatus;
     use crate::testing::both_backends;
 
     both_backends!(claim_heartbeat_expire_reclaim, |store| {
@@ -156,9 +157,9 @@ mod tests {
         let again = store.claim_job("w2", 60_000).await.unwrap().expect("expired lease is reclaimed");
         assert_eq!((again.lease_owner.as_deref(), again.attempts), (Some("w2"), 2));
         assert!(!store.heartbeat_job(&id, "w1", 60_000).await.unwrap(), "the old owner learns it lost the job");
-        assert!(!store.finish_job(&id, "w1", "succeeded", None).await.unwrap());
-        assert!(store.finish_job(&id, "w2", "succeeded", None).await.unwrap());
-        assert_eq!(store.job(&id).await.unwrap().unwrap().status, "succeeded");
+        assert!(!store.finish_job(&id, "w1", JobStatus::Succeeded, None).await.unwrap());
+        assert!(store.finish_job(&id, "w2", JobStatus::Succeeded, None).await.unwrap());
+        assert_eq!(store.job(&id).await.unwrap().unwrap().status, JobStatus::Succeeded);
         assert!(!store.cancel_job(&id).await.unwrap(), "a finished job cannot be cancelled");
     });
 

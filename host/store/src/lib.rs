@@ -22,11 +22,11 @@ pub use datasets::{DatasetVersion, NewDatasetVersion};
 pub use experiments::ExperimentRecord;
 pub use feed::{Change, SQLITE_PROBE};
 pub use history::HistoryPoint;
-pub use jobs::Job;
+pub use jobs::{Job, JobStatus};
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
 pub use registry::{ModelRecord, STAGES, VersionRecord};
-pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord};
+pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord, StageState};
 pub use search::SearchQuery;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -183,7 +183,7 @@ mod tests {
         let run = store.create_run(crate::NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "t".into() }).await.unwrap();
         let stage = crate::StageRecord {
             stage: "train".into(),
-            status: "succeeded".into(),
+            status: crate::StageState::Ran,
             plugin_digest: Some("sha256:a".into()),
             cache_key: None,
             started_at: Some(1),

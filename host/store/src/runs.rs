@@ -7,39 +7,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{BTreeMap, HashMap};
 
-/// MLflow's run statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RunStatus {
-    Running,
-    Scheduled,
-    Finished,
-    Failed,
-    Killed,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "RUNNING",
-            RunStatus::Scheduled => "SCHEDULED",
-            RunStatus::Finished => "FINISHED",
-            RunStatus::Failed => "FAILED",
-            RunStatus::Killed => "KILLED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "RUNNING" => RunStatus::Running,
-            "SCHEDULED" => RunStatus::Scheduled,
-            "FINISHED" => RunStatus::Finished,
-            "FAILED" => RunStatus::Failed,
-            "KILLED" => RunStatus::Killed,
-            _ => return None,
-        })
-    }
-}
+pub use kiln_types::status::{RunStatus, StageState};
 
 pub struct NewRun {
     pub experiment: String,
@@ -74,7 +42,7 @@ pub struct RunSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct StageRecord {
     pub stage: String,
-    pub status: String,
+    pub status: StageState,
     pub plugin_digest: Option<String>,
     pub cache_key: Option<String>,
     pub started_at: Option<i64>,
@@ -540,7 +508,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(&s.stage)
-        .bind(&s.status)
+        .bind(s.status.as_str())
         .bind(&s.plugin_digest)
         .bind(&s.cache_key)
         .bind(s.started_at)
@@ -575,7 +543,7 @@ pub(super) fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<RunSummary> {
 fn stage_from_row(r: &sqlx::any::AnyRow) -> Result<StageRecord> {
     Ok(StageRecord {
         stage: r.try_get("stage")?,
-        status: r.try_get("status")?,
+        status: decode(r, "status", StageState::parse)?,
         plugin_digest: r.try_get("plugin_digest")?,
         cache_key: r.try_get("cache_key")?,
         started_at: r.try_get("started_at")?,
@@ -616,6 +584,13 @@ pub(super) fn metric_from_row(row: &sqlx::any::AnyRow) -> Result<MetricPoint> {
         step: row.try_get("step")?,
         timestamp: row.try_get("timestamp")?,
     })
+}
+
+/// A text column that must hold one of an enum's words: anything else is
+/// a damaged database, a server fault.
+pub(crate) fn decode<T>(r: &sqlx::any::AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let text: String = r.try_get(column)?;
+    parse(&text).ok_or_else(|| StoreError::Db(sqlx::Error::Decode(format!("`{text}` in column `{column}` is not a known value").into())))
 }
 
 #[cfg(test)]

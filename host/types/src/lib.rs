@@ -13,6 +13,7 @@
 pub mod expr;
 pub mod filter;
 pub mod names;
+pub mod status;
 mod table;
 
 pub use table::{Column, ColumnData, Table, training_target};

@@ -4,6 +4,7 @@
 //! [`StageExecutor`], so its logic is tested without Wasm.
 
 use super::spec::{Action, Pipeline, Stage};
+use kiln_types::status::StageState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -26,18 +27,22 @@ pub enum StageStatus {
 }
 
 impl StageStatus {
-    pub fn word(&self) -> &'static str {
+    /// As recorded (the reason, if any, goes in the stage's `error`).
+    pub fn state(&self) -> StageState {
         match self {
-            StageStatus::Ran => "ran",
-            StageStatus::Cached => "cached",
-            StageStatus::Skipped(_) => "skipped",
-            StageStatus::GatePassed => "passed",
-            StageStatus::GateFailed(_) => "gate failed",
-            StageStatus::Failed(_) => "failed",
+            StageStatus::Ran => StageState::Ran,
+            StageStatus::Cached => StageState::Cached,
+            StageStatus::Skipped(_) => StageState::Skipped,
+            StageStatus::GatePassed => StageState::Passed,
+            StageStatus::GateFailed(_) => StageState::GateFailed,
+            StageStatus::Failed(_) => StageState::Failed,
         }
     }
+    pub fn word(&self) -> &'static str {
+        self.state().as_str()
+    }
     pub fn ok(&self) -> bool {
-        matches!(self, StageStatus::Ran | StageStatus::Cached | StageStatus::GatePassed)
+        self.state().ok()
     }
 }
 

@@ -8,7 +8,7 @@ use super::spec::{Action, Slots, Stage};
 use crate::app::App;
 use crate::plugins::{self, LimitOverrides};
 use crate::runtime::{CallReport, EventSender, HostEvent, RuntimeError};
-use crate::store::{LineageEdge, LogRecord, MetricPoint, PluginRecord, StageRecord, Store, now_ms};
+use crate::store::{LineageEdge, LogRecord, MetricPoint, PluginRecord, StageRecord, StageState, Store, now_ms};
 use anyhow::{Context, Result, anyhow};
 use kiln_types::PluginKind;
 use serde::{Deserialize, Serialize};
@@ -49,10 +49,10 @@ impl StageExecutor for PluginExecutor {
         // A worker resuming a run whose previous worker died: a stage that
         // was already recorded is not run (or recorded) again.
         if let Ok(Some(done)) = self.app.store.get_stage(&self.run_id, &stage.name).await
-            && (done.status == "ran" || done.status == "cached")
+            && matches!(done.status, StageState::Ran | StageState::Cached)
             && let Ok(outputs) = serde_json::from_str::<Outputs>(&done.outputs)
         {
-            result.status = if done.status == "ran" { StageStatus::Ran } else { StageStatus::Cached };
+            result.status = if done.status == StageState::Ran { StageStatus::Ran } else { StageStatus::Cached };
             result.metrics = outputs.metrics.clone();
             result.outputs = serde_json::to_value(&outputs).unwrap_or_default();
             result.attempts = done.attempts as u32;
@@ -302,7 +302,7 @@ impl PluginExecutor {
                 &self.run_id,
                 &StageRecord {
                     stage: stage.name.clone(),
-                    status: result.status.word().to_string(),
+                    status: result.status.state(),
                     plugin_digest: Some(record.digest.clone()),
                     cache_key: cache_key.clone(),
                     started_at: Some(started_at),

@@ -222,7 +222,7 @@ pub async fn execute(
                     &run_id,
                     &StageRecord {
                         stage: r.name.clone(),
-                        status: r.status.word().to_string(),
+                        status: r.status.state(),
                         plugin_digest: None,
                         cache_key: None,
                         started_at: Some(now),
