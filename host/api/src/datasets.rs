@@ -3,6 +3,7 @@
 
 use super::ApiError;
 use crate::app::App;
+use crate::views;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -25,7 +26,8 @@ fn version(v: &str) -> Result<Option<i64>, ApiError> {
 }
 
 pub async fn list(State(app): State<App>) -> R {
-    let out: Vec<Value> = app.store.list_datasets().await?.into_iter().map(|(v, n)| json!({"latest": v, "versions": n})).collect();
+    let out: Vec<Value> =
+        app.store.list_datasets().await?.into_iter().map(|(v, n)| json!({"latest": views::DatasetVersion::from(&v), "versions": n})).collect();
     Ok(Json(json!(out)))
 }
 
@@ -34,7 +36,7 @@ pub async fn versions(State(app): State<App>, Path(name): Path<String>) -> R {
     if versions.is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("dataset `{name}` not found")));
     }
-    Ok(Json(json!({"name": name, "versions": versions})))
+    Ok(Json(json!({"name": name, "versions": views::all::<_, views::DatasetVersion>(&versions)})))
 }
 
 pub async fn show(State(app): State<App>, Path((name, v)): Path<(String, String)>) -> R {
@@ -45,7 +47,7 @@ pub async fn show(State(app): State<App>, Path((name, v)): Path<(String, String)
         return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the stored profile of {name}@{} is not JSON", v.version)));
     };
     let runs: Vec<Value> = app.store.dataset_usage(&v.name, v.version).await?.into_iter().map(|(r, i)| json!({"run_id": r, "input": i})).collect();
-    Ok(Json(json!({"version": v, "schema": schema, "profile": prof, "runs": runs})))
+    Ok(Json(json!({"version": views::DatasetVersion::from(&v), "schema": schema, "profile": prof, "runs": runs})))
 }
 
 #[derive(Deserialize)]
@@ -72,7 +74,7 @@ pub async fn upload(
         .map_err(|e| ApiError::new(e.status(), format!("storing the upload failed: {e}")))?;
     let (v, created) = crate::data::add_blob(&app, &name, &blob, size, &q.filename, !q.no_profile).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"version": v, "created": created}))))
+    Ok((status, Json(json!({"version": views::DatasetVersion::from(&v), "created": created}))))
 }
 
 /// The bytes of a file version (a folder version gives its manifest).

@@ -6,6 +6,7 @@ use super::ApiError;
 use super::mlflow::{MAX_KEY, NameProblem, name_problem};
 use crate::app::App;
 use crate::store::{MetricPoint, NewRun, RunStatus, now_ms};
+use crate::views;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -22,7 +23,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 pub async fn list_experiments(State(app): State<App>) -> R {
-    Ok(Json(json!(app.store.list_experiments(false).await?)))
+    Ok(Json(json!(views::all::<_, views::Experiment>(&app.store.list_experiments(false).await?))))
 }
 
 #[derive(Deserialize)]
@@ -69,7 +70,7 @@ pub async fn create_run(State(app): State<App>, Json(b): Json<CreateRun>) -> Res
 }
 
 pub async fn get_run(State(app): State<App>, Path(id): Path<String>) -> R {
-    Ok(Json(json!(app.store.get_run(&id).await?)))
+    Ok(Json(json!(views::Run::from(&app.store.get_run(&id).await?))))
 }
 
 #[derive(Deserialize)]
@@ -89,7 +90,7 @@ pub async fn update_run(State(app): State<App>, Path(id): Path<String>, Json(b):
     };
     let end = b.end_time.or(status.filter(|s| !matches!(s, RunStatus::Running | RunStatus::Scheduled)).map(|_| now_ms()));
     app.store.update_run(&id, status, end, b.name.as_deref()).await?;
-    Ok(Json(json!(app.store.get_run(&id).await?)))
+    Ok(Json(json!(views::Run::from(&app.store.get_run(&id).await?))))
 }
 
 pub async fn delete_run(State(app): State<App>, Path(id): Path<String>) -> R {
@@ -210,7 +211,7 @@ pub async fn log_batch(State(app): State<App>, Path(id): Path<String>, body: Res
 
 pub async fn metric_history(State(app): State<App>, Path((id, key)): Path<(String, String)>) -> R {
     app.store.get_run(&id).await?;
-    Ok(Json(json!(app.store.metric_history(&id, &key).await?)))
+    Ok(Json(json!(views::all::<_, views::MetricPoint>(&app.store.metric_history(&id, &key).await?))))
 }
 
 #[derive(Deserialize, Default)]
@@ -244,11 +245,11 @@ pub async fn search_runs(State(app): State<App>, Json(b): Json<SearchBody>) -> R
         SearchError::PageToken(m) => bad(format!("`page_token`: {m}")),
     })?;
     let (runs, next) = app.store.search_runs(&q).await?;
-    Ok(Json(json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})))
+    Ok(Json(json!({"runs": views::all::<_, views::RunSummary>(&runs), "next_page_token": next.map(|n| n.to_string())})))
 }
 
 pub async fn list_artifacts(State(app): State<App>, Path(id): Path<String>) -> R {
-    Ok(Json(json!(app.store.get_run(&id).await?.artifacts)))
+    Ok(Json(json!(views::all::<_, views::Artifact>(&app.store.get_run(&id).await?.artifacts))))
 }
 
 pub async fn upload_artifact(

@@ -3,6 +3,7 @@ use clap::Subcommand;
 use kiln_services::app::App;
 use kiln_services::data::{self, AddOptions, DataState, profile};
 use kiln_services::output;
+use kiln_services::views;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -186,7 +187,7 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
             let app = App::open(true).await?;
             let list = app.store.list_datasets().await?;
             if json {
-                let out: Vec<_> = list.iter().map(|(v, n)| serde_json::json!({"latest": v, "versions": n})).collect();
+                let out: Vec<_> = list.iter().map(|(v, n)| serde_json::json!({"latest": views::DatasetVersion::from(v), "versions": n})).collect();
                 kiln_services::outln!("{}", output::json(&out));
             } else {
                 let rows = list
@@ -219,7 +220,10 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                 v.profile_json.as_deref().map(serde_json::from_str).transpose().context("reading the stored profile")?;
             if json {
                 let runs: Vec<_> = runs.iter().map(|(r, i)| serde_json::json!({"run_id": r, "input": i})).collect();
-                kiln_services::outln!("{}", output::json(&serde_json::json!({"version": v, "schema": schema, "profile": prof, "runs": runs})));
+                kiln_services::outln!(
+                    "{}",
+                    output::json(&serde_json::json!({"version": views::DatasetVersion::from(&v), "schema": schema, "profile": prof, "runs": runs}))
+                );
                 return Ok(0);
             }
             kiln_services::outln!("dataset  {}@{}", v.name, v.version);

@@ -2,6 +2,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use kiln_services::app::App;
 use kiln_services::output;
+use kiln_services::views;
 
 #[derive(Subcommand)]
 pub enum ExperimentsCommand {
@@ -35,7 +36,7 @@ pub async fn run(cmd: ExperimentsCommand) -> Result<i32> {
         ExperimentsCommand::List { all, json } => {
             let list = app.store.list_experiments(all).await?;
             if json {
-                kiln_services::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&views::all::<_, views::Experiment>(&list)));
             } else {
                 let rows = list
                     .iter()

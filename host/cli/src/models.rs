@@ -1,7 +1,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use kiln_services::app::App;
-use kiln_services::{output, registry};
+use kiln_services::{output, registry, views};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -46,7 +46,12 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
             let versions = app.store.versions(&name).await?;
             let aliases = app.store.aliases(&name).await?;
             if json {
-                kiln_services::outln!("{}", output::json(&serde_json::json!({"model": model, "versions": versions, "aliases": aliases})));
+                kiln_services::outln!(
+                    "{}",
+                    output::json(
+                        &serde_json::json!({"model": views::Model::from(&model), "versions": views::all::<_, views::ModelVersion>(&versions), "aliases": aliases})
+                    )
+                );
             } else {
                 kiln_services::outln!("model  {}\n", model.name);
                 let rows = versions

@@ -3,6 +3,7 @@ use clap::Subcommand;
 use kiln_services::app::App;
 use kiln_services::output;
 use kiln_services::pipeline;
+use kiln_services::views;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -48,7 +49,7 @@ pub async fn run(cmd: PipelineCommand) -> Result<i32> {
         PipelineCommand::List { json } => {
             let list = app.store.list_pipelines().await?;
             if json {
-                kiln_services::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&views::all::<_, views::Pipeline>(&list)));
             } else {
                 let rows = list.iter().map(|p| vec![p.name.clone(), output::time_ms(p.updated_at), p.base_dir.clone()]).collect();
                 kiln_services::outln!("{}", output::table(&["name", "updated (UTC)", "data paths relative to"], rows));

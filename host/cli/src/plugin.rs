@@ -3,6 +3,7 @@ use clap::Subcommand;
 use kiln_services::app::App;
 use kiln_services::output;
 use kiln_services::plugins::{self, LimitOverrides};
+use kiln_services::views;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -42,7 +43,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
         PluginCommand::List { json } => {
             let list = app.store.list_plugins().await?;
             if json {
-                kiln_services::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&views::all::<_, views::Plugin>(&list)));
             } else {
                 let rows = list
                     .iter()
@@ -67,7 +68,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
                 .await
                 .with_context(|| format!("{} was not registered", file.display()))?;
             if json {
-                kiln_services::outln!("{}", output::json(&record));
+                kiln_services::outln!("{}", output::json(&views::Plugin::from(&record)));
             } else if inserted {
                 kiln_services::outln!("Registered {}@{} ({}, {}) from {}", record.name, record.version, record.kind, record.digest, file.display());
             } else {
@@ -78,7 +79,7 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
             let p = plugins::resolve(&app, &plugin).await?;
             let schema: serde_json::Value = serde_json::from_str(&p.params_schema).unwrap_or_default();
             if json {
-                let mut v = serde_json::to_value(&p)?;
+                let mut v = serde_json::to_value(views::Plugin::from(&p))?;
                 v["params_schema"] = schema;
                 kiln_services::outln!("{}", output::json(&v));
             } else {

@@ -2,6 +2,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use kiln_services::app::App;
 use kiln_services::output;
+use kiln_services::views;
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -64,7 +65,7 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
         RunsCommand::List { experiment, limit, json } => {
             let runs = app.store.list_runs(experiment.as_deref(), limit).await?;
             if json {
-                kiln_services::outln!("{}", output::json(&runs));
+                kiln_services::outln!("{}", output::json(&views::all::<_, views::RunSummary>(&runs)));
                 return Ok(0);
             }
             if runs.is_empty() {
@@ -107,7 +108,12 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             })?;
             let (runs, next) = app.store.search_runs(&q).await?;
             if json {
-                kiln_services::outln!("{}", output::json(&serde_json::json!({"runs": runs, "next_page_token": next.map(|n| n.to_string())})));
+                kiln_services::outln!(
+                    "{}",
+                    output::json(
+                        &serde_json::json!({"runs": views::all::<_, views::RunSummary>(&runs), "next_page_token": next.map(|n| n.to_string())})
+                    )
+                );
             } else {
                 let rows = runs
                     .iter()
@@ -187,10 +193,10 @@ pub async fn run(cmd: RunsCommand) -> Result<i32> {
             let run = app.store.get_run(&id).await?;
             let log = if logs { Some(app.store.run_logs(&id).await?) } else { None };
             if json {
-                let mut v = serde_json::to_value(&run)?;
-                v["lineage"] = serde_json::to_value(app.store.lineage_of_run(&id).await?)?;
+                let mut v = serde_json::to_value(views::Run::from(&run))?;
+                v["lineage"] = serde_json::to_value(views::all::<_, views::LineageEdge>(&app.store.lineage_of_run(&id).await?))?;
                 if let Some(l) = &log {
-                    v["logs"] = serde_json::to_value(l)?;
+                    v["logs"] = serde_json::to_value(views::all::<_, views::LogLine>(l))?;
                 }
                 kiln_services::outln!("{}", output::json(&v));
                 return Ok(0);

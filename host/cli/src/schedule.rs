@@ -2,6 +2,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use kiln_services::app::App;
 use kiln_services::output;
+use kiln_services::views;
 
 #[derive(Subcommand)]
 pub enum ScheduleCommand {
@@ -35,7 +36,7 @@ pub async fn run(cmd: ScheduleCommand) -> Result<i32> {
         ScheduleCommand::List { json } => {
             let list = app.store.list_schedules().await?;
             if json {
-                kiln_services::outln!("{}", output::json(&list));
+                kiln_services::outln!("{}", output::json(&views::all::<_, views::Schedule>(&list)));
             } else {
                 let rows = list.iter().map(|s| vec![s.id.clone(), s.pipeline.clone(), s.cron.clone()]).collect();
                 kiln_services::outln!("{}", output::table(&["id", "pipeline", "cron (UTC)"], rows));

@@ -22,6 +22,7 @@ pub mod scheduler;
 /// Metadata in SQL, a crate of its own: only it knows SQL.
 pub use kiln_store as store;
 pub mod tracking;
+pub mod views;
 pub mod worker;
 pub mod workspace;
 

@@ -1,7 +1,6 @@
 //! Dataset versions and their lineage (which runs read them).
 
 use super::{Change, Result, Store, StoreError, now_ms};
-use serde::Serialize;
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -17,7 +16,7 @@ pub struct NewDatasetVersion {
     pub profile_json: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DatasetVersion {
     pub name: String,
     pub version: i64,
@@ -27,9 +26,7 @@ pub struct DatasetVersion {
     pub files: i64,
     pub path: String,
     pub format: String,
-    #[serde(skip)]
     pub schema_json: Option<String>,
-    #[serde(skip)]
     pub profile_json: Option<String>,
     pub created_at: i64,
 }

@@ -1,10 +1,9 @@
 //! Experiments: create, list, rename, delete and restore (soft, as MLflow).
 
 use super::{Change, Result, Store, StoreError, now_ms};
-use serde::Serialize;
 use sqlx::Row;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ExperimentRecord {
     pub id: String,
     pub name: String,

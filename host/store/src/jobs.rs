@@ -3,10 +3,9 @@
 
 use super::{Backend, Change, Result, Store, now_ms};
 pub use kiln_types::status::JobStatus;
-use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
     pub kind: String,

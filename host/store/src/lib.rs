@@ -4,6 +4,22 @@
 //! PostgreSQL (`KILN_DATABASE_URL=postgres://...`) through sqlx's `Any`
 //! driver, so every query here is written once in the common dialect:
 //! `$n` placeholders, text ids, BIGINT milliseconds, JSON as TEXT.
+//!
+//! Rows are not a wire format: they do not serialise, so nothing can send
+//! one to a client by accident (`kiln_services::views` are the shapes
+//! clients see). This does not compile:
+//!
+//! ```compile_fail
+//! fn wire<T: serde::Serialize>() {}
+//! wire::<kiln_store::RunDetail>();
+//! ```
+//!
+//! while the change feed's events, meant to travel, do:
+//!
+//! ```
+//! fn wire<T: serde::Serialize>() {}
+//! wire::<kiln_store::Change>();
+//! ```
 
 mod catalog;
 mod datasets;
@@ -26,7 +42,7 @@ pub use jobs::{Job, JobStatus};
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
 pub use registry::{ModelRecord, STAGES, VersionRecord};
-pub use runs::{LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord, StageState};
+pub use runs::{ArtifactRecord, LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord, StageState};
 pub use search::SearchQuery;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

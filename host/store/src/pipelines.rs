@@ -1,10 +1,9 @@
 //! The stage cache and lineage edges.
 
 use super::{Change, Result, Store, now_ms};
-use serde::Serialize;
 use sqlx::Row;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LineageEdge {
     pub src_kind: String,
     pub src_id: String,
@@ -74,7 +73,7 @@ impl Store {
 }
 
 /// A pipeline registered for REST runs and schedules.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PipelineRecord {
     pub name: String,
     pub spec: String,
@@ -84,7 +83,7 @@ pub struct PipelineRecord {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ScheduleRecord {
     pub id: String,
     pub pipeline: String,

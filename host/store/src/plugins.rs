@@ -1,10 +1,9 @@
 //! Registered plugins.
 
 use super::{Change, Result, Store, StoreError};
-use serde::Serialize;
 use sqlx::Row;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PluginRecord {
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,

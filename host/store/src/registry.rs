@@ -2,10 +2,9 @@
 //! aliases.
 
 use super::{Change, Result, Store, StoreError, now_ms};
-use serde::Serialize;
 use sqlx::Row;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ModelRecord {
     pub name: String,
     pub description: String,
@@ -13,7 +12,7 @@ pub struct ModelRecord {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct VersionRecord {
     pub name: String,
     pub version: i64,

@@ -3,7 +3,6 @@
 
 use super::group::TrackingWrite;
 use super::{Change, Result, Store, StoreError, now_ms};
-use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,7 +15,7 @@ pub struct NewRun {
     pub source: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct MetricPoint {
     pub key: String,
     pub value: f64,
@@ -24,7 +23,7 @@ pub struct MetricPoint {
     pub timestamp: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunSummary {
     pub id: String,
     pub experiment: String,
@@ -39,7 +38,7 @@ pub struct RunSummary {
     pub metrics: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct StageRecord {
     pub stage: String,
     pub status: StageState,
@@ -54,7 +53,7 @@ pub struct StageRecord {
     pub outputs: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ArtifactRecord {
     pub path: String,
     pub blob: String,
@@ -62,7 +61,7 @@ pub struct ArtifactRecord {
     pub media_type: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LogRecord {
     pub stage: String,
     pub level: String,
@@ -70,9 +69,8 @@ pub struct LogRecord {
     pub at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunDetail {
-    #[serde(flatten)]
     pub summary: RunSummary,
     pub error: Option<String>,
     pub tags: BTreeMap<String, String>,

@@ -1,0 +1,334 @@
+//! What Kiln's records look like to people and programs: the JSON of the
+//! CLI's `--json` and of Kiln's REST API, which must agree (the e2e tests
+//! compare them), so both build these and nothing else.
+//!
+//! Store rows are not the wire format and do not serialise: every view is
+//! built from rows field by field, so renaming a column or a row field
+//! changes nothing a client sees unless a view here is changed on purpose.
+//! (MLflow's API has its own shapes, in `kiln-api`'s `mlflow.rs`.)
+
+use crate::store;
+use kiln_types::status::{RunStatus, StageState};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    pub id: String,
+    pub name: String,
+    pub lifecycle_stage: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub runs: i64,
+}
+
+impl From<&store::ExperimentRecord> for Experiment {
+    fn from(e: &store::ExperimentRecord) -> Self {
+        Experiment {
+            id: e.id.clone(),
+            name: e.name.clone(),
+            lifecycle_stage: e.lifecycle_stage.clone(),
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+            runs: e.runs,
+        }
+    }
+}
+
+/// A run in a list: what it is, where it stands, its params and latest metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub experiment: String,
+    pub name: String,
+    pub status: RunStatus,
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub source: String,
+    pub parent_run_id: Option<String>,
+    pub params: BTreeMap<String, String>,
+    /// Latest value per metric key.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl From<&store::RunSummary> for RunSummary {
+    fn from(r: &store::RunSummary) -> Self {
+        RunSummary {
+            id: r.id.clone(),
+            experiment: r.experiment.clone(),
+            name: r.name.clone(),
+            status: r.status,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            source: r.source.clone(),
+            parent_run_id: r.parent_run_id.clone(),
+            params: r.params.clone(),
+            metrics: r.metrics.clone(),
+        }
+    }
+}
+
+/// One run in full.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub error: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub stages: Vec<Stage>,
+    pub artifacts: Vec<Artifact>,
+}
+
+impl From<&store::RunDetail> for Run {
+    fn from(r: &store::RunDetail) -> Self {
+        Run {
+            summary: (&r.summary).into(),
+            error: r.error.clone(),
+            tags: r.tags.clone(),
+            stages: r.stages.iter().map(Stage::from).collect(),
+            artifacts: r.artifacts.iter().map(Artifact::from).collect(),
+        }
+    }
+}
+
+/// A pipeline stage as recorded in its run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub stage: String,
+    pub status: StageState,
+    pub plugin_digest: Option<String>,
+    pub cache_key: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub peak_memory: Option<i64>,
+    pub attempts: i64,
+    pub error: Option<String>,
+    /// JSON text: output name → blob id or value.
+    pub outputs: String,
+}
+
+impl From<&store::StageRecord> for Stage {
+    fn from(s: &store::StageRecord) -> Self {
+        Stage {
+            stage: s.stage.clone(),
+            status: s.status,
+            plugin_digest: s.plugin_digest.clone(),
+            cache_key: s.cache_key.clone(),
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            peak_memory: s.peak_memory,
+            attempts: s.attempts,
+            error: s.error.clone(),
+            outputs: s.outputs.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub path: String,
+    pub blob: String,
+    pub size: i64,
+    pub media_type: String,
+}
+
+impl From<&store::ArtifactRecord> for Artifact {
+    fn from(a: &store::ArtifactRecord) -> Self {
+        Artifact { path: a.path.clone(), blob: a.blob.clone(), size: a.size, media_type: a.media_type.clone() }
+    }
+}
+
+/// One logged value of a metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricPoint {
+    pub key: String,
+    pub value: f64,
+    pub step: i64,
+    pub timestamp: i64,
+}
+
+impl From<&store::MetricPoint> for MetricPoint {
+    fn from(p: &store::MetricPoint) -> Self {
+        MetricPoint { key: p.key.clone(), value: p.value, step: p.step, timestamp: p.timestamp }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub stage: String,
+    pub level: String,
+    pub message: String,
+    pub at: i64,
+}
+
+impl From<&store::LogRecord> for LogLine {
+    fn from(l: &store::LogRecord) -> Self {
+        LogLine { stage: l.stage.clone(), level: l.level.clone(), message: l.message.clone(), at: l.at }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageEdge {
+    pub src_kind: String,
+    pub src_id: String,
+    pub dst_kind: String,
+    pub dst_id: String,
+    pub run_id: Option<String>,
+}
+
+impl From<&store::LineageEdge> for LineageEdge {
+    fn from(e: &store::LineageEdge) -> Self {
+        LineageEdge {
+            src_kind: e.src_kind.clone(),
+            src_id: e.src_id.clone(),
+            dst_kind: e.dst_kind.clone(),
+            dst_id: e.dst_id.clone(),
+            run_id: e.run_id.clone(),
+        }
+    }
+}
+
+/// A dataset version (its schema and profile are shown on their own).
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetVersion {
+    pub name: String,
+    pub version: i64,
+    pub hash: String,
+    pub kind: String,
+    pub size: i64,
+    pub files: i64,
+    pub path: String,
+    pub format: String,
+    pub created_at: i64,
+}
+
+impl From<&store::DatasetVersion> for DatasetVersion {
+    fn from(v: &store::DatasetVersion) -> Self {
+        DatasetVersion {
+            name: v.name.clone(),
+            version: v.version,
+            hash: v.hash.clone(),
+            kind: v.kind.clone(),
+            size: v.size,
+            files: v.files,
+            path: v.path.clone(),
+            format: v.format.clone(),
+            created_at: v.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plugin {
+    pub digest: String,
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub wit_version: String,
+    pub summary: String,
+    /// JSON Schema text.
+    pub params_schema: String,
+    pub imports: Vec<String>,
+    pub blob: String,
+    pub size: i64,
+    pub bundled: bool,
+    pub timeout_ms: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub created_at: i64,
+}
+
+impl From<&store::PluginRecord> for Plugin {
+    fn from(p: &store::PluginRecord) -> Self {
+        Plugin {
+            digest: p.digest.clone(),
+            name: p.name.clone(),
+            version: p.version.clone(),
+            kind: p.kind.clone(),
+            wit_version: p.wit_version.clone(),
+            summary: p.summary.clone(),
+            params_schema: p.params_schema.clone(),
+            imports: p.imports.clone(),
+            blob: p.blob.clone(),
+            size: p.size,
+            bundled: p.bundled,
+            timeout_ms: p.timeout_ms,
+            memory_bytes: p.memory_bytes,
+            created_at: p.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub name: String,
+    pub description: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&store::ModelRecord> for Model {
+    fn from(m: &store::ModelRecord) -> Self {
+        Model { name: m.name.clone(), description: m.description.clone(), created_at: m.created_at, updated_at: m.updated_at }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: i64,
+    pub run_id: Option<String>,
+    pub source: String,
+    pub stage: String,
+    pub description: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&store::VersionRecord> for ModelVersion {
+    fn from(v: &store::VersionRecord) -> Self {
+        ModelVersion {
+            name: v.name.clone(),
+            version: v.version,
+            run_id: v.run_id.clone(),
+            source: v.source.clone(),
+            stage: v.stage.clone(),
+            description: v.description.clone(),
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    pub name: String,
+    pub spec: String,
+    pub base_dir: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&store::PipelineRecord> for Pipeline {
+    fn from(p: &store::PipelineRecord) -> Self {
+        Pipeline { name: p.name.clone(), spec: p.spec.clone(), base_dir: p.base_dir.clone(), created_at: p.created_at, updated_at: p.updated_at }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    pub id: String,
+    pub pipeline: String,
+    pub cron: String,
+    pub created_at: i64,
+}
+
+impl From<&store::ScheduleRecord> for Schedule {
+    fn from(s: &store::ScheduleRecord) -> Self {
+        Schedule { id: s.id.clone(), pipeline: s.pipeline.clone(), cron: s.cron.clone(), created_at: s.created_at }
+    }
+}
+
+/// Views of a list of rows.
+pub fn all<'a, R: 'a, V: From<&'a R>>(rows: impl IntoIterator<Item = &'a R>) -> Vec<V> {
+    rows.into_iter().map(V::from).collect()
+}
