@@ -148,3 +148,30 @@ fn a_hundred_idle_watchers_cost_the_database_nothing() {
     assert!(during <= 40, "{during} statements in 3 s with 100 idle watchers");
     drop(watchers);
 }
+
+#[test]
+fn kiln_run_on_a_terminal_draws_a_progress_bar_per_running_stage() {
+    let k = Kiln::new();
+    let pipeline = workspace(&k, "{ mode = \"steps\", count = 6, ms = 300 }");
+    k.write("live.toml", &pipeline);
+    // `script` (util-linux) gives the command a pseudo-terminal, as a
+    // person's shell would; without one, kiln run draws no bars.
+    let command = format!("{} run live.toml", env!("CARGO_BIN_EXE_kiln"));
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .current_dir(k.path())
+        .env_remove("KILN_HOME")
+        .env_remove("KILN_DATABASE_URL")
+        .env("COLUMNS", "120")
+        .output()
+        .expect("util-linux `script` runs kiln under a pseudo-terminal");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("/6 steps"), "a bar counting the plugin's steps: {screen}");
+    assert!(screen.contains("[=="), "a bar that fills: {screen}");
+    // The stage's result line replaces its bar.
+    assert!(screen.contains("Run ") && screen.contains("succeeded"), "{screen}");
+    // Piped, the same run draws nothing.
+    let piped = k.run(&["run", "live.toml"]).ok();
+    assert!(!piped.stdout.contains("/6 steps") && !piped.stderr.contains("/6 steps"), "{}{}", piped.stdout, piped.stderr);
+}
