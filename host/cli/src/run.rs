@@ -58,14 +58,17 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     }
     let app = App::open(true).await?;
     let work = run_pipeline(&app, pipeline, &args);
-    tokio::select! {
+    let code = tokio::select! {
         code = work => code,
         (signal, code) = interrupted() => {
             pipeline::abandon_live_runs(&app, &format!("interrupted ({signal})")).await;
             eprintln!("kiln run: interrupted ({signal}); the run is marked KILLED");
             Ok(code)
         }
-    }
+    };
+    // Servers watching this run (on PostgreSQL) hear its last changes.
+    app.store.flush_changes(std::time::Duration::from_secs(2)).await;
+    code
 }
 
 async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {

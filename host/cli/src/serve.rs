@@ -122,8 +122,9 @@ pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
         max_connections: args.max_connections.unwrap_or_else(|| listen::default_max_connections(fd_limit)),
         allowed_hosts: args.allow_hosts,
     };
-    serve(listener, app, options, rx.clone()).await?;
+    serve(listener, app.clone(), options, rx.clone()).await?;
     let _ = background.await;
+    app.store.flush_changes(std::time::Duration::from_secs(2)).await;
     Ok(0)
 }
 
@@ -134,6 +135,7 @@ pub async fn worker(args: WorkerArgs) -> Result<i32> {
     kiln_services::outln!("Kiln worker {} on {}", options.id, kiln_services::store::redact(&app.workspace.database_url()));
     std::io::stdout().flush()?;
     let (_tx, rx) = shutdown_signal();
-    worker::run(app, options, rx).await;
+    worker::run(app.clone(), options, rx).await;
+    app.store.flush_changes(std::time::Duration::from_secs(2)).await;
     Ok(0)
 }

@@ -41,6 +41,11 @@ pub struct Events {
     bytes: usize,
     pub dropped: u64,
     last_progress: Option<Instant>,
+    /// The latest progress not sent yet (rate-limited or no room): sent
+    /// when the call ends, so the final state is never lost.
+    unsent_progress: Option<HostEvent>,
+    /// The `done == total` report went out; later ones are not final.
+    final_sent: bool,
 }
 
 impl Events {
@@ -63,21 +68,29 @@ impl Events {
         self.send_ready();
     }
 
-    /// Progress is not counted against the caps: it is rate-limited and
-    /// dropped (not queued) when the channel is full, since only the latest
-    /// matters. Without a live sink nobody would read it.
+    /// Progress is not counted against the caps: only the latest matters,
+    /// so it is rate-limited (one per [`PROGRESS_INTERVAL`], the first
+    /// `done == total` of a known total excepted) and never queued; what
+    /// was held back is sent when the call ends. Without a live sink
+    /// nobody would read it.
     fn progress(&mut self, done: u64, total: u64, message: String) {
         let Some(sink) = &self.sink else { return };
         let now = Instant::now();
-        let last = done >= total;
-        if !last && self.last_progress.is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL) {
+        let event = HostEvent::Progress { done, total, message: cut(message, 1024) };
+        let last = total > 0 && done >= total && !self.final_sent;
+        let limited = self.last_progress.is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL);
+        if (limited && !last) || !self.overflow.is_empty() {
+            self.unsent_progress = Some(event);
             return;
         }
-        if !self.overflow.is_empty() {
-            return;
-        }
-        if sink.try_send(HostEvent::Progress { done, total, message: cut(message, 1024) }).is_ok() {
-            self.last_progress = Some(now);
+        match sink.try_send(event) {
+            Ok(()) => {
+                self.last_progress = Some(now);
+                self.final_sent |= last;
+                self.unsent_progress = None;
+            }
+            Err(TrySendError::Full(event)) => self.unsent_progress = Some(event),
+            Err(TrySendError::Closed(_)) => {}
         }
     }
 
@@ -93,6 +106,7 @@ impl Events {
                 }
                 // Nobody listens any more: nothing to keep them for.
                 Err(TrySendError::Closed(_)) => {
+                    self.dropped += 1 + self.overflow.len() as u64;
                     self.overflow.clear();
                     return;
                 }
@@ -110,9 +124,12 @@ impl Events {
         }
     }
 
-    /// The sink and the queued events, for [`Events::flush`].
+    /// The sink and the queued events (the held-back progress last), for
+    /// [`Events::flush`].
     pub fn take_pending(&mut self) -> (Option<EventSender>, VecDeque<HostEvent>) {
-        (self.sink.take(), std::mem::take(&mut self.overflow))
+        let mut pending = std::mem::take(&mut self.overflow);
+        pending.extend(self.unsent_progress.take());
+        (self.sink.take(), pending)
     }
 }
 
@@ -256,13 +273,22 @@ mod tests {
         for done in 1..=500 {
             events.progress(done, 500, "rows".into());
         }
+        // Past the end, or with no known total, nothing bypasses the limit.
+        for _ in 0..1000 {
+            events.progress(500, 500, "rows".into());
+            events.progress(7, 0, "unknown total".into());
+        }
+        let (sink, pending) = events.take_pending();
+        Events::flush(sink, pending).await;
         drop(events);
         let mut got = Vec::new();
         while let Some(HostEvent::Progress { done, .. }) = rx.recv().await {
             got.push(done);
         }
         assert_eq!(got.first(), Some(&1));
-        assert_eq!(got.last(), Some(&500));
-        assert!(got.len() < 500, "{} progress events of 500 went out", got.len());
+        assert!(got.contains(&500));
+        assert!(got.len() < 10, "{} progress events of 2,500 went out", got.len());
+        // What was held back last goes out when the call ends.
+        assert_eq!(got.last(), Some(&7));
     }
 }

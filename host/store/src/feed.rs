@@ -115,6 +115,8 @@ struct Inner {
     wake: Arc<Notify>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listening: std::sync::Once,
+    /// The notifier is sending a batch it took from the outbox.
+    sending: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -151,6 +153,7 @@ impl Feed {
                 wake: Arc::new(Notify::new()),
                 tasks: Mutex::new(Vec::new()),
                 listening: std::sync::Once::new(),
+                sending: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -189,6 +192,21 @@ impl Feed {
         self.inner.wake.notify_one();
     }
 
+    /// Wait (at most `limit`) until every change published so far has
+    /// gone out to other processes: a process about to exit calls this, or
+    /// its last changes (a run's final status) would never reach them.
+    pub(crate) async fn flush(&self, limit: Duration) {
+        use std::sync::atomic::Ordering;
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.inner.postgres && tokio::time::Instant::now() < deadline {
+            let idle = self.inner.outbox.lock().unwrap().changes.is_empty() && !self.inner.sending.load(Ordering::SeqCst);
+            if idle {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Changes made by this process only, starting no listener: for a
     /// process that watches its own work (the CLI's progress bars).
     pub(crate) fn subscribe_local(&self) -> broadcast::Receiver<Change> {
@@ -217,7 +235,9 @@ async fn notifier(inner: Weak<Inner>, wake: Arc<Notify>, pool: AnyPool) {
         let changes = {
             let mut outbox = strong.outbox.lock().unwrap();
             outbox.seen.clear();
-            std::mem::take(&mut outbox.changes)
+            let changes = std::mem::take(&mut outbox.changes);
+            strong.sending.store(!changes.is_empty(), std::sync::atomic::Ordering::SeqCst);
+            changes
         };
         if changes.is_empty() {
             // Not holding `inner` while waiting: the store may go away.
@@ -226,10 +246,22 @@ async fn notifier(inner: Weak<Inner>, wake: Arc<Notify>, pool: AnyPool) {
             continue;
         }
         for batch in payloads(&strong.origin, changes) {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(batch).execute(&pool).await {
-                tracing::warn!("publishing store changes to other processes failed: {e}");
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&batch).execute(&pool).await {
+                // Not dropped: other processes would wait for a change
+                // that never comes. Put back and tried again shortly.
+                tracing::warn!("publishing store changes to other processes failed (will retry): {e}");
+                if let Ok(p) = serde_json::from_str::<Payload>(&batch) {
+                    let mut outbox = strong.outbox.lock().unwrap();
+                    for change in p.changes {
+                        if outbox.seen.insert(change.clone()) {
+                            outbox.changes.push(change);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+        strong.sending.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -258,7 +290,14 @@ async fn listen_postgres(inner: Weak<Inner>, url: String) {
     let mut listener = loop {
         match sqlx::postgres::PgListener::connect(&url).await {
             Ok(mut l) => match l.listen(CHANNEL).await {
-                Ok(()) => break l,
+                Ok(()) => {
+                    // Whatever other processes changed before LISTEN took
+                    // hold was not heard: subscribers re-read once.
+                    if let Some(inner) = inner.upgrade() {
+                        let _ = inner.tx.send(Change::Unknown);
+                    }
+                    break l;
+                }
                 Err(e) => tracing::warn!("listening for store changes failed: {e}"),
             },
             Err(e) => tracing::warn!("connecting to listen for store changes failed: {e}"),
@@ -315,7 +354,9 @@ async fn probe_sqlite(inner: Weak<Inner>, url: String) {
         let Some(c) = conn.as_mut() else { continue };
         match sqlx::query("PRAGMA data_version").fetch_one(&mut *c).await.and_then(|row| row.try_get::<i64, _>(0)) {
             Ok(version) => {
-                if last.is_some_and(|l| l != version) {
+                // The first reading is a baseline: what changed before it
+                // was not seen, so subscribers re-read once.
+                if last != Some(version) {
                     let _ = strong.tx.send(Change::Unknown);
                 }
                 last = Some(version);
@@ -405,8 +446,11 @@ mod tests {
         let watcher = Store::connect(&url).await.unwrap();
         let writer = Store::connect(&url).await.unwrap();
         let mut rx = watcher.subscribe();
-        // Let the probe take its first reading, then write from the other store.
+        // The probe's first reading says Unknown (what came before it was
+        // not seen); after that, only another connection's commit does.
+        assert_eq!(next(&mut rx, false).await, Change::Unknown);
         tokio::time::sleep(SQLITE_PROBE * 3).await;
+        assert!(rx.try_recv().is_err(), "nothing changed, nothing heard");
         writer.create_run(new_run()).await.unwrap();
         assert_eq!(next(&mut rx, false).await, Change::Unknown);
     }

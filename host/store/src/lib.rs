@@ -179,6 +179,12 @@ impl Store {
         self.feed.subscribe()
     }
 
+    /// Wait (at most `limit`) until this process's changes have reached
+    /// other processes (PostgreSQL's NOTIFY); call before exiting.
+    pub async fn flush_changes(&self, limit: std::time::Duration) {
+        self.feed.flush(limit).await
+    }
+
     /// Changes made through this process only (no listener is started, no
     /// database is asked): for a process watching its own work.
     pub fn subscribe_local(&self) -> tokio::sync::broadcast::Receiver<Change> {

@@ -456,6 +456,14 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
+        // Stages append to one run's log concurrently (live, batch by
+        // batch). SQLite's BEGIN IMMEDIATE already serialises writers; on
+        // PostgreSQL two transactions would read the same MAX(seq) and the
+        // second would hit the primary key, so the run's row is locked
+        // first.
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE").bind(run_id).fetch_optional(&mut *tx).await?;
+        }
         let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_logs WHERE run_id = $1").bind(run_id).fetch_one(&mut *tx).await?;
         let mut seq: i64 = row.try_get("seq")?;
         for l in logs {
@@ -528,7 +536,8 @@ pub(super) fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<RunSummary> {
         id: row.try_get("id")?,
         experiment: row.try_get("experiment")?,
         name: row.try_get("name")?,
-        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StoreError::Db(sqlx::Error::Decode(format!("`{status}` in column `status` is not a known value").into())))?,
         start_time: row.try_get("start_time")?,
         end_time: row.try_get("end_time")?,
         source: row.try_get("source")?,
@@ -634,5 +643,25 @@ mod tests {
         store.append_logs(&id, &[line("c")]).await.unwrap();
         let logs = store.run_logs(&id).await.unwrap();
         assert_eq!(logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    });
+
+    both_backends!(concurrent_appends_to_one_run_all_land, |store| {
+        let id = store.create_run(NewRun { experiment: "e".into(), name: "r".into(), parent: None, source: "test".into() }).await.unwrap();
+        // Parallel stages relaying their live logs into the same run.
+        let writers: Vec<_> = (0..6)
+            .map(|w| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move {
+                    for i in 0..20 {
+                        let line = LogRecord { stage: format!("s{w}"), level: "info".into(), message: format!("{i}"), at: 0 };
+                        store.append_logs(&id, &[line.clone(), line]).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(store.run_logs(&id).await.unwrap().len(), 6 * 20 * 2);
     });
 }

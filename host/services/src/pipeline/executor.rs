@@ -174,7 +174,7 @@ impl PluginExecutor {
         let limits = plugins::limits_for(record, LimitOverrides { timeout: stage.timeout, memory_bytes: stage.memory });
         let plugin = plugins::load(&self.app, record)?;
         let app = &self.app;
-        let mut absorb = |report: &CallReport, result: &mut StageResult| {
+        let absorb = |logs: &mut Vec<LogRecord>, report: &CallReport, result: &mut StageResult| {
             result.peak_memory = Some(result.peak_memory.unwrap_or(0).max(report.peak_memory));
             let base = now_ms();
             logs.extend(report.logs.iter().map(|l| LogRecord {
@@ -207,10 +207,11 @@ impl PluginExecutor {
                 // The live metrics are in the run's history by now; the
                 // latest value per name becomes the stage's metric.
                 let live = relayed.await.unwrap_or_default();
+                logs.extend(live.lost(&stage.name));
                 let (bytes, report) = trained?;
-                absorb(&report, result);
+                absorb(logs, &report, result);
                 let blob = app.blobs.put(&bytes)?;
-                outputs.metrics.extend(live);
+                outputs.metrics.extend(live.latest);
                 outputs.model_blob = Some(blob);
                 outputs.model_plugin = Some(record.digest.clone());
             }
@@ -230,14 +231,14 @@ impl PluginExecutor {
                 let trainer_limits = plugins::limits_for(&trainer, LimitOverrides { timeout: stage.timeout, memory_bytes: stage.memory });
                 let (events, relayed) = self.relay(stage);
                 let predicted = app.runtime()?.predict(&trainer_plugin, &model, data.features.clone(), &trainer_limits, Some(events)).await;
-                relayed.await.ok();
+                logs.extend(relayed.await.unwrap_or_default().lost(&stage.name));
                 let (predictions, report) = predicted.with_context(|| format!("predicting with the model of `{model_stage}`"))?;
-                absorb(&report, result);
+                absorb(logs, &report, result);
                 let (events, relayed) = self.relay(stage);
                 let evaluated = app.runtime()?.evaluate(&plugin, target, predictions, &params_text, &limits, Some(events)).await;
-                relayed.await.ok();
+                logs.extend(relayed.await.unwrap_or_default().lost(&stage.name));
                 let (evaluation, report) = evaluated?;
-                absorb(&report, result);
+                absorb(logs, &report, result);
                 outputs.metrics.extend(evaluation.metrics);
                 outputs.report_blob = Some(app.blobs.put(serde_json::to_string_pretty(&evaluation.report)?.as_bytes())?);
             }
@@ -247,9 +248,9 @@ impl PluginExecutor {
                 let (events, relayed) = self.relay(stage);
                 let detected =
                     app.runtime()?.detect(&plugin, reference.features.clone(), current.features.clone(), &params_text, &limits, Some(events)).await;
-                relayed.await.ok();
+                logs.extend(relayed.await.unwrap_or_default().lost(&stage.name));
                 let (drift, report) = detected?;
-                absorb(&report, result);
+                absorb(logs, &report, result);
                 let drifted = drift.features.iter().filter(|f| f.drifted).count();
                 outputs.metrics.insert("drift_share".into(), drift.drift_share);
                 outputs.metrics.insert("drifted_features".into(), drifted as f64);
@@ -274,7 +275,7 @@ impl PluginExecutor {
     /// into its history (as `STAGE.NAME`), progress onto the change feed.
     /// The task ends when the call drops the sink, answering the latest
     /// value of each metric.
-    fn relay(&self, stage: &Stage) -> (EventSender, tokio::task::JoinHandle<BTreeMap<String, f64>>) {
+    fn relay(&self, stage: &Stage) -> (EventSender, tokio::task::JoinHandle<Relayed>) {
         let (tx, rx) = tokio::sync::mpsc::channel(RELAY_CAPACITY);
         let task = tokio::spawn(relay(self.app.store.clone(), self.run_id.clone(), stage.name.clone(), rx));
         (tx, task)
@@ -358,14 +359,40 @@ const RELAY_CAPACITY: usize = 1024;
 /// Events written to the store per batch.
 const RELAY_BATCH: usize = 512;
 
-async fn relay(store: Store, run: String, stage: String, mut rx: tokio::sync::mpsc::Receiver<HostEvent>) -> BTreeMap<String, f64> {
-    let mut latest = BTreeMap::new();
+/// What a relay stored: the latest value of each metric it stored, and
+/// how many lines and points it could not store.
+#[derive(Debug, Default)]
+struct Relayed {
+    latest: BTreeMap<String, f64>,
+    lost_logs: usize,
+    lost_metrics: usize,
+}
+
+impl Relayed {
+    /// A warning for the stage's log if anything was lost (the run must
+    /// not look complete when it is not).
+    fn lost(&self, stage: &str) -> Option<LogRecord> {
+        (self.lost_logs + self.lost_metrics > 0).then(|| LogRecord {
+            stage: stage.to_string(),
+            level: "warn".into(),
+            message: format!(
+                "{} live log lines and {} live metric points of this call could not be stored (see the server log)",
+                self.lost_logs, self.lost_metrics
+            ),
+            at: now_ms(),
+        })
+    }
+}
+
+async fn relay(store: Store, run: String, stage: String, mut rx: tokio::sync::mpsc::Receiver<HostEvent>) -> Relayed {
+    let mut relayed = Relayed::default();
     let mut batch = Vec::with_capacity(RELAY_BATCH);
     // One write per batch of whatever is waiting: a plugin that logs fast
     // costs a transaction per batch, not per line.
     while rx.recv_many(&mut batch, RELAY_BATCH).await > 0 {
         let mut logs = Vec::new();
         let mut points = Vec::new();
+        let mut latest = Vec::new();
         let mut progress = None;
         let now = now_ms();
         for event in batch.drain(..) {
@@ -373,22 +400,28 @@ async fn relay(store: Store, run: String, stage: String, mut rx: tokio::sync::mp
                 HostEvent::Log(l) => logs.push(LogRecord { stage: stage.clone(), level: l.level, message: l.message, at: now }),
                 HostEvent::Metric(m) => {
                     points.push(MetricPoint { key: format!("{stage}.{}", m.name), value: m.value, step: m.step as i64, timestamp: now });
-                    latest.insert(m.name, m.value);
+                    latest.push((m.name, m.value));
                 }
                 HostEvent::Progress { done, total, message } => progress = Some((done, total, message)),
             }
         }
         if let Err(e) = store.append_logs(&run, &logs).await {
             tracing::warn!(run, stage, "storing {} live log lines failed: {e}", logs.len());
+            relayed.lost_logs += logs.len();
         }
-        if !points.is_empty()
-            && let Err(e) = store.log_metrics(&run, &points).await
-        {
-            tracing::warn!(run, stage, "storing {} live metrics failed: {e}", points.len());
+        if !points.is_empty() {
+            match store.log_metrics(&run, &points).await {
+                // Only what was stored may become the stage's metrics.
+                Ok(()) => relayed.latest.extend(latest),
+                Err(e) => {
+                    tracing::warn!(run, stage, "storing {} live metrics failed: {e}", points.len());
+                    relayed.lost_metrics += points.len();
+                }
+            }
         }
         if let Some((done, total, message)) = progress {
             store.publish_progress(&run, &stage, done, total, &message);
         }
     }
-    latest
+    relayed
 }
