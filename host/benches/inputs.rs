@@ -6,7 +6,7 @@
 //!
 //! Medians of 5; no assertion on time anywhere.
 
-use kiln::dataset::read::{self, Format, ReadOptions};
+use kiln::dataset::read::{self, Format, Purpose, ReadOptions};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,7 +72,7 @@ fn write_parquet(csv: &Path, parquet: &Path) {
 fn kiln_read(paths: &[PathBuf], format: Format) -> f64 {
     let t = Instant::now();
     for p in paths {
-        let options = ReadOptions { refuse_mixed: true, ..Default::default() };
+        let options = ReadOptions { purpose: Purpose::Pipeline, ..Default::default() };
         let frame = read::read(read::open(p).unwrap(), p, format, options).unwrap();
         let table = read::to_table(frame, p, &[]).unwrap();
         assert_eq!((table.rows, table.columns.len()), (ROWS, COLUMNS));

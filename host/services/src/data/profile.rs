@@ -125,9 +125,10 @@ pub fn profile_as(path: &Path, format: Option<&str>) -> Result<Option<(Schema, P
     let Some(format) = format.and_then(Format::from_name) else { return Ok(None) };
     let frame = read::read(read::open(path)?, path, format, ReadOptions::default())?;
     let mut columns = Vec::with_capacity(frame.columns.len());
-    for (field, array) in frame.schema.fields().iter().zip(&frame.columns) {
+    // Each column's array is let go once it is accumulated.
+    for (field, array) in frame.schema.fields().iter().zip(frame.columns) {
         let mut column = ColumnAccumulator::new(field);
-        column.add(array).map_err(|e| ProfileError::File { path: path.into(), message: format!("column `{}`: {e}", field.name()) })?;
+        column.add(&array).map_err(|e| ProfileError::File { path: path.into(), message: format!("column `{}`: {e}", field.name()) })?;
         columns.push(column);
     }
     let fields = frame

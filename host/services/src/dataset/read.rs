@@ -16,7 +16,7 @@
 
 use super::{Column, ColumnData, Table};
 use crate::limits::MAX_COLUMNS;
-use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
@@ -95,15 +95,28 @@ pub struct ReadOptions<'a> {
     /// Reading fails, rather than ends, past this many bytes: a file that
     /// grew after its size was checked must not be read in part as if whole.
     pub limit: u64,
-    /// A CSV column whose first present value is a number but which holds
-    /// a word further down is text either way; a reader that needs numbers
-    /// (a pipeline) sets this to be told the word's line instead.
-    pub refuse_mixed: bool,
+    pub purpose: Purpose,
+}
+
+/// Who reads. The column types agree either way (numbers are numbers);
+/// what differs is how much a reader wants told apart and what it refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A dataset profile: text columns are typed finer (Boolean, Date32,
+    /// Timestamp), a column that starts with numbers and holds a word
+    /// further down is text, and a header without rows is a profile of
+    /// no rows.
+    Profile,
+    /// A pipeline input: numbers, or text exactly as written (trimmed); a
+    /// numeric column with a word further down is refused, naming its
+    /// line (declare the column categorical to read it as text); a file
+    /// needs rows.
+    Pipeline,
 }
 
 impl Default for ReadOptions<'_> {
     fn default() -> Self {
-        ReadOptions { categorical: &[], limit: u64::MAX, refuse_mixed: false }
+        ReadOptions { categorical: &[], limit: u64::MAX, purpose: Purpose::Profile }
     }
 }
 
@@ -188,31 +201,37 @@ fn read_csv(mut file: File, path: &Path, delimiter: u8, options: ReadOptions<'_>
     }
     file.rewind().map_err(io)?;
     let text_schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()));
-    let format = arrow_csv::reader::Format::default().with_header(true).with_delimiter(delimiter);
-    let reader = arrow_csv::ReaderBuilder::new(text_schema)
-        .with_format(format)
-        .with_batch_size(batch_rows(names.len()))
-        .build(Limited { inner: file.try_clone().map_err(io)?, left: options.limit })
-        .map_err(|e| csv_error(path, &file, delimiter, &names, e))?;
+    let batches = split_records(&file, path, delimiter, &names, text_schema, options.limit)?;
     let mut chunks: Vec<Vec<ArrayRef>> = vec![Vec::new(); names.len()];
     let mut rows = 0usize;
-    for batch in reader {
-        let batch: RecordBatch = batch.map_err(|e| csv_error(path, &file, delimiter, &names, e))?;
+    for batch in batches {
         rows += batch.num_rows();
         for (chunk, column) in chunks.iter_mut().zip(batch.columns()) {
             chunk.push(column.clone());
         }
     }
     if rows == 0 {
-        return Err(ReadError::File { path: path.into(), message: "the file has a header but no data rows".into() });
+        if options.purpose == Purpose::Pipeline {
+            return Err(ReadError::File { path: path.into(), message: "the file has a header but no data rows".into() });
+        }
+        let fields: Vec<Field> = names.iter().map(|n| Field::new(n, DataType::Null, true)).collect();
+        let columns = names.iter().map(|_| Arc::new(arrow_array::NullArray::new(0)) as ArrayRef).collect();
+        return Ok(Frame { rows, schema: Arc::new(Schema::new(fields)), columns });
     }
+    // Columns are typed independently: on all cores.
+    use rayon::prelude::*;
+    let typed: Vec<(ArrayRef, Option<Mixed>)> = chunks
+        .into_par_iter()
+        .zip(names.par_iter())
+        .map(|(chunks, name)| {
+            let strings: Vec<&StringArray> = chunks.iter().map(|c| c.as_string::<i32>()).collect();
+            type_column(&strings, rows, options.categorical.contains(name), options.purpose == Purpose::Profile)
+        })
+        .collect();
     let mut fields = Vec::with_capacity(names.len());
     let mut columns = Vec::with_capacity(names.len());
-    for (index, (name, chunks)) in names.iter().zip(chunks).enumerate() {
-        let strings: Vec<&StringArray> = chunks.iter().map(|c| c.as_string::<i32>()).collect();
-        let text = options.categorical.contains(name);
-        let (typed, mixed) = type_column(&strings, rows, text);
-        if let Some(bad) = mixed.filter(|_| options.refuse_mixed) {
+    for (index, (name, (typed, mixed))) in names.iter().zip(typed).enumerate() {
+        if let Some(bad) = mixed.filter(|_| options.purpose == Purpose::Pipeline) {
             let line = physical_line(&file, delimiter, bad.row as u64 + 1).unwrap_or(bad.row as u64 + 2);
             return Err(at(
                 line,
@@ -227,6 +246,61 @@ fn read_csv(mut file: File, path: &Path, delimiter: u8, options: ReadOptions<'_>
         columns.push(typed);
     }
     Ok(Frame { rows, schema: Arc::new(Schema::new(fields)), columns })
+}
+
+/// Files at least this big are split into records on all cores when they
+/// hold no quote (so every newline ends a record).
+const PARALLEL_SPLIT: u64 = 4 << 20;
+
+/// The file's records (after the header) as batches of text columns, in
+/// file order. A quote-free file of some size is read whole and cut at
+/// newlines into one part per core, each split by its own arrow reader;
+/// anything else is read as one stream.
+fn split_records(file: &File, path: &Path, delimiter: u8, names: &[String], schema: Arc<Schema>, limit: u64) -> Result<Vec<RecordBatch>, ReadError> {
+    let io = |error: std::io::Error| ReadError::Io { path: path.into(), error };
+    let reader = |header: bool| {
+        let format = arrow_csv::reader::Format::default().with_header(header).with_delimiter(delimiter);
+        arrow_csv::ReaderBuilder::new(schema.clone()).with_format(format).with_batch_size(batch_rows(names.len()))
+    };
+    let size = file.metadata().map_err(io)?.len();
+    let parts = rayon::current_num_threads();
+    if size >= PARALLEL_SPLIT && parts > 1 {
+        let mut bytes = Vec::with_capacity(size.min(limit) as usize);
+        Limited { inner: file, left: limit }.read_to_end(&mut bytes).map_err(io)?;
+        if memchr::memchr(b'"', &bytes).is_none() {
+            use rayon::prelude::*;
+            let mut cuts = vec![0];
+            for i in 1..parts {
+                let at = bytes.len() * i / parts;
+                match memchr::memchr(b'\n', &bytes[at..]) {
+                    Some(n) if at + n + 1 > *cuts.last().unwrap() => cuts.push(at + n + 1),
+                    _ => {}
+                }
+            }
+            cuts.push(bytes.len());
+            cuts.dedup();
+            let read = |(i, range): (usize, &[usize])| -> Result<Vec<RecordBatch>, ReadError> {
+                let part = &bytes[range[0]..range[1]];
+                // Lines before this part, for messages: quote-free, so a
+                // record is a line.
+                let before = if i == 0 { 0 } else { memchr::memchr_iter(b'\n', &bytes[..range[0]]).count() as u64 };
+                let shift = |e: ReadError| match e {
+                    ReadError::At { path, line, message } => ReadError::At { path, line: line + before, message },
+                    e => e,
+                };
+                let r = reader(i == 0).build(part).map_err(|e| shift(csv_error(path, file, delimiter, names, true, e)))?;
+                r.map(|b| b.map_err(|e| shift(csv_error(path, file, delimiter, names, true, e)))).collect()
+            };
+            let parts: Vec<Vec<RecordBatch>> = cuts.windows(2).enumerate().collect::<Vec<_>>().into_par_iter().map(read).collect::<Result<_, _>>()?;
+            return Ok(parts.into_iter().flatten().collect());
+        }
+        let r = reader(true).build(bytes.as_slice()).map_err(|e| csv_error(path, file, delimiter, names, false, e))?;
+        return r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect();
+    }
+    let r = reader(true)
+        .build(Limited { inner: file.try_clone().map_err(io)?, left: limit })
+        .map_err(|e| csv_error(path, file, delimiter, names, false, e))?;
+    r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect()
 }
 
 /// The first word in a column that began with numbers: `row` is 0-based
@@ -274,12 +348,17 @@ fn looks_timestamp(v: &str) -> bool {
     rest.is_empty() || rest.strip_prefix('.').is_some_and(|f| !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Type one column from its text chunks. A column whose first present
-/// value is a number but which holds a word later is typed `Utf8`, and
-/// the first such word is returned too (see `ReadOptions::refuse_mixed`).
-fn type_column(chunks: &[&StringArray], rows: usize, text: bool) -> (ArrayRef, Option<Mixed>) {
-    let mut fits = Fits { int: !text, float: !text, boolean: !text, date: !text, timestamp: !text };
+/// Type one column from its text chunks; `fine` tells booleans, dates and
+/// timestamps from other text (a profile wants that, a pipeline wants the
+/// text as written). A column whose first present value is a number but
+/// which holds a word later is typed `Utf8`, and the first such word is
+/// returned too (see [`Purpose::Pipeline`]).
+fn type_column(chunks: &[&StringArray], rows: usize, text: bool, fine: bool) -> (ArrayRef, Option<Mixed>) {
+    let fine = fine && !text;
+    let mut fits = Fits { int: !text, float: !text, boolean: fine, date: fine, timestamp: fine };
     let mut floats: Vec<f64> = Vec::with_capacity(if text { 0 } else { rows });
+    // Which values are present, built in the same pass as `floats`.
+    let mut valid = arrow_buffer::BooleanBufferBuilder::new(if text { 0 } else { rows });
     let mut present = 0usize;
     let mut first_numeric: Option<bool> = None;
     let mut mixed: Option<Mixed> = None;
@@ -290,12 +369,16 @@ fn type_column(chunks: &[&StringArray], rows: usize, text: bool) -> (ArrayRef, O
             if is_missing(v) {
                 if fits.float {
                     floats.push(f64::NAN);
+                    valid.append(false);
                 }
             } else {
                 present += 1;
                 if fits.float {
                     match v.parse::<f64>() {
-                        Ok(x) => floats.push(x),
+                        Ok(x) => {
+                            floats.push(x);
+                            valid.append(true);
+                        }
                         Err(_) => {
                             fits.float = false;
                             fits.int = false;
@@ -343,11 +426,8 @@ fn type_column(chunks: &[&StringArray], rows: usize, text: bool) -> (ArrayRef, O
         return (Arc::new(b.finish()), None);
     }
     if fits.float {
-        let mut b = Float64Builder::with_capacity(rows);
-        for (x, value) in floats.iter().zip(chunks.iter().flat_map(|c| c.iter())) {
-            if is_missing(value.map(str::trim).unwrap_or("")) { b.append_null() } else { b.append_value(*x) }
-        }
-        return (Arc::new(b.finish()), None);
+        let nulls = arrow_buffer::NullBuffer::new(valid.finish());
+        return (Arc::new(arrow_array::Float64Array::new(floats.into(), Some(nulls))), None);
     }
     if fits.boolean {
         let mut b = BooleanBuilder::with_capacity(rows);
@@ -412,6 +492,15 @@ fn read_parquet(file: File, path: &Path, options: ReadOptions<'_>) -> Result<Fra
         return Err(ReadError::File { path: path.into(), message: format!("column `{name}` appears twice") });
     }
     let row_groups = metadata.metadata().num_row_groups();
+    // Compression can hide a table many times the file's size: the limit
+    // holds for the decoded bytes the footer declares, too.
+    let decoded: i64 = metadata.metadata().row_groups().iter().map(|g| g.total_byte_size()).sum();
+    if decoded as u64 > options.limit {
+        return Err(ReadError::File {
+            path: path.into(),
+            message: format!("the file decodes to {decoded} bytes, more than the {} byte `input_size` limit", options.limit),
+        });
+    }
     for (row_group, chunks) in metadata.metadata().row_groups().iter().enumerate() {
         if let Some(chunk) = chunks.columns().iter().find(|c| !readable(c.compression())) {
             let codec = chunk.compression().to_string();
@@ -468,9 +557,11 @@ fn duplicate_name(fields: &arrow_schema::Fields) -> Option<&str> {
 ///   counted from 1).
 ///
 /// Anything else keeps arrow's message.
-fn csv_error(path: &Path, file: &File, delimiter: u8, names: &[String], e: ArrowError) -> ReadError {
+fn csv_error(path: &Path, file: &File, delimiter: u8, names: &[String], lines_are_records: bool, e: ArrowError) -> ReadError {
     let at = |line: u64, message: String| ReadError::At { path: path.into(), line, message };
-    let line_of = |record: u64| physical_line(file, delimiter, record.saturating_sub(1)).unwrap_or(record);
+    let line_of = |record: u64| {
+        if lines_are_records { record } else { physical_line(file, delimiter, record.saturating_sub(1)).unwrap_or(record) }
+    };
     match &e {
         ArrowError::CsvError(message) => {
             if let (Some(line), Some(expected)) = (number_after(message, "for line "), number_after(message, ", expected ")) {
@@ -550,7 +641,11 @@ pub fn to_table(frame: Frame, path: &Path, categorical: &[String]) -> Result<Tab
             DataType::Null if !categorical.contains(&name) => ColumnData::Numeric(vec![f64::NAN; rows]),
             t if numeric(t) && !categorical.contains(&name) => {
                 let floats = arrow_cast::cast(&array, &DataType::Float64).map_err(unreadable)?;
-                ColumnData::Numeric(floats.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+                let floats = floats.as_primitive::<Float64Type>();
+                ColumnData::Numeric(match floats.null_count() {
+                    0 => floats.values().to_vec(),
+                    _ => floats.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+                })
             }
             _ => {
                 let strings = arrow_cast::cast(&array, &DataType::Utf8).map_err(unreadable)?;
@@ -587,7 +682,7 @@ fn numeric(t: &DataType) -> bool {
 /// file that is not `.csv`, `.tsv`, `.parquet` or `.pq` is read as CSV).
 pub fn read_table(path: &Path, categorical: &[String]) -> Result<Table, ReadError> {
     let format = Format::of(path).unwrap_or(Format::Csv { delimiter: b',' });
-    let frame = read(open(path)?, path, format, ReadOptions { categorical, refuse_mixed: true, ..Default::default() })?;
+    let frame = read(open(path)?, path, format, ReadOptions { categorical, purpose: Purpose::Pipeline, ..Default::default() })?;
     to_table(frame, path, categorical)
 }
 
@@ -635,11 +730,17 @@ mod tests {
         let (_d, p) = write("data.csv", csv);
         let frame = read(open(&p).unwrap(), &p, Format::Csv { delimiter: b',' }, ReadOptions::default()).unwrap();
         let t = to_table(frame, &p, &[]).unwrap();
+        assert_eq!(t.column("mixed").unwrap().data, ColumnData::Categorical(vec!["1".into(), "2".into(), "x".into()]));
+        // A pipeline reads the same numbers, and text as written.
+        let csv = csv.replace(",x\n", ",3\n");
+        let (_d, p) = write("data.csv", &csv);
+        let t = read_table(&p, &[]).unwrap();
         assert_eq!(t.column("i").unwrap().as_numeric().unwrap(), [1.0, -2.0, 3.0]);
         assert_eq!(t.column("f").unwrap().as_numeric().unwrap(), [1.5, 2.0, 1000.0]);
         assert!(t.column("empty").unwrap().as_numeric().unwrap().iter().all(|v| v.is_nan()));
-        assert_eq!(t.column("b").unwrap().data, ColumnData::Categorical(vec!["true".into(), "false".into(), "".into()]));
-        assert_eq!(t.column("mixed").unwrap().data, ColumnData::Categorical(vec!["1".into(), "2".into(), "x".into()]));
+        assert_eq!(t.column("b").unwrap().data, ColumnData::Categorical(vec!["true".into(), "FALSE".into(), "".into()]));
+        let ts = t.column("ts").unwrap();
+        assert_eq!(ts.data, ColumnData::Categorical(vec!["2024-01-01T10:00:00".into(), "2024-01-01 11:30:00.5".into(), "".into()]));
         // An impossible date keeps the column text.
         assert_eq!(types("d\n2024-02-31\n"), ["Utf8"]);
     }
@@ -662,6 +763,10 @@ mod tests {
     #[test]
     fn no_rows_and_missing_file() {
         assert!(table("a,b\n").unwrap_err().to_string().contains("no data rows"));
+        // A profile of a header alone has no rows, not an error.
+        let (_d, p) = write("data.csv", "a,b\n");
+        let frame = read(open(&p).unwrap(), &p, Format::Csv { delimiter: b',' }, ReadOptions::default()).unwrap();
+        assert_eq!((frame.rows, frame.columns.len()), (0, 2));
         let err = read_table(Path::new("/nonexistent/x.csv"), &[]).unwrap_err().to_string();
         assert!(err.starts_with("/nonexistent/x.csv:"), "{err}");
     }
@@ -674,6 +779,30 @@ mod tests {
         assert!(table("a,a\n1,2\n").unwrap_err().to_string().contains("column `a` appears twice"));
         assert!(table("a,\n1,2\n").unwrap_err().to_string().contains("column 2 has an empty name"));
         assert!(table("").unwrap_err().to_string().contains("empty (no header row)"));
+    }
+
+    #[test]
+    fn a_large_file_split_across_cores_reads_and_reports_lines_like_a_small_one() {
+        let rows = 300_000;
+        let mut csv = String::from("a,b,c\n");
+        for i in 0..rows {
+            csv.push_str(&format!("{i},{}.25,text{}\n", i % 7, i % 3));
+        }
+        assert!(csv.len() as u64 > PARALLEL_SPLIT);
+        let t = table(&csv).unwrap();
+        assert_eq!(t.rows, rows);
+        let a = t.column("a").unwrap().as_numeric().unwrap();
+        assert!(a.iter().enumerate().all(|(i, v)| *v == i as f64), "rows stay in file order");
+        assert_eq!(t.column("c").unwrap().data, ColumnData::Categorical((0..rows).map(|i| format!("text{}", i % 3)).collect()));
+        // Errors deep in the file name the right line, from any part.
+        let row = |i: usize| format!("\n{i},{}.25,text{}\n", i % 7, i % 3);
+        let error = |csv: &str| table(csv).err().map(|e| e.to_string()).unwrap_or_else(|| "no error".into());
+        let ragged = csv.replacen(&row(250_000), &format!("\n250000,{}.25\n", 250_000 % 7), 1);
+        let err = error(&ragged);
+        assert!(err.contains("data.csv:250002: this row has 2 fields"), "{err}");
+        let word = csv.replacen(&row(280_000), &format!("\noops,{}.25,text{}\n", 280_000 % 7, 280_000 % 3), 1);
+        let err = error(&word);
+        assert!(err.contains("data.csv:280002:") && err.contains("`oops`"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! and hash what each stage will see (for cache keys and lineage).
 
 use super::spec::{DataRef, Input, Part, Pipeline};
-use crate::dataset::{self, Column, Table, read::ReadOptions};
+use crate::dataset::read::{Purpose, ReadOptions};
+use crate::dataset::{self, Column, Table};
 use anyhow::{Result, anyhow};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>, limit: u64) -> Resu
         // A `.parquet`/`.pq`/`.tsv` input by its extension; anything else
         // is CSV, as it always was.
         let format = dataset::Format::of(&spec.path).unwrap_or(dataset::Format::Csv { delimiter: b',' });
-        let options = ReadOptions { categorical: &spec.categorical, limit, refuse_mixed: true };
+        let options = ReadOptions { categorical: &spec.categorical, limit, purpose: Purpose::Pipeline };
         let frame = dataset::read::read(file, &shown, format, options)?;
         let table = dataset::read::to_table(frame, &shown, &spec.categorical)?;
         let table = select_columns(pipeline, spec, &shown, table)?;
