@@ -201,7 +201,11 @@ fn read_csv(mut file: File, path: &Path, delimiter: u8, options: ReadOptions<'_>
     }
     file.rewind().map_err(io)?;
     let text_schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()));
-    let batches = split_records(&file, path, delimiter, &names, text_schema, options.limit)?;
+    let numbers_only = !names.iter().any(|n| options.categorical.contains(n));
+    let batches = match split_records(&file, path, delimiter, &names, text_schema, options.limit, numbers_only)? {
+        Records::Numbers(frame) => return Ok(frame),
+        Records::Text(batches) => batches,
+    };
     let mut chunks: Vec<Vec<ArrayRef>> = vec![Vec::new(); names.len()];
     let mut rows = 0usize;
     for batch in batches {
@@ -256,7 +260,24 @@ const PARALLEL_SPLIT: u64 = 4 << 20;
 /// file order. A quote-free file of some size is read whole and cut at
 /// newlines into one part per core, each split by its own arrow reader;
 /// anything else is read as one stream.
-fn split_records(file: &File, path: &Path, delimiter: u8, names: &[String], schema: Arc<Schema>, limit: u64) -> Result<Vec<RecordBatch>, ReadError> {
+/// What [`split_records`] found.
+enum Records {
+    /// Every value was a number or missing: the typed frame, done.
+    Numbers(Frame),
+    /// Records as text columns, to be typed.
+    Text(Vec<RecordBatch>),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn split_records(
+    file: &File,
+    path: &Path,
+    delimiter: u8,
+    names: &[String],
+    schema: Arc<Schema>,
+    limit: u64,
+    numbers_only: bool,
+) -> Result<Records, ReadError> {
     let io = |error: std::io::Error| ReadError::Io { path: path.into(), error };
     let reader = |header: bool| {
         let format = arrow_csv::reader::Format::default().with_header(header).with_delimiter(delimiter);
@@ -279,6 +300,9 @@ fn split_records(file: &File, path: &Path, delimiter: u8, names: &[String], sche
             }
             cuts.push(bytes.len());
             cuts.dedup();
+            if numbers_only && let Some(frame) = numbers(&bytes, &cuts, delimiter, names) {
+                return Ok(Records::Numbers(frame));
+            }
             let read = |(i, range): (usize, &[usize])| -> Result<Vec<RecordBatch>, ReadError> {
                 let part = &bytes[range[0]..range[1]];
                 // Lines before this part, for messages: quote-free, so a
@@ -292,15 +316,118 @@ fn split_records(file: &File, path: &Path, delimiter: u8, names: &[String], sche
                 r.map(|b| b.map_err(|e| shift(csv_error(path, file, delimiter, names, true, e)))).collect()
             };
             let parts: Vec<Vec<RecordBatch>> = cuts.windows(2).enumerate().collect::<Vec<_>>().into_par_iter().map(read).collect::<Result<_, _>>()?;
-            return Ok(parts.into_iter().flatten().collect());
+            return Ok(Records::Text(parts.into_iter().flatten().collect()));
         }
         let r = reader(true).build(bytes.as_slice()).map_err(|e| csv_error(path, file, delimiter, names, false, e))?;
-        return r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect();
+        return r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect::<Result<_, _>>().map(Records::Text);
     }
     let r = reader(true)
         .build(Limited { inner: file.try_clone().map_err(io)?, left: limit })
         .map_err(|e| csv_error(path, file, delimiter, names, false, e))?;
-    r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect()
+    r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect::<Result<_, _>>().map(Records::Text)
+}
+
+/// One part's columns as numbers.
+struct NumberPart {
+    values: Vec<Vec<f64>>,
+    valid: Vec<arrow_buffer::BooleanBufferBuilder>,
+    /// Every present value so far an integer of at most 15 digits (exact
+    /// in an f64).
+    ints: Vec<bool>,
+    present: Vec<usize>,
+}
+
+/// The common case, done directly: a quote-free CSV whose every value is
+/// a number or missing, parsed from the bytes straight into typed columns
+/// on all cores, with no text materialised. The rules are
+/// [`type_column`]'s: a trimmed value that parses as an f64 is a number,
+/// the missing words are nulls, a column of integers is Int64, one with
+/// nothing present is Null. Anything else here (a word, a ragged row, a
+/// blank line, invalid UTF-8, an integer too long for an f64) gives up
+/// with `None`, and the general path reads the file and says what is wrong.
+fn numbers(bytes: &[u8], cuts: &[usize], delimiter: u8, names: &[String]) -> Option<Frame> {
+    use rayon::prelude::*;
+    let columns = names.len();
+    let parse_part = |(i, range): (usize, &[usize])| -> Option<NumberPart> {
+        let mut part = &bytes[range[0]..range[1]];
+        if i == 0 {
+            // The header line.
+            let end = memchr::memchr(b'\n', part)?;
+            part = &part[end + 1..];
+        }
+        let lines = memchr::memchr_iter(b'\n', part).count() + 1;
+        let mut out = NumberPart {
+            values: (0..columns).map(|_| Vec::with_capacity(lines)).collect(),
+            valid: (0..columns).map(|_| arrow_buffer::BooleanBufferBuilder::new(lines)).collect(),
+            ints: vec![true; columns],
+            present: vec![0; columns],
+        };
+        let mut rest = part;
+        while !rest.is_empty() {
+            let (line, next) = match memchr::memchr(b'\n', rest) {
+                Some(n) => (&rest[..n], &rest[n + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            rest = next;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                // A blank line: the general reader's rules decide.
+                return None;
+            }
+            let mut fields = line.split(|b| *b == delimiter);
+            for c in 0..columns {
+                let v = std::str::from_utf8(fields.next()?).ok()?.trim();
+                if is_missing(v) {
+                    out.values[c].push(f64::NAN);
+                    out.valid[c].append(false);
+                    continue;
+                }
+                out.values[c].push(v.parse::<f64>().ok()?);
+                out.valid[c].append(true);
+                out.present[c] += 1;
+                if out.ints[c] && !looks_int(v) {
+                    out.ints[c] = false;
+                } else if out.ints[c] && v.trim_start_matches(['-', '+']).len() > 15 {
+                    // An Int64 an f64 cannot hold exactly: the general
+                    // path parses it as an integer.
+                    return None;
+                }
+            }
+            if fields.next().is_some() {
+                return None;
+            }
+        }
+        Some(out)
+    };
+    let parts: Vec<NumberPart> = cuts.windows(2).enumerate().collect::<Vec<_>>().into_par_iter().map(parse_part).collect::<Option<_>>()?;
+    let rows: usize = parts.iter().map(|p| p.values[0].len()).sum();
+    if rows == 0 {
+        return None;
+    }
+    let mut fields = Vec::with_capacity(columns);
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns);
+    for (c, name) in names.iter().enumerate() {
+        let present: usize = parts.iter().map(|p| p.present[c]).sum();
+        let ints = parts.iter().all(|p| p.ints[c]);
+        let mut valid = arrow_buffer::BooleanBufferBuilder::new(rows);
+        let mut values = Vec::with_capacity(rows);
+        for p in &parts {
+            values.extend_from_slice(&p.values[c]);
+            valid.append_buffer(&p.valid[c].finish_cloned());
+        }
+        let nulls = Some(arrow_buffer::NullBuffer::new(valid.finish()));
+        let array: ArrayRef = if present == 0 {
+            Arc::new(arrow_array::NullArray::new(rows))
+        } else if ints {
+            let ints: Vec<i64> = values.iter().map(|v| if v.is_nan() { 0 } else { *v as i64 }).collect();
+            Arc::new(arrow_array::Int64Array::new(ints.into(), nulls))
+        } else {
+            Arc::new(arrow_array::Float64Array::new(values.into(), nulls))
+        };
+        fields.push(Field::new(name, array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    Some(Frame { rows, schema: Arc::new(Schema::new(fields)), columns: arrays })
 }
 
 /// The first word in a column that began with numbers: `row` is 0-based
@@ -803,6 +930,39 @@ mod tests {
         let word = csv.replacen(&row(280_000), &format!("\noops,{}.25,text{}\n", 280_000 % 7, 280_000 % 3), 1);
         let err = error(&word);
         assert!(err.contains("data.csv:280002:") && err.contains("`oops`"), "{err}");
+    }
+
+    #[test]
+    fn a_large_numeric_file_takes_the_direct_path_with_the_same_types() {
+        let rows = 400_000;
+        let csv = |big: bool| {
+            let mut csv = String::from(if big { "i,f,empty,big\n" } else { "i,f,empty\n" });
+            for r in 0..rows {
+                let f = if r % 10 == 3 { "NA".to_string() } else { format!("{}.5", r % 11) };
+                let tail = if big { format!(",{}", 1_000_000_000_000_000i64 + r as i64) } else { String::new() };
+                csv.push_str(&format!("{r},{f},{tail}\n"));
+            }
+            assert!(csv.len() as u64 > PARALLEL_SPLIT);
+            csv
+        };
+        let frame = |csv: &str| {
+            let (_d, p) = write("data.csv", csv);
+            let frame = read(open(&p).unwrap(), &p, Format::Csv { delimiter: b',' }, ReadOptions::default()).unwrap();
+            let types: Vec<String> = frame.schema.fields().iter().map(|f| f.data_type().to_string()).collect();
+            (frame, types)
+        };
+        // Numbers only: read straight into typed columns.
+        let (numbers, types) = frame(&csv(false));
+        assert_eq!(types, ["Int64", "Float64", "Null"]);
+        let p = Path::new("data.csv");
+        let t = to_table(numbers, p, &[]).unwrap();
+        let f = t.column("f").unwrap().as_numeric().unwrap();
+        assert!(f[3].is_nan() && f[4] == 4.5 && f[rows - 1] == ((rows - 1) % 11) as f64 + 0.5);
+        assert!(t.column("i").unwrap().as_numeric().unwrap().iter().enumerate().all(|(r, v)| *v == r as f64));
+        // A 16-digit integer an f64 cannot hold: the general path, same types.
+        let (big, types) = frame(&csv(true));
+        assert_eq!(types, ["Int64", "Float64", "Null", "Int64"]);
+        assert_eq!(big.columns[3].as_primitive::<arrow_array::types::Int64Type>().value(rows - 1), 1_000_000_000_000_000 + rows as i64 - 1);
     }
 
     #[test]
