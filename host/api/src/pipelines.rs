@@ -226,7 +226,7 @@ impl Cursor {
             }
         }
         let status = state["status"].as_str().unwrap_or("");
-        if matches!(status, "succeeded" | "failed" | "cancelled") {
+        if JobStatus::parse(status).is_some_and(JobStatus::is_final) {
             self.done = true;
             self.pending.push_back(Event::default().event("status").data(json!({"id": self.id, "status": status}).to_string()));
         }

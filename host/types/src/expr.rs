@@ -94,13 +94,6 @@ pub enum Op {
     NotIn,
 }
 
-impl Op {
-    /// One of `=`, `!=`, `<`, `<=`, `>`, `>=`.
-    pub fn is_ordering(self) -> bool {
-        matches!(self, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
-    }
-}
-
 impl Term {
     /// How an error message shows it.
     pub fn describe(&self) -> String {
@@ -110,21 +103,6 @@ impl Term {
             TermKind::Text(s) => format!("'{s}'"),
             TermKind::Bool(b) => format!("`{b}`"),
             TermKind::List(_) => "a list".into(),
-        }
-    }
-}
-
-impl Expr {
-    /// Every comparison and standing term, in order.
-    pub fn walk<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
-        f(self);
-        match self {
-            Expr::And(a, b) | Expr::Or(a, b) => {
-                a.walk(f);
-                b.walk(f);
-            }
-            Expr::Not(a, _) => a.walk(f),
-            _ => {}
         }
     }
 }
