@@ -286,8 +286,7 @@ fn split_records(
     let size = file.metadata().map_err(io)?.len();
     let parts = rayon::current_num_threads();
     if size >= PARALLEL_SPLIT && parts > 1 {
-        let mut bytes = Vec::with_capacity(size.min(limit) as usize);
-        Limited { inner: file, left: limit }.read_to_end(&mut bytes).map_err(io)?;
+        let bytes = read_whole(file, size, limit, parts).map_err(io)?;
         if memchr::memchr(b'"', &bytes).is_none() {
             use rayon::prelude::*;
             let mut cuts = vec![0];
@@ -327,14 +326,40 @@ fn split_records(
     r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect::<Result<_, _>>().map(Records::Text)
 }
 
-/// One part's columns as numbers.
+/// The whole file, read on all cores (positional reads of equal parts,
+/// into a zeroed allocation the kernel hands out lazily). A file past
+/// `limit`, or one that grew since `size` was taken, is read as a stream
+/// instead, so that [`Limited`] decides as for any other file.
+fn read_whole(file: &File, size: u64, limit: u64, parts: usize) -> std::io::Result<Vec<u8>> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    if size <= limit {
+        let mut bytes = vec![0u8; size as usize];
+        let chunk = bytes.len().div_ceil(parts.max(1)).max(1);
+        bytes.par_chunks_mut(chunk).enumerate().try_for_each(|(i, part)| file.read_exact_at(part, (i * chunk) as u64))?;
+        if file.read_at(&mut [0u8], size)? == 0 {
+            return Ok(bytes);
+        }
+    }
+    let mut bytes = Vec::with_capacity(size.min(limit) as usize);
+    Limited { inner: file, left: limit }.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// What parsing one part of the file learnt about each column.
 struct NumberPart {
-    values: Vec<Vec<f64>>,
-    valid: Vec<arrow_buffer::BooleanBufferBuilder>,
+    /// Rows (0-based within the part) whose value is missing.
+    missing: Vec<Vec<usize>>,
     /// Every present value so far an integer of at most 15 digits (exact
     /// in an f64).
     ints: Vec<bool>,
     present: Vec<usize>,
+}
+
+/// Records in a quote-free part: its lines, the last one counted even
+/// without a newline.
+fn lines(part: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', part).count() + usize::from(part.last().is_some_and(|b| *b != b'\n'))
 }
 
 /// The common case, done directly: a quote-free CSV whose every value is
@@ -345,77 +370,49 @@ struct NumberPart {
 /// nothing present is Null. Anything else here (a word, a ragged row, a
 /// blank line, invalid UTF-8, an integer too long for an f64) gives up
 /// with `None`, and the general path reads the file and says what is wrong.
+///
+/// The rows are counted first (a newline count), so each part writes its
+/// numbers straight into its own stretch of the final columns.
 fn numbers(bytes: &[u8], cuts: &[usize], delimiter: u8, names: &[String]) -> Option<Frame> {
     use rayon::prelude::*;
     let columns = names.len();
-    let parse_part = |(i, range): (usize, &[usize])| -> Option<NumberPart> {
-        let mut part = &bytes[range[0]..range[1]];
-        if i == 0 {
-            // The header line.
-            let end = memchr::memchr(b'\n', part)?;
-            part = &part[end + 1..];
-        }
-        let lines = memchr::memchr_iter(b'\n', part).count() + 1;
-        let mut out = NumberPart {
-            values: (0..columns).map(|_| Vec::with_capacity(lines)).collect(),
-            valid: (0..columns).map(|_| arrow_buffer::BooleanBufferBuilder::new(lines)).collect(),
-            ints: vec![true; columns],
-            present: vec![0; columns],
-        };
-        let mut rest = part;
-        while !rest.is_empty() {
-            let (line, next) = match memchr::memchr(b'\n', rest) {
-                Some(n) => (&rest[..n], &rest[n + 1..]),
-                None => (rest, &rest[rest.len()..]),
-            };
-            rest = next;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                // A blank line: the general reader's rules decide.
-                return None;
-            }
-            let mut fields = line.split(|b| *b == delimiter);
-            for c in 0..columns {
-                let v = std::str::from_utf8(fields.next()?).ok()?.trim();
-                if is_missing(v) {
-                    out.values[c].push(f64::NAN);
-                    out.valid[c].append(false);
-                    continue;
-                }
-                out.values[c].push(v.parse::<f64>().ok()?);
-                out.valid[c].append(true);
-                out.present[c] += 1;
-                if out.ints[c] && !looks_int(v) {
-                    out.ints[c] = false;
-                } else if out.ints[c] && v.trim_start_matches(['-', '+']).len() > 15 {
-                    // An Int64 an f64 cannot hold exactly: the general
-                    // path parses it as an integer.
-                    return None;
-                }
-            }
-            if fields.next().is_some() {
-                return None;
-            }
-        }
-        Some(out)
-    };
-    let parts: Vec<NumberPart> = cuts.windows(2).enumerate().collect::<Vec<_>>().into_par_iter().map(parse_part).collect::<Option<_>>()?;
-    let rows: usize = parts.iter().map(|p| p.values[0].len()).sum();
+    let body = memchr::memchr(b'\n', bytes)? + 1;
+    let ranges: Vec<&[u8]> = cuts.windows(2).map(|w| &bytes[w[0].max(body).min(w[1])..w[1]]).collect();
+    let counts: Vec<usize> = ranges.par_iter().map(|part| lines(part)).collect();
+    let rows: usize = counts.iter().sum();
     if rows == 0 {
         return None;
     }
+    // Zeroed allocations are lazy: no pass over memory before the parse.
+    let mut values: Vec<Vec<f64>> = (0..columns).map(|_| vec![0.0; rows]).collect();
+    let mut slots: Vec<Vec<&mut [f64]>> = counts.iter().map(|_| Vec::with_capacity(columns)).collect();
+    for column in values.iter_mut() {
+        let mut rest: &mut [f64] = column;
+        for (slot, n) in slots.iter_mut().zip(&counts) {
+            let (mine, after) = rest.split_at_mut(*n);
+            slot.push(mine);
+            rest = after;
+        }
+    }
+    let parts: Vec<NumberPart> =
+        ranges.into_par_iter().zip(slots).map(|(part, mut out)| parse_numbers(part, delimiter, &mut out)).collect::<Option<_>>()?;
     let mut fields = Vec::with_capacity(columns);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns);
-    for (c, name) in names.iter().enumerate() {
+    for ((c, name), values) in names.iter().enumerate().zip(values) {
         let present: usize = parts.iter().map(|p| p.present[c]).sum();
         let ints = parts.iter().all(|p| p.ints[c]);
-        let mut valid = arrow_buffer::BooleanBufferBuilder::new(rows);
-        let mut values = Vec::with_capacity(rows);
-        for p in &parts {
-            values.extend_from_slice(&p.values[c]);
-            valid.append_buffer(&p.valid[c].finish_cloned());
-        }
-        let nulls = Some(arrow_buffer::NullBuffer::new(valid.finish()));
+        let nulls = parts.iter().any(|p| !p.missing[c].is_empty()).then(|| {
+            let mut valid = arrow_buffer::BooleanBufferBuilder::new(rows);
+            valid.append_n(rows, true);
+            let mut offset = 0;
+            for (p, n) in parts.iter().zip(&counts) {
+                for row in &p.missing[c] {
+                    valid.set_bit(offset + row, false);
+                }
+                offset += n;
+            }
+            arrow_buffer::NullBuffer::new(valid.finish())
+        });
         let array: ArrayRef = if present == 0 {
             Arc::new(arrow_array::NullArray::new(rows))
         } else if ints {
@@ -428,6 +425,82 @@ fn numbers(bytes: &[u8], cuts: &[usize], delimiter: u8, names: &[String]) -> Opt
         arrays.push(array);
     }
     Some(Frame { rows, schema: Arc::new(Schema::new(fields)), columns: arrays })
+}
+
+/// One part of [`numbers`]: each value is parsed where it lies, and the
+/// parser's stop must be the field's end (a delimiter, or the line's end
+/// for the last column). What the fast parser does not take whole (spaces
+/// around a number, a missing word, `nan`, `1e`) is read as the general
+/// path reads it: the field's text, trimmed, then `str::parse`.
+fn parse_numbers(part: &[u8], delimiter: u8, out: &mut [&mut [f64]]) -> Option<NumberPart> {
+    let columns = out.len();
+    let mut stats = NumberPart { missing: vec![Vec::new(); columns], ints: vec![true; columns], present: vec![0; columns] };
+    let rows = out.first().map_or(0, |c| c.len());
+    let n = part.len();
+    let mut i = 0;
+    let mut row = 0;
+    while i < n {
+        if row == rows || part[i] == b'\n' || part[i..].starts_with(b"\r\n") {
+            // More records than lines (cannot happen), or a blank line:
+            // the general reader's rules decide.
+            return None;
+        }
+        for (c, column) in out.iter_mut().enumerate() {
+            let last = c + 1 == columns;
+            let start = i;
+            let ends = |at: usize| {
+                if !last {
+                    return (part.get(at) == Some(&delimiter)).then_some(at + 1);
+                }
+                match part.get(at) {
+                    None => Some(at),
+                    Some(b'\n') => Some(at + 1),
+                    Some(b'\r') if part.get(at + 1) == Some(&b'\n') => Some(at + 2),
+                    _ => None,
+                }
+            };
+            let fast = match fast_float2::parse_partial::<f64, _>(&part[start..]) {
+                Ok((x, len)) if !x.is_nan() => ends(start + len).map(|next| (Some(x), start + len, next)),
+                _ => None,
+            };
+            let (value, end, next) = match fast {
+                Some(found) => found,
+                None => {
+                    // The field's text, as the general path sees it.
+                    let stop = memchr::memchr2(delimiter, b'\n', &part[start..]).map_or(n, |k| start + k);
+                    let text = &part[start..stop];
+                    let text = if last { text.strip_suffix(b"\r").unwrap_or(text) } else { text };
+                    let next = ends(start + text.len())?;
+                    let v = std::str::from_utf8(text).ok()?.trim();
+                    let value = if is_missing(v) { None } else { Some(v.parse::<f64>().ok()?) };
+                    (value, start + text.len(), next)
+                }
+            };
+            match value {
+                None => {
+                    column[row] = f64::NAN;
+                    stats.missing[c].push(row);
+                }
+                Some(x) => {
+                    column[row] = x;
+                    stats.present[c] += 1;
+                    if stats.ints[c] {
+                        let text = std::str::from_utf8(&part[start..end]).ok()?.trim();
+                        if !looks_int(text) {
+                            stats.ints[c] = false;
+                        } else if text.trim_start_matches(['-', '+']).len() > 15 {
+                            // An Int64 an f64 cannot hold exactly: the
+                            // general path parses it as an integer.
+                            return None;
+                        }
+                    }
+                }
+            }
+            i = next;
+        }
+        row += 1;
+    }
+    (row == rows).then_some(stats)
 }
 
 /// The first word in a column that began with numbers: `row` is 0-based
@@ -768,11 +841,8 @@ pub fn to_table(frame: Frame, path: &Path, categorical: &[String]) -> Result<Tab
             DataType::Null if !categorical.contains(&name) => ColumnData::Numeric(vec![f64::NAN; rows]),
             t if numeric(t) && !categorical.contains(&name) => {
                 let floats = arrow_cast::cast(&array, &DataType::Float64).map_err(unreadable)?;
-                let floats = floats.as_primitive::<Float64Type>();
-                ColumnData::Numeric(match floats.null_count() {
-                    0 => floats.values().to_vec(),
-                    _ => floats.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
-                })
+                drop(array);
+                ColumnData::Numeric(float_values(floats))
             }
             _ => {
                 let strings = arrow_cast::cast(&array, &DataType::Utf8).map_err(unreadable)?;
@@ -782,6 +852,21 @@ pub fn to_table(frame: Frame, path: &Path, categorical: &[String]) -> Result<Tab
         columns.push(Column { name, data });
     }
     Ok(Table { rows, columns })
+}
+
+/// A Float64 array's values with NaN for nulls; the array's own buffer
+/// when nothing else holds it (no copy), else a copy.
+fn float_values(array: ArrayRef) -> Vec<f64> {
+    let floats = array.as_primitive::<Float64Type>().clone();
+    drop(array);
+    let (_, values, nulls) = floats.into_parts();
+    let mut values = values.into_inner().into_vec::<f64>().unwrap_or_else(|buffer| buffer.typed_data::<f64>().to_vec());
+    if let Some(nulls) = nulls {
+        for row in nulls.iter().enumerate().filter(|(_, valid)| !valid).map(|(row, _)| row) {
+            values[row] = f64::NAN;
+        }
+    }
+    values
 }
 
 fn numeric(t: &DataType) -> bool {
@@ -963,6 +1048,31 @@ mod tests {
         let (big, types) = frame(&csv(true));
         assert_eq!(types, ["Int64", "Float64", "Null", "Int64"]);
         assert_eq!(big.columns[3].as_primitive::<arrow_array::types::Int64Type>().value(rows - 1), 1_000_000_000_000_000 + rows as i64 - 1);
+    }
+
+    #[test]
+    fn the_direct_numeric_path_reads_every_value_as_the_general_path_does() {
+        // Values the fast parser does not take whole go the general way.
+        let csv = "a,b,c\n1,+2.5, 3 \n-0,.5,nan\nNA,1e5,NAN\r\n7,inf,\n8,5.,-Infinity\n00012,1E-3,N/A";
+        let (_d, p) = write("data.csv", csv);
+        let general = read(open(&p).unwrap(), &p, Format::Csv { delimiter: b',' }, ReadOptions::default()).unwrap();
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).into();
+        let bytes = csv.as_bytes();
+        let second_line = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+        let third_line = second_line + bytes[second_line..].iter().position(|b| *b == b'\n').unwrap() + 1;
+        for cuts in [vec![0, bytes.len()], vec![0, second_line, third_line, bytes.len()]] {
+            let direct = numbers(bytes, &cuts, b',', &names).expect("every value is a number or missing");
+            assert_eq!(direct.schema, general.schema);
+            for (d, g) in direct.columns.iter().zip(&general.columns) {
+                assert_eq!(d.to_data(), g.to_data(), "{:?} vs {:?}", d, g);
+            }
+        }
+        assert_eq!(general.schema.fields().iter().map(|f| f.data_type().to_string()).collect::<Vec<_>>(), ["Int64", "Float64", "Float64"]);
+        // What the direct path leaves to the general one.
+        for refused in ["a,b\n1,2\n\n3,4\n", "a,b\n1,2,3\n", "a,b\n1\n", "a,b\n1,x\n", "a,b\n1,1e\n", "a,b\n1,1234567890123456\n"] {
+            let names: Vec<String> = ["a", "b"].map(String::from).into();
+            assert!(numbers(refused.as_bytes(), &[0, refused.len()], b',', &names).is_none(), "{refused:?}");
+        }
     }
 
     #[test]
