@@ -1,7 +1,7 @@
 //! The real MLflow client (mlflow-skinny from PyPI, in a venv this test
 //! makes under target/) logs to `kiln serve`, and Kiln's CLI sees the same.
 
-use crate::support::{Kiln, python_venv, repo_root};
+use crate::support::{Kiln, get, http, post, python_venv, repo_root};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -46,4 +46,119 @@ fn the_mlflow_client_logs_to_kiln_and_kiln_sees_it() {
     assert_eq!(model["versions"][0]["run_id"], run_id.as_str());
     let found = k.run(&["runs", "search", "params.model = 'ridge' and metrics.loss < 0.5", "--json"]).ok().json();
     assert_eq!(found["runs"][0]["id"], run_id.as_str());
+}
+
+/// Both client majors, each in a venv of its own with scikit-learn, run
+/// examples/mlflow/models.py against `kiln serve`: log a model, register
+/// it twice, move it by stage (MLflow 2) or alias (MLflow 3), load it back
+/// with `mlflow.pyfunc.load_model` and predict, search experiments, models
+/// and versions with filters, order and pages, and use the registry's
+/// everyday writes. The script was first run against MLflow 3.17's own
+/// server with both clients, where it passes.
+#[test]
+fn both_mlflow_majors_log_register_search_and_load_a_model() {
+    let majors = [
+        (2, python_venv("mlflow2-venv", "mlflow, sklearn, pandas", &["mlflow-skinny<3", "scikit-learn", "pandas"])),
+        (3, python_venv("mlflow3-venv", "mlflow, sklearn", &["mlflow==3.17.*", "scikit-learn"])),
+    ];
+    for (major, python) in majors {
+        let k = Kiln::new();
+        let server = k.serve(&["--workers", "0", "--no-scheduler"]);
+        let out = Command::new(&python)
+            .arg(repo_root().join("examples/mlflow/models.py"))
+            .env("MLFLOW_TRACKING_URI", &server.url)
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .env("GIT_PYTHON_REFRESH", "quiet")
+            .current_dir(k.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "models.py with MLflow {major} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let seen: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+        assert_eq!(seen["major"], major);
+        // Kiln's own view has the same versions, and the run behind them.
+        let model = k.run(&["models", "show", seen["model"].as_str().unwrap(), "--json"]).ok().json();
+        let versions: Vec<i64> = model["versions"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+        assert_eq!(versions, [2], "version 1 was deleted through MLflow's API");
+        assert_eq!(model["versions"][0]["run_id"], seen["run_id"]);
+    }
+}
+
+/// What an uploader says a file is does not decide what a browser is told:
+/// the type comes from the name (MLflow's rules), downloads are
+/// attachments and never sniffed, so an uploaded page cannot run script on
+/// the server's origin.
+#[test]
+fn artifact_downloads_are_typed_by_name_attached_and_never_sniffed() {
+    let k = Kiln::new();
+    let server = k.serve(&["--workers", "0", "--no-scheduler"]);
+    let api = format!("{}/api/2.0/mlflow", server.url);
+    let (_, run) = post(&format!("{api}/runs/create"), "application/json", r#"{"experiment_id": "0"}"#);
+    let run: serde_json::Value = serde_json::from_str(&run).unwrap();
+    let id = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    let put = |path: &str, content_type: &str, body: &str| {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/0/{id}/artifacts/{path}", server.url);
+        http().put(&url).header("content-type", content_type).send(body).unwrap().status().as_u16()
+    };
+    assert_eq!(put("page.html", "text/html", "<script>alert(1)</script>"), 200);
+    assert_eq!(put("notes.txt", "text/html", "<script>alert(2)</script>"), 200);
+    assert_eq!(put("dir/sub/MLmodel", "text/html", "flavors: {}"), 200);
+    for (path, media) in [("page.html", "text/html"), ("notes.txt", "text/plain"), ("dir/sub/MLmodel", "text/plain")] {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/0/{id}/artifacts/{path}", server.url);
+        let r = http().get(&url).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let header = |h: &str| r.headers().get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        assert_eq!(header("content-type"), media, "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert!(header("content-disposition").starts_with("attachment; filename="), "{path}: {}", header("content-disposition"));
+    }
+    // Kiln's own download route types the same way.
+    let r = http().get(&format!("{}/api/v1/runs/{id}/artifacts/page.html", server.url)).call().unwrap();
+    assert_eq!(r.headers().get("x-content-type-options").unwrap(), "nosniff");
+    // A folder goes whole.
+    let del = http().delete(&format!("{}/api/2.0/mlflow-artifacts/artifacts/0/{id}/artifacts/dir", server.url)).call().unwrap();
+    assert_eq!(del.status().as_u16(), 200);
+    let (status, _) = get(&format!("{}/api/2.0/mlflow-artifacts/artifacts/0/{id}/artifacts/dir/sub/MLmodel", server.url));
+    assert_eq!(status, 404);
+}
+
+/// The edges MLflow's server draws: an unknown endpoint is a JSON
+/// `ENDPOINT_NOT_FOUND` (MLflow 3.17's own server answers an HTML 404
+/// page there; MLflow's clients read the JSON error), the default
+/// experiment cannot be deleted, a deleted experiment takes no runs, and a
+/// search filter that does not parse is refused with its column.
+#[test]
+fn unknown_endpoints_the_default_experiment_and_bad_filters_answer_as_mlflow_does() {
+    let k = Kiln::new();
+    let server = k.serve(&["--workers", "0", "--no-scheduler"]);
+    let api = format!("{}/api/2.0/mlflow", server.url);
+    let (status, body) = post(&format!("{api}/no-such/endpoint"), "application/json", "{}");
+    assert_eq!(status, 404);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error_code"], "ENDPOINT_NOT_FOUND");
+    assert!(body["message"].as_str().unwrap().contains("/api/2.0/mlflow/no-such/endpoint"), "{body}");
+
+    let (status, body) = post(&format!("{api}/experiments/delete"), "application/json", r#"{"experiment_id": "0"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Cannot delete the default experiment"), "{body}");
+
+    let (_, made) = post(&format!("{api}/experiments/create"), "application/json", r#"{"name": "gone"}"#);
+    let gone = serde_json::from_str::<serde_json::Value>(&made).unwrap()["experiment_id"].as_str().unwrap().to_string();
+    assert_eq!(post(&format!("{api}/experiments/delete"), "application/json", &format!(r#"{{"experiment_id": "{gone}"}}"#)).0, 200);
+    let (status, body) = post(&format!("{api}/runs/create"), "application/json", &format!(r#"{{"experiment_id": "{gone}"}}"#));
+    assert_eq!(status, 400);
+    assert!(body.contains("must be in the 'active' state"), "{body}");
+
+    let (status, body) = post(&format!("{api}/experiments/search"), "application/json", r#"{"filter": "garbage !!!"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("INVALID_PARAMETER_VALUE") && body.contains("column"), "{body}");
+    let (status, body) = post(&format!("{api}/experiments/search"), "application/json", r#"{"filter": "name = 'Default'", "max_results": 1}"#);
+    assert_eq!(status, 200);
+    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["Default"]);
 }

@@ -51,6 +51,70 @@ pub async fn receive(blobs: &BlobStore, body: Body, limit: u64) -> Result<(Strin
         .map_err(UploadError::Blob)
 }
 
+/// Extensions MLflow serves as `text/plain` whatever else they might be
+/// (mlflow/server/handlers.py `TEXT_EXTENSIONS`), and its extension-less
+/// model files.
+const TEXT_EXTENSIONS: &[&str] = &[
+    "txt",
+    "log",
+    "err",
+    "cfg",
+    "conf",
+    "cnf",
+    "cf",
+    "ini",
+    "properties",
+    "prop",
+    "hocon",
+    "toml",
+    "yaml",
+    "yml",
+    "xml",
+    "json",
+    "js",
+    "py",
+    "py3",
+    "csv",
+    "tsv",
+    "md",
+    "rst",
+    "MLmodel",
+    "mlproject",
+];
+
+/// The media type of an artifact, from its file name only, as MLflow
+/// decides it: the uploader's Content-Type is never trusted, so an upload
+/// cannot make the server hand a browser HTML or script of its choosing.
+pub fn media_type_for(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let extension = match name.rsplit_once('.') {
+        Some((_, ext)) if !ext.is_empty() => ext,
+        _ => name,
+    };
+    if TEXT_EXTENSIONS.contains(&extension) {
+        return "text/plain".into();
+    }
+    mime_guess::from_path(name).first_raw().unwrap_or("application/octet-stream").to_string()
+}
+
+/// An artifact download: its type from its name, never sniffed, and an
+/// attachment (a browser saves it rather than rendering it on this
+/// server's origin), as MLflow sends artifacts.
+pub fn send_artifact(blobs: &BlobStore, id: &str, path: &str) -> Result<Response, BlobError> {
+    let mut response = send(blobs, id, &media_type_for(path))?;
+    let name = path.rsplit('/').next().unwrap_or(path);
+    // The name as a quoted-string and as RFC 5987 UTF-8, so any name is safe in the header.
+    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let encoded: String =
+        name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")) {
+        headers.insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
 /// A response streaming a blob, verified on the way out.
 pub fn send(blobs: &BlobStore, id: &str, media_type: &str) -> Result<Response, BlobError> {
     let (size, stream) = blobs.read_stream(id)?;
@@ -59,4 +123,19 @@ pub fn send(blobs: &BlobStore, id: &str, media_type: &str) -> Result<Response, B
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_come_from_the_name_as_mlflow_gives_them() {
+        assert_eq!(media_type_for("model/MLmodel"), "text/plain");
+        assert_eq!(media_type_for("notes.json"), "text/plain");
+        assert_eq!(media_type_for("plot.png"), "image/png");
+        assert_eq!(media_type_for("page.html"), "text/html");
+        assert_eq!(media_type_for("weights.bin"), "application/octet-stream");
+        assert_eq!(media_type_for("no-extension"), "application/octet-stream");
+    }
 }

@@ -12,7 +12,7 @@ mod server;
 mod tracking;
 
 // The services, under the paths the handlers name them by.
-use kiln_services::{app, blobs, data, dataset, invalid, pipeline, registry, store, views};
+use kiln_services::{app, blobs, data, dataset, invalid, pipeline, records, registry, store, views};
 
 use crate::app::App;
 use axum::Router;

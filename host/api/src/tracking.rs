@@ -263,8 +263,9 @@ pub async fn upload_artifact(
     let (blob, size) = super::artifacts::receive(&app.blobs, body, app.limits.upload_size)
         .await
         .map_err(|e| ApiError::new(e.status(), format!("storing artifact `{path}` failed: {e}")))?;
-    let media = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
-    app.store.add_artifact(&id, &path, &blob, size as i64, media).await?;
+    // The uploader's Content-Type is not kept: downloads type by name.
+    let _ = headers;
+    app.store.add_artifact(&id, &path, &blob, size as i64, &super::artifacts::media_type_for(&path)).await?;
     Ok((StatusCode::CREATED, Json(json!({"path": path, "size": size, "blob": blob}))))
 }
 
@@ -275,7 +276,7 @@ pub async fn download_artifact(State(app): State<App>, Path((id, path)): Path<(S
         .iter()
         .find(|a| a.path == path)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("run `{id}` has no artifact `{path}`")))?;
-    super::artifacts::send(&app.blobs, &a.blob, &a.media_type)
+    super::artifacts::send_artifact(&app.blobs, &a.blob, &a.path)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("artifact `{path}`: {e}")))
 }
 

@@ -17,6 +17,7 @@ pub mod pipeline;
 /// The plugin sandbox, a crate of its own: only it knows wasmtime.
 pub use kiln_runtime as runtime;
 pub mod plugins;
+pub mod records;
 pub mod registry;
 pub mod scheduler;
 /// Metadata in SQL, a crate of its own: only it knows SQL.

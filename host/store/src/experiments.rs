@@ -74,6 +74,26 @@ impl Store {
         Ok(())
     }
 
+    /// Delete an experiment's tag; a missing tag is not found.
+    pub async fn delete_experiment_tag(&self, id: &str, key: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2").bind(id).bind(key).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("No tag with name: {key} in experiment with id {id}")));
+        }
+        self.changed(Change::Experiment { id: id.into() });
+        Ok(())
+    }
+
+    /// (experiment id, key, value) of every experiment tag.
+    pub async fn all_experiment_tags(&self) -> Result<Vec<(String, String, String)>> {
+        sqlx::query("SELECT experiment_id, key, value FROM experiment_tags ORDER BY experiment_id, key")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("experiment_id")?, r.try_get("key")?, r.try_get("value")?)))
+            .collect()
+    }
+
     pub async fn list_experiments(&self, include_deleted: bool) -> Result<Vec<ExperimentRecord>> {
         let sql = sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY e.name"));
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;

@@ -28,6 +28,7 @@ mod feed;
 mod group;
 mod history;
 mod jobs;
+mod logged_models;
 mod pipelines;
 mod plugins;
 mod registry;
@@ -39,9 +40,10 @@ pub use experiments::ExperimentRecord;
 pub use feed::{Change, SQLITE_PROBE};
 pub use history::HistoryPoint;
 pub use jobs::{Job, JobStatus};
+pub use logged_models::{LOGGED_MODEL_STATUSES, LoggedModelDetail, LoggedModelMetric, LoggedModelRecord, NewLoggedModel};
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
-pub use registry::{ModelRecord, STAGES, VersionRecord};
+pub use registry::{ModelRecord, NewVersion, STAGES, VersionRecord};
 pub use runs::{ArtifactRecord, LogRecord, MetricPoint, NewRun, RunDetail, RunStatus, RunSummary, RunView, StageRecord, StageState};
 pub use search::SearchQuery;
 
@@ -120,6 +122,7 @@ pub(crate) fn migrator() -> Migrator {
         migration(4, "datasets", include_str!("../migrations/0004_datasets.sql")),
         migration(5, "metric history index", include_str!("../migrations/0005_metric_history_index.sql")),
         migration(6, "metric chunks", include_str!("../migrations/0006_metric_chunks.sql")),
+        migration(7, "registry and logged models", include_str!("../migrations/0007_registry_and_logged_models.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

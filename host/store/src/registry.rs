@@ -16,8 +16,12 @@ pub struct ModelRecord {
 pub struct VersionRecord {
     pub name: String,
     pub version: i64,
+    /// The run behind the version: one of this server's, or (from
+    /// MLflow's API) one that lives elsewhere.
     pub run_id: Option<String>,
     pub source: String,
+    /// MLflow 3's logged model the version was made from (`m-…`), or empty.
+    pub model_id: String,
     pub stage: String,
     pub description: String,
     pub created_at: i64,
@@ -31,8 +35,12 @@ fn version_from_row(r: &sqlx::any::AnyRow) -> Result<VersionRecord> {
     Ok(VersionRecord {
         name: r.try_get("name")?,
         version: r.try_get("version")?,
-        run_id: r.try_get("run_id")?,
+        run_id: match r.try_get::<Option<String>, _>("run_id")? {
+            Some(id) => Some(id),
+            None => Some(r.try_get::<String, _>("external_run_id")?).filter(|id| !id.is_empty()),
+        },
         source: r.try_get("source")?,
+        model_id: r.try_get("model_id")?,
         stage: r.try_get("stage")?,
         description: r.try_get("description")?,
         created_at: r.try_get("created_at")?,
@@ -40,7 +48,26 @@ fn version_from_row(r: &sqlx::any::AnyRow) -> Result<VersionRecord> {
     })
 }
 
-const VERSION_COLUMNS: &str = "name, version, run_id, source, stage, description, created_at, updated_at";
+const VERSION_COLUMNS: &str = "name, version, run_id, external_run_id, model_id, source, stage, description, created_at, updated_at";
+
+/// What a new version is made from.
+#[derive(Debug, Default, Clone)]
+pub struct NewVersion<'a> {
+    pub source: &'a str,
+    pub run_id: Option<&'a str>,
+    pub description: &'a str,
+    pub model_id: &'a str,
+    pub tags: &'a [(String, String)],
+}
+
+fn model_from_row(r: &sqlx::any::AnyRow) -> Result<ModelRecord> {
+    Ok(ModelRecord {
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
 
 impl Store {
     pub async fn create_model(&self, name: &str, description: &str) -> Result<ModelRecord> {
@@ -80,20 +107,16 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
-                Ok(ModelRecord {
-                    name: r.try_get("name")?,
-                    description: r.try_get("description")?,
-                    created_at: r.try_get("created_at")?,
-                    updated_at: r.try_get("updated_at")?,
-                })
-            })
+            .map(model_from_row)
             .collect()
     }
 
     pub async fn delete_model(&self, name: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM model_version_tags WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM model_aliases WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM registered_model_tags WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM model_versions WHERE name = $1").bind(name).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM registered_models WHERE name = $1").bind(name).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("Registered Model with name={name}")));
@@ -105,26 +128,48 @@ impl Store {
 
     /// Add the next version of a model (1, 2, 3, ...).
     pub async fn create_version(&self, name: &str, source: &str, run_id: Option<&str>, description: &str) -> Result<VersionRecord> {
+        self.create_version_from(name, &NewVersion { source, run_id, description, ..Default::default() }).await
+    }
+
+    /// Add the next version of a model, with its tags. A run id this
+    /// server does not hold is kept as an external run.
+    pub async fn create_version_from(&self, name: &str, new: &NewVersion<'_>) -> Result<VersionRecord> {
         let mut tx = self.begin_write().await?;
         if sqlx::query("SELECT name FROM registered_models WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?.is_none() {
             return Err(StoreError::NotFound(format!("Registered Model with name={name}")));
         }
+        let (local, external) = match new.run_id {
+            Some(id) if sqlx::query("SELECT id FROM runs WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?.is_some() => (Some(id), ""),
+            Some(id) => (None, id),
+            None => (None, ""),
+        };
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM model_versions WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
         let version: i64 = row.try_get::<i64, _>("v")? + 1;
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO model_versions (name, version, run_id, blob, plugin_digest, stage, description, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, '', '', 'None', $4, $5, $6, $7)",
+            "INSERT INTO model_versions (name, version, run_id, external_run_id, model_id, blob, plugin_digest, stage, description, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, '', '', 'None', $6, $7, $8, $9)",
         )
         .bind(name)
         .bind(version)
-        .bind(run_id)
-        .bind(description)
-        .bind(source)
+        .bind(local)
+        .bind(external)
+        .bind(new.model_id)
+        .bind(new.description)
+        .bind(new.source)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        for (key, value) in new.tags {
+            sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
+                .bind(name)
+                .bind(version)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("UPDATE registered_models SET updated_at = $1 WHERE name = $2").bind(now).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         self.changed(Change::Model { name: name.into() });
@@ -167,6 +212,7 @@ impl Store {
             .bind(version)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("UPDATE registered_models SET updated_at = $1 WHERE name = $2").bind(now).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         self.changed(Change::Model { name: name.into() });
         self.version(name, version).await
@@ -211,6 +257,184 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("Registered model alias {alias} of model {name}")))?;
         self.version(name, row.try_get("version")?).await
+    }
+
+    /// Every version of every model (for searches across models).
+    pub async fn all_versions(&self) -> Result<Vec<VersionRecord>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM model_versions ORDER BY name, version"));
+        sqlx::query(sql).fetch_all(&self.pool).await?.iter().map(version_from_row).collect()
+    }
+
+    /// Rename a model, with its versions, aliases and tags.
+    pub async fn rename_model(&self, name: &str, new_name: &str) -> Result<ModelRecord> {
+        let mut tx = self.begin_write().await?;
+        let old = sqlx::query("SELECT name, description, created_at, updated_at FROM registered_models WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name}")))?;
+        let old = model_from_row(&old)?;
+        if sqlx::query("SELECT name FROM registered_models WHERE name = $1").bind(new_name).fetch_optional(&mut *tx).await?.is_some() {
+            return Err(StoreError::Conflict(format!("Registered Model (name={new_name}) already exists.")));
+        }
+        let now = now_ms();
+        // The name is the key the other tables reference: the new row
+        // first, the children moved to it, then the old row dropped.
+        sqlx::query("INSERT INTO registered_models (name, description, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(new_name)
+            .bind(&old.description)
+            .bind(old.created_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for table in ["model_versions", "model_aliases", "registered_model_tags", "model_version_tags"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = $1 WHERE name = $2")))
+                .bind(new_name)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM registered_models WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.changed(Change::Model { name: name.into() });
+        self.changed(Change::Model { name: new_name.into() });
+        self.model(new_name).await
+    }
+
+    pub async fn update_model(&self, name: &str, description: &str) -> Result<ModelRecord> {
+        let done = sqlx::query("UPDATE registered_models SET description = $1, updated_at = $2 WHERE name = $3")
+            .bind(description)
+            .bind(now_ms())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("Registered Model with name={name}")));
+        }
+        self.changed(Change::Model { name: name.into() });
+        self.model(name).await
+    }
+
+    pub async fn update_version(&self, name: &str, version: i64, description: &str) -> Result<VersionRecord> {
+        let done = sqlx::query("UPDATE model_versions SET description = $1, updated_at = $2 WHERE name = $3 AND version = $4")
+            .bind(description)
+            .bind(now_ms())
+            .bind(name)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("Model Version (name={name}, version={version})")));
+        }
+        self.changed(Change::Model { name: name.into() });
+        self.version(name, version).await
+    }
+
+    /// Delete one version, its tags and the aliases that point at it.
+    pub async fn delete_version(&self, name: &str, version: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM model_versions WHERE name = $1 AND version = $2").bind(name).bind(version).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("Model Version (name={name}, version={version})")));
+        }
+        for table in ["model_version_tags", "model_aliases"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE name = $1 AND version = $2")))
+                .bind(name)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE registered_models SET updated_at = $1 WHERE name = $2").bind(now_ms()).bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.changed(Change::Model { name: name.into() });
+        Ok(())
+    }
+
+    /// Set a tag on a model (`version` None) or on one of its versions.
+    pub async fn set_registry_tag(&self, name: &str, version: Option<i64>, key: &str, value: &str) -> Result<()> {
+        match version {
+            None => {
+                self.model(name).await?;
+                sqlx::query(
+                    "INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(name)
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+            }
+            Some(v) => {
+                self.version(name, v).await?;
+                sqlx::query(
+                    "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(name)
+                .bind(v)
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        self.changed(Change::Model { name: name.into() });
+        Ok(())
+    }
+
+    /// Delete a model's or a version's tag; a missing tag is not found.
+    pub async fn delete_registry_tag(&self, name: &str, version: Option<i64>, key: &str) -> Result<()> {
+        let done = match version {
+            None => {
+                self.model(name).await?;
+                sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2").bind(name).bind(key).execute(&self.pool).await?
+            }
+            Some(v) => {
+                self.version(name, v).await?;
+                sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
+                    .bind(name)
+                    .bind(v)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("Tag with key={key}")));
+        }
+        self.changed(Change::Model { name: name.into() });
+        Ok(())
+    }
+
+    /// (model, key, value) of every model tag.
+    pub async fn all_model_tags(&self) -> Result<Vec<(String, String, String)>> {
+        sqlx::query("SELECT name, key, value FROM registered_model_tags ORDER BY name, key")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("key")?, r.try_get("value")?)))
+            .collect()
+    }
+
+    /// (model, version, key, value) of every version tag.
+    pub async fn all_version_tags(&self) -> Result<Vec<(String, i64, String, String)>> {
+        sqlx::query("SELECT name, version, key, value FROM model_version_tags ORDER BY name, version, key")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("version")?, r.try_get("key")?, r.try_get("value")?)))
+            .collect()
+    }
+
+    /// (alias, version) of every model, by model.
+    pub async fn all_aliases(&self) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query("SELECT name, alias, version FROM model_aliases ORDER BY name, alias")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("alias")?, r.try_get("version")?)))
+            .collect()
     }
 }
 

@@ -504,6 +504,19 @@ impl Store {
         Ok(())
     }
 
+    /// Delete a run's artifact, or a folder of them; how many went.
+    pub async fn delete_artifacts(&self, run_id: &str, path: &str) -> Result<u64> {
+        let under = format!("{}/%", path.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let done = sqlx::query("DELETE FROM artifacts WHERE run_id = $1 AND (path = $2 OR path LIKE $3 ESCAPE '\\')")
+            .bind(run_id)
+            .bind(path)
+            .bind(under)
+            .execute(&self.pool)
+            .await?;
+        self.changed(Change::Artifacts { run: run_id.into() });
+        Ok(done.rows_affected())
+    }
+
     pub async fn upsert_stage(&self, run_id: &str, s: &StageRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO stage_runs (run_id, stage, status, plugin_digest, cache_key, started_at, ended_at, peak_memory, attempts, error, outputs) \

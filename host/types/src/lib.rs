@@ -13,6 +13,7 @@
 pub mod expr;
 pub mod filter;
 pub mod names;
+pub mod records;
 pub mod status;
 mod table;
 

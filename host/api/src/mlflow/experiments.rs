@@ -1,0 +1,117 @@
+//! Experiments: create, get, search, update, delete, restore, tags.
+
+use super::*;
+
+pub(super) async fn experiment_json(app: &App, id: &str) -> Result<Value, MlflowError> {
+    let e = app.store.experiment_by_id(id).await?.ok_or_else(|| not_found(format!("No Experiment with id={id} exists")))?;
+    let tags: Vec<Value> = app.store.experiment_tags(id).await?.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    Ok(json!({
+        "experiment_id": e.id,
+        "name": e.name,
+        "artifact_location": format!("mlflow-artifacts:/{}", e.id),
+        "lifecycle_stage": e.lifecycle_stage,
+        "creation_time": e.created_at,
+        "last_update_time": e.updated_at,
+        "tags": tags,
+    }))
+}
+
+pub(super) async fn create_experiment(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let name = required(&body, &["name"])?;
+    if app.store.experiment_by_name(&name).await?.is_some() {
+        return Err(MlflowError {
+            status: StatusCode::BAD_REQUEST,
+            code: "RESOURCE_ALREADY_EXISTS",
+            message: format!("Experiment '{name}' already exists."),
+        });
+    }
+    let tags = list(&body, "tags")?.iter().map(experiment_tag).collect::<Result<Vec<_>, _>>()?;
+    let id = app.store.create_experiment(&name).await?;
+    for (k, v) in &tags {
+        app.store.set_experiment_tag(&id, k, v).await?;
+    }
+    Ok(Json(json!({"experiment_id": id})))
+}
+
+pub(super) async fn get_experiment(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
+    app.store.ensure_default_experiment().await?;
+    let id = q.get("experiment_id").ok_or_else(|| missing("experiment_id"))?;
+    Ok(Json(json!({"experiment": experiment_json(&app, id).await?})))
+}
+
+pub(super) async fn get_experiment_by_name(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
+    app.store.ensure_default_experiment().await?;
+    let name = q.get("experiment_name").ok_or_else(|| missing("experiment_name"))?;
+    let e = app.store.experiment_by_name(name).await?.ok_or_else(|| not_found(format!("Could not find experiment with name '{name}'")))?;
+    Ok(Json(json!({"experiment": experiment_json(&app, &e.id).await?})))
+}
+
+pub(super) async fn search_experiments_get(state: State<App>, Query(q): Query<Vec<(String, String)>>) -> R {
+    search_experiments(state, Json(query_body(&q))).await
+}
+
+pub(super) async fn search_experiments(State(app): State<App>, Json(body): Json<Value>) -> R {
+    app.store.ensure_default_experiment().await?;
+    let view = view_type(&body)?;
+    let mut tags: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (id, key, value) in app.store.all_experiment_tags().await? {
+        tags.entry(id).or_default().push((key, value));
+    }
+    let all: Vec<records::ExperimentEntry> = app
+        .store
+        .list_experiments(true)
+        .await?
+        .into_iter()
+        .filter(|e| view.keeps(&e.lifecycle_stage))
+        .map(|e| {
+            let tags = tags.remove(&e.id).unwrap_or_default();
+            records::ExperimentEntry { record: e, tags }
+        })
+        .collect();
+    let page = records::search(all, &records::EXPERIMENTS, &search_request(&body, 1000)?, records::ExperimentEntry::tie).map_err(search_error)?;
+    let mut out = Vec::with_capacity(page.items.len());
+    for e in &page.items {
+        out.push(experiment_json(&app, &e.record.id).await?);
+    }
+    Ok(Json(with_token(json!({"experiments": out}), page.next_page_token)))
+}
+
+pub(super) async fn update_experiment(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let id = required(&body, &["experiment_id"])?;
+    let e = app.store.experiment_by_id(&id).await?.ok_or_else(|| not_found(format!("No Experiment with id={id} exists")))?;
+    if let Some(new_name) = text(&body, &["new_name"]) {
+        app.store.rename_experiment(&e.name, &new_name).await?;
+    }
+    Ok(Json(json!({})))
+}
+
+pub(super) async fn delete_experiment(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let id = required(&body, &["experiment_id"])?;
+    if id == "0" {
+        return Err(invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment."));
+    }
+    app.store.set_experiment_stage(&id, "deleted").await?;
+    Ok(Json(json!({})))
+}
+
+pub(super) async fn restore_experiment(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let id = required(&body, &["experiment_id"])?;
+    app.store.set_experiment_stage(&id, "active").await?;
+    Ok(Json(json!({})))
+}
+
+pub(super) async fn set_experiment_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let id = required(&body, &["experiment_id"])?;
+    let (key, value) = experiment_tag(&body)?;
+    app.store.experiment_by_id(&id).await?.ok_or_else(|| not_found(format!("No Experiment with id={id} exists")))?;
+    app.store.set_experiment_tag(&id, &key, &value).await?;
+    Ok(Json(json!({})))
+}
+
+pub(super) async fn delete_experiment_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let id = required(&body, &["experiment_id"])?;
+    let key = required(&body, &["key"])?;
+    app.store.experiment_by_id(&id).await?.ok_or_else(|| not_found(format!("No Experiment with id={id} exists")))?;
+    app.store.delete_experiment_tag(&id, &key).await?;
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,352 @@
+//! MLflow 3's logged models: a model with its own id, files, params, tags
+//! and metrics, made in a run (or outside one) and finalised once its
+//! files are uploaded; registered versions point at it by id.
+
+use super::{Change, Result, Store, StoreError, now_ms};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct LoggedModelRecord {
+    /// `m-` and 32 hex digits.
+    pub id: String,
+    pub experiment_id: String,
+    pub name: String,
+    /// Empty when the model was logged outside a run.
+    pub source_run_id: String,
+    /// `PENDING`, `READY` or `FAILED`.
+    pub status: String,
+    pub status_message: String,
+    pub model_type: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoggedModelMetric {
+    pub key: String,
+    pub value: f64,
+    pub step: i64,
+    pub timestamp: i64,
+    pub run_id: String,
+    pub dataset_name: String,
+    pub dataset_digest: String,
+}
+
+/// A logged model with what hangs off it.
+#[derive(Debug, Clone)]
+pub struct LoggedModelDetail {
+    pub record: LoggedModelRecord,
+    pub params: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    pub metrics: Vec<LoggedModelMetric>,
+}
+
+/// What a new logged model starts with.
+#[derive(Debug, Default)]
+pub struct NewLoggedModel<'a> {
+    pub experiment_id: &'a str,
+    pub name: &'a str,
+    pub source_run_id: &'a str,
+    pub model_type: &'a str,
+    pub params: &'a [(String, String)],
+    pub tags: &'a [(String, String)],
+}
+
+/// The statuses a logged model may have.
+pub const LOGGED_MODEL_STATUSES: &[&str] = &["PENDING", "READY", "FAILED"];
+
+const COLUMNS: &str = "id, experiment_id, name, source_run_id, status, status_message, model_type, created_at, updated_at";
+
+fn record_from_row(r: &sqlx::any::AnyRow) -> Result<LoggedModelRecord> {
+    Ok(LoggedModelRecord {
+        id: r.try_get("id")?,
+        experiment_id: r.try_get("experiment_id")?,
+        name: r.try_get("name")?,
+        source_run_id: r.try_get("source_run_id")?,
+        status: r.try_get("status")?,
+        status_message: r.try_get("status_message")?,
+        model_type: r.try_get("model_type")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("Logged model with ID '{id}'"))
+}
+
+impl Store {
+    pub async fn create_logged_model(&self, new: &NewLoggedModel<'_>) -> Result<LoggedModelRecord> {
+        let id = format!("m-{}", uuid::Uuid::new_v4().simple());
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO logged_models (id, experiment_id, name, source_run_id, status, model_type, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(new.experiment_id)
+        .bind(new.name)
+        .bind(new.source_run_id)
+        .bind(new.model_type)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (table, pairs) in [("logged_model_params", new.params), ("logged_model_tags", new.tags)] {
+            for (k, v) in pairs {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
+                ));
+                sqlx::query(sql).bind(&id).bind(k).bind(v).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        self.changed(Change::Experiment { id: new.experiment_id.into() });
+        Ok(self.logged_model(&id).await?.record)
+    }
+
+    /// A logged model that is not deleted.
+    pub async fn logged_model(&self, id: &str) -> Result<LoggedModelDetail> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM logged_models WHERE id = $1 AND deleted = 0"));
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.ok_or_else(|| not_found(id))?;
+        let mut all = self.details(vec![record_from_row(&row)?]).await?;
+        Ok(all.remove(0))
+    }
+
+    /// The logged models of these experiments (all when empty), oldest first.
+    pub async fn logged_models(&self, experiment_ids: &[String]) -> Result<Vec<LoggedModelDetail>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM logged_models WHERE deleted = 0 ORDER BY created_at, id"));
+        let records: Vec<LoggedModelRecord> = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(record_from_row)
+            .filter(|r| r.as_ref().map_or(true, |r| experiment_ids.is_empty() || experiment_ids.contains(&r.experiment_id)))
+            .collect::<Result<_>>()?;
+        self.details(records).await
+    }
+
+    async fn details(&self, records: Vec<LoggedModelRecord>) -> Result<Vec<LoggedModelDetail>> {
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let pairs = |table: &str| sqlx::AssertSqlSafe(format!("SELECT key, value FROM {table} WHERE model_id = $1 ORDER BY key"));
+            let params = sqlx::query(pairs("logged_model_params"))
+                .bind(&record.id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+                .collect::<Result<_>>()?;
+            let tags = sqlx::query(pairs("logged_model_tags"))
+                .bind(&record.id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+                .collect::<Result<_>>()?;
+            let metrics = sqlx::query(
+                "SELECT key, value, is_nan, step, timestamp, run_id, dataset_name, dataset_digest FROM logged_model_metrics \
+                 WHERE model_id = $1 ORDER BY key, step, timestamp",
+            )
+            .bind(&record.id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let nan: i64 = r.try_get("is_nan")?;
+                Ok(LoggedModelMetric {
+                    key: r.try_get("key")?,
+                    value: if nan != 0 { f64::NAN } else { r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN) },
+                    step: r.try_get("step")?,
+                    timestamp: r.try_get("timestamp")?,
+                    run_id: r.try_get("run_id")?,
+                    dataset_name: r.try_get("dataset_name")?,
+                    dataset_digest: r.try_get("dataset_digest")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+            out.push(LoggedModelDetail { record, params, tags, metrics });
+        }
+        Ok(out)
+    }
+
+    /// Mark a model `READY` or `FAILED` (or back to `PENDING`).
+    pub async fn finalize_logged_model(&self, id: &str, status: &str) -> Result<LoggedModelRecord> {
+        if !LOGGED_MODEL_STATUSES.contains(&status) {
+            return Err(StoreError::Invalid(format!("a logged model's status is one of {}, not `{status}`", LOGGED_MODEL_STATUSES.join(", "))));
+        }
+        let done = sqlx::query("UPDATE logged_models SET status = $1, updated_at = $2 WHERE id = $3 AND deleted = 0")
+            .bind(status)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        let record = self.logged_model(id).await?.record;
+        self.changed(Change::Experiment { id: record.experiment_id.clone() });
+        Ok(record)
+    }
+
+    /// Delete a logged model (kept, marked deleted, as MLflow does).
+    pub async fn delete_logged_model(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE logged_models SET deleted = 1, updated_at = $1 WHERE id = $2 AND deleted = 0")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
+
+    /// Set params (`params` true) or tags on a model.
+    pub async fn set_logged_model_pairs(&self, id: &str, params: bool, pairs: &[(String, String)]) -> Result<()> {
+        self.logged_model(id).await?;
+        let table = if params { "logged_model_params" } else { "logged_model_tags" };
+        let mut tx = self.begin_write().await?;
+        for (k, v) in pairs {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
+            ));
+            sqlx::query(sql).bind(id).bind(k).bind(v).execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE logged_models SET updated_at = $1 WHERE id = $2").bind(now_ms()).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_logged_model_tag(&self, id: &str, key: &str) -> Result<()> {
+        self.logged_model(id).await?;
+        let done = sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2").bind(id).bind(key).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("Tag '{key}' of logged model '{id}'")));
+        }
+        Ok(())
+    }
+
+    /// Metrics logged with this model's id (they are in the run's history too).
+    pub async fn log_logged_model_metrics(&self, id: &str, metrics: &[LoggedModelMetric]) -> Result<()> {
+        self.logged_model(id).await?;
+        let mut tx = self.begin_write().await?;
+        for m in metrics {
+            sqlx::query(
+                "INSERT INTO logged_model_metrics (model_id, key, value, is_nan, step, timestamp, run_id, dataset_name, dataset_digest) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(id)
+            .bind(&m.key)
+            .bind(if m.value.is_nan() { None } else { Some(m.value) })
+            .bind(i64::from(m.value.is_nan()))
+            .bind(m.step)
+            .bind(m.timestamp)
+            .bind(&m.run_id)
+            .bind(&m.dataset_name)
+            .bind(&m.dataset_digest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn add_logged_model_artifact(&self, id: &str, path: &str, blob: &str, size: i64) -> Result<()> {
+        self.logged_model(id).await?;
+        sqlx::query(
+            "INSERT INTO logged_model_artifacts (model_id, path, blob, size, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (model_id, path) DO UPDATE SET blob = excluded.blob, size = excluded.size",
+        )
+        .bind(id)
+        .bind(path)
+        .bind(blob)
+        .bind(size)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// (path, blob, size) of a model's files.
+    pub async fn logged_model_artifacts(&self, id: &str) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query("SELECT path, blob, size FROM logged_model_artifacts WHERE model_id = $1 ORDER BY path")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("path")?, r.try_get("blob")?, r.try_get("size")?)))
+            .collect()
+    }
+
+    pub async fn delete_logged_model_artifact(&self, id: &str, path: &str) -> Result<u64> {
+        let prefix = format!("{}/%", path.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let done = sqlx::query("DELETE FROM logged_model_artifacts WHERE model_id = $1 AND (path = $2 OR path LIKE $3 ESCAPE '\\')")
+            .bind(id)
+            .bind(path)
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// `runs/outputs`: record that a run produced these models.
+    pub async fn log_run_outputs(&self, run_id: &str, models: &[(String, i64)]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for (model_id, step) in models {
+            sqlx::query(
+                "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
+            )
+            .bind(run_id)
+            .bind(model_id)
+            .bind(step)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.changed(Change::Run { id: run_id.into() });
+        Ok(())
+    }
+
+    /// (model id, step) of the models a run produced.
+    pub async fn run_outputs(&self, run_id: &str) -> Result<Vec<(String, i64)>> {
+        sqlx::query("SELECT model_id, step FROM run_model_outputs WHERE run_id = $1 ORDER BY model_id")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("model_id")?, r.try_get("step")?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::both_backends;
+
+    both_backends!(logged_models_live_and_die_with_their_parts, |store| {
+        store.ensure_default_experiment().await.unwrap();
+        let params = [("C".to_string(), "0.5".to_string())];
+        let m =
+            store.create_logged_model(&NewLoggedModel { experiment_id: "0", name: "model", params: &params, ..Default::default() }).await.unwrap();
+        assert!(m.id.starts_with("m-") && m.id.len() == 34 && m.status == "PENDING");
+        assert_eq!(store.finalize_logged_model(&m.id, "READY").await.unwrap().status, "READY");
+        assert!(store.finalize_logged_model(&m.id, "DONE").await.is_err());
+        store.set_logged_model_pairs(&m.id, false, &[("team".into(), "ml".into())]).await.unwrap();
+        let metric = LoggedModelMetric { key: "acc".into(), value: f64::NAN, step: 0, timestamp: 1, ..Default::default() };
+        store.log_logged_model_metrics(&m.id, &[metric]).await.unwrap();
+        store.add_logged_model_artifact(&m.id, "dir/MLmodel", "blob", 3).await.unwrap();
+        let got = store.logged_model(&m.id).await.unwrap();
+        assert_eq!((got.params, got.tags), (params.to_vec(), vec![("team".to_string(), "ml".to_string())]));
+        assert!(got.metrics[0].value.is_nan());
+        assert_eq!(store.logged_models(&["0".into()]).await.unwrap().len(), 1);
+        assert!(store.logged_models(&["7".into()]).await.unwrap().is_empty());
+        assert_eq!(store.delete_logged_model_artifact(&m.id, "dir").await.unwrap(), 1);
+        store.delete_logged_model_tag(&m.id, "team").await.unwrap();
+        assert!(store.delete_logged_model_tag(&m.id, "team").await.is_err());
+        store.delete_logged_model(&m.id).await.unwrap();
+        assert!(store.logged_model(&m.id).await.is_err(), "a deleted model is gone to readers");
+    });
+}
