@@ -162,3 +162,35 @@ fn unknown_endpoints_the_default_experiment_and_bad_filters_answer_as_mlflow_doe
         .collect();
     assert_eq!(names, ["Default"]);
 }
+
+/// `metrics/get-history-bulk-interval`, what MLflow's UI charts read:
+/// steps sampled across the runs (MLflow's algorithm, its numbers worked
+/// out by MLflow 3.17's own code), each run's first and last step kept.
+#[test]
+fn metric_history_bulk_interval_samples_steps_as_mlflow_does() {
+    let k = Kiln::new();
+    let server = k.serve(&["--workers", "0", "--no-scheduler"]);
+    let api = format!("{}/api/2.0/mlflow", server.url);
+    let mut ids = Vec::new();
+    for steps in [(0..1000).collect::<Vec<i64>>(), vec![5, 7, 999]] {
+        let (_, run) = post(&format!("{api}/runs/create"), "application/json", r#"{"experiment_id": "0"}"#);
+        let id = serde_json::from_str::<serde_json::Value>(&run).unwrap()["run"]["info"]["run_id"].as_str().unwrap().to_string();
+        let metrics: Vec<serde_json::Value> =
+            steps.iter().map(|s| serde_json::json!({"key": "loss", "value": *s as f64, "timestamp": 1000 + s, "step": s})).collect();
+        let body = serde_json::json!({"run_id": id, "metrics": metrics}).to_string();
+        assert_eq!(post(&format!("{api}/runs/log-batch"), "application/json", &body).0, 200);
+        ids.push(id);
+    }
+    let url = format!("{api}/metrics/get-history-bulk-interval?run_ids={}&run_ids={}&metric_key=loss&max_results=10", ids[0], ids[1]);
+    let (status, body) = get(&url);
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let of = |id: &str| -> Vec<i64> {
+        body["metrics"].as_array().unwrap().iter().filter(|m| m["run_id"] == id).map(|m| m["step"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(of(&ids[0]), [0, 5, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]);
+    assert_eq!(of(&ids[1]), [5, 999]);
+    let (status, body) = get(&format!("{api}/metrics/get-history-bulk-interval?run_ids={}&metric_key=loss&start_step=9", ids[0]));
+    assert_eq!(status, 400);
+    assert!(body.contains("both must be specified"), "{body}");
+}

@@ -63,6 +63,7 @@ pub fn router() -> Router<App> {
         .route(&p("runs/log-inputs"), post(log_inputs))
         .route(&p("runs/search"), post(search_runs))
         .route(&p("metrics/get-history"), get(metric_history))
+        .route(&p("metrics/get-history-bulk-interval"), get(metric_history_bulk))
         .route(&p("artifacts/list"), get(list_run_artifacts))
         .route(&p("runs/outputs"), post(log_outputs))
         .route(&p("runs/log-model"), post(log_model))

@@ -599,3 +599,56 @@ pub(super) async fn metric_history(State(app): State<App>, Query(q): Query<HashM
     let body = serde_json::to_vec(&page).map_err(|e| invalid(e.to_string()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
+
+/// `metrics/get-history-bulk-interval`: one metric of up to 100 runs,
+/// sampled for a chart (MLflow's rules: kiln_services::tracking::sample).
+pub(super) async fn metric_history_bulk(State(app): State<App>, Query(q): Query<Vec<(String, String)>>) -> R {
+    use kiln_services::tracking::sample::{evenly_spaced, sample_steps};
+    const MAX_RUNS: usize = 100;
+    const MAX_RESULTS_PER_RUN: i64 = 2500;
+    let body = query_body(&q);
+    let run_ids: Vec<String> = match body.get("run_ids") {
+        None => return Err(missing("run_ids")),
+        Some(Value::Array(ids)) => ids.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::String(id)) => vec![id.clone()],
+        Some(other) => return Err(wrong_type("run_ids", other)),
+    };
+    if run_ids.len() > MAX_RUNS {
+        return Err(invalid(format!(
+            "GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS} run_ids. Received {} run_ids.",
+            run_ids.len()
+        )));
+    }
+    let key = required(&body, &["metric_key"])?;
+    let max_results = int(&body, "max_results")?.unwrap_or(MAX_RESULTS_PER_RUN);
+    if !(1..=MAX_RESULTS_PER_RUN).contains(&max_results) {
+        return Err(invalid(format!("max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")));
+    }
+    let range = match (int(&body, "start_step")?, int(&body, "end_step")?) {
+        (Some(start), Some(end)) if start > end => {
+            return Err(invalid(format!("end_step must be greater than start_step. Found start_step={start} and end_step={end}.")));
+        }
+        (Some(start), Some(end)) => Some((start, end)),
+        (None, None) => None,
+        _ => return Err(invalid("If either start step or end step are specified, both must be specified.")),
+    };
+    let mut histories = Vec::with_capacity(run_ids.len());
+    for id in &run_ids {
+        app.store.run_extras(id).await.map_err(|_| no_run(id))?;
+        let mut points = app.store.metric_history(id, &key).await?;
+        points.sort_by_key(|p| (p.step, p.timestamp));
+        histories.push(points);
+    }
+    let steps: Vec<Vec<i64>> = histories.iter().map(|h| h.iter().map(|p| p.step).collect()).collect();
+    let sampled = sample_steps(&steps, max_results as usize, range);
+    let per_run = (max_results as usize).max(sampled.len());
+    let mut metrics = Vec::new();
+    for (id, history) in run_ids.iter().zip(&histories) {
+        let kept: Vec<&MetricPoint> = history.iter().filter(|p| sampled.binary_search(&p.step).is_ok()).collect();
+        for i in evenly_spaced(kept.len(), per_run) {
+            let p = kept[i];
+            metrics.push(json!({"key": key, "value": double_json(p.value), "timestamp": p.timestamp, "step": p.step, "run_id": id}));
+        }
+    }
+    Ok(Json(json!({"metrics": metrics})))
+}

@@ -1,6 +1,7 @@
 //! Experiment tracking services: the search language and run comparison.
 
 pub mod compare;
+pub mod sample;
 pub use kiln_types::filter;
 
 pub use kiln_types::names::{MAX_EXPERIMENT_NAME, check_experiment_name};
