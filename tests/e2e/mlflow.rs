@@ -81,6 +81,8 @@ fn both_mlflow_majors_log_register_search_and_load_a_model() {
         let versions: Vec<i64> = model["versions"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
         assert_eq!(versions, [2], "version 1 was deleted through MLflow's API");
         assert_eq!(model["versions"][0]["run_id"], seen["run_id"]);
+        // MLflow 3's versions point at the logged model they were made from.
+        assert_eq!(model["versions"][0]["model_id"], seen["model_id"]);
     }
 }
 

@@ -278,6 +278,9 @@ pub struct ModelVersion {
     pub version: i64,
     pub run_id: Option<String>,
     pub source: String,
+    /// The MLflow 3 logged model (`m-…`) the version was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
     pub stage: String,
     pub description: String,
     pub created_at: i64,
@@ -291,6 +294,7 @@ impl From<&store::VersionRecord> for ModelVersion {
             version: v.version,
             run_id: v.run_id.clone(),
             source: v.source.clone(),
+            model_id: Some(v.model_id.clone()).filter(|m| !m.is_empty()),
             stage: v.stage.clone(),
             description: v.description.clone(),
             created_at: v.created_at,
