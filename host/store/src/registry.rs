@@ -407,6 +407,21 @@ impl Store {
         Ok(())
     }
 
+    /// The tags of a model (`version` None) or of one of its versions.
+    pub async fn registry_tags(&self, name: &str, version: Option<i64>) -> Result<Vec<(String, String)>> {
+        let rows = match version {
+            None => sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key").bind(name).fetch_all(&self.pool).await?,
+            Some(v) => {
+                sqlx::query("SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2 ORDER BY key")
+                    .bind(name)
+                    .bind(v)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(|r| Ok((r.try_get("key")?, r.try_get("value")?))).collect()
+    }
+
     /// (model, key, value) of every model tag.
     pub async fn all_model_tags(&self) -> Result<Vec<(String, String, String)>> {
         sqlx::query("SELECT name, key, value FROM registered_model_tags ORDER BY name, key")

@@ -19,14 +19,7 @@ pub(super) fn version_value(v: &crate::store::VersionRecord, aliases: Vec<String
 
 pub(super) async fn version_json(app: &App, v: &crate::store::VersionRecord) -> Result<Value, MlflowError> {
     let aliases: Vec<String> = app.store.aliases(&v.name).await?.into_iter().filter(|(_, n)| *n == v.version).map(|(a, _)| a).collect();
-    let tags: Vec<(String, String)> = app
-        .store
-        .all_version_tags()
-        .await?
-        .into_iter()
-        .filter(|(n, ver, _, _)| *n == v.name && *ver == v.version)
-        .map(|(_, _, k, val)| (k, val))
-        .collect();
+    let tags = app.store.registry_tags(&v.name, Some(v.version)).await?;
     Ok(version_value(v, aliases, &tags))
 }
 
@@ -42,8 +35,7 @@ pub(super) async fn model_json(app: &App, name: &str) -> Result<Value, MlflowErr
         latest_json.push(j);
     }
     let aliases: Vec<Value> = app.store.aliases(name).await?.into_iter().map(|(a, v)| json!({"alias": a, "version": v.to_string()})).collect();
-    let tags: Vec<Value> =
-        app.store.all_model_tags().await?.into_iter().filter(|(n, _, _)| n == name).map(|(_, k, v)| json!({"key": k, "value": v})).collect();
+    let tags: Vec<Value> = app.store.registry_tags(name, None).await?.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
     Ok(json!({
         "name": m.name, "creation_timestamp": m.created_at, "last_updated_timestamp": m.updated_at,
         "description": m.description, "latest_versions": latest_json, "aliases": aliases, "tags": tags,
