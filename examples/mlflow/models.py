@@ -45,6 +45,7 @@ with mlflow.start_run(run_name="train") as run:
     model = LogisticRegression(max_iter=500, C=0.5).fit(X, y)
     mlflow.log_params({"C": 0.5, "max_iter": 500})
     mlflow.log_metric("accuracy", float(model.score(X, y)))
+    mlflow.log_input(mlflow.data.from_numpy(X, targets=y, name="iris"), context="training")
     if MAJOR >= 3:
         info = mlflow.sklearn.log_model(model, name="model", registered_model_name=NAME)
         model_id = info.model_id
@@ -52,6 +53,9 @@ with mlflow.start_run(run_name="train") as run:
         info = mlflow.sklearn.log_model(model, artifact_path="model", registered_model_name=NAME)
         model_id = None
     run_id = run.info.run_id
+
+inputs = client.get_run(run_id).inputs.dataset_inputs
+assert [(i.dataset.name, {t.key: t.value for t in i.tags}.get("mlflow.data.context")) for i in inputs] == [("iris", "training")], inputs
 
 # A second version by `register_model`, from the run's artifact path (both
 # majors resolve `runs:/` themselves).

@@ -70,3 +70,26 @@ CREATE TABLE run_model_outputs (
     step BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, model_id)
 );
+
+-- `runs/log-inputs`: the datasets a run read (MLflow's dataset inputs,
+-- named by name and digest, with their context tags) and the logged
+-- models it read (`model_inputs`).
+CREATE TABLE run_dataset_inputs (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    source_type TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    schema TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT '',
+    -- [{"key": …, "value": …}], as logged
+    tags TEXT NOT NULL DEFAULT '[]',
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (run_id, name, digest)
+);
+
+CREATE TABLE run_model_inputs (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, model_id)
+);

@@ -52,6 +52,19 @@ pub struct NewLoggedModel<'a> {
     pub tags: &'a [(String, String)],
 }
 
+/// A dataset a run read, as `runs/log-inputs` names it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DatasetInput {
+    pub name: String,
+    pub digest: String,
+    pub source_type: String,
+    pub source: String,
+    pub schema: String,
+    pub profile: String,
+    /// Context tags (`mlflow.data.context = training`).
+    pub tags: Vec<(String, String)>,
+}
+
 /// The statuses a logged model may have.
 pub const LOGGED_MODEL_STATUSES: &[&str] = &["PENDING", "READY", "FAILED"];
 
@@ -307,6 +320,78 @@ impl Store {
         tx.commit().await?;
         self.changed(Change::Run { id: run_id.into() });
         Ok(())
+    }
+
+    /// `runs/log-inputs`: datasets (once per name and digest; a repeat
+    /// keeps the first) and logged models a run read.
+    pub async fn log_run_inputs(&self, run_id: &str, datasets: &[DatasetInput], models: &[String]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        for d in datasets {
+            let tags = serde_json::Value::Array(d.tags.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect()).to_string();
+            sqlx::query(
+                "INSERT INTO run_dataset_inputs (run_id, name, digest, source_type, source, schema, profile, tags, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (run_id, name, digest) DO NOTHING",
+            )
+            .bind(run_id)
+            .bind(&d.name)
+            .bind(&d.digest)
+            .bind(&d.source_type)
+            .bind(&d.source)
+            .bind(&d.schema)
+            .bind(&d.profile)
+            .bind(tags)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for m in models {
+            sqlx::query("INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT (run_id, model_id) DO NOTHING")
+                .bind(run_id)
+                .bind(m)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.changed(Change::Run { id: run_id.into() });
+        Ok(())
+    }
+
+    /// What a run read: datasets, in the order first logged, and logged models.
+    pub async fn run_inputs(&self, run_id: &str) -> Result<(Vec<DatasetInput>, Vec<String>)> {
+        let datasets = sqlx::query(
+            "SELECT name, digest, source_type, source, schema, profile, tags FROM run_dataset_inputs WHERE run_id = $1 ORDER BY created_at, name, digest",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let tags: String = r.try_get("tags")?;
+            let tags = serde_json::from_str::<Vec<serde_json::Value>>(&tags)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| Some((t["key"].as_str()?.to_string(), t["value"].as_str().unwrap_or("").to_string())))
+                .collect();
+            Ok(DatasetInput {
+                name: r.try_get("name")?,
+                digest: r.try_get("digest")?,
+                source_type: r.try_get("source_type")?,
+                source: r.try_get("source")?,
+                schema: r.try_get("schema")?,
+                profile: r.try_get("profile")?,
+                tags,
+            })
+        })
+        .collect::<Result<_>>()?;
+        let models = sqlx::query("SELECT model_id FROM run_model_inputs WHERE run_id = $1 ORDER BY model_id")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get("model_id")?))
+            .collect::<Result<_>>()?;
+        Ok((datasets, models))
     }
 
     /// (model id, step) of the models a run produced.

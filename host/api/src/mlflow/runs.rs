@@ -168,6 +168,19 @@ pub(super) async fn create_run(State(app): State<App>, Json(body): Json<Value>) 
 pub(super) async fn get_run(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
     let id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
     let mut run = run_json(&app, id).await?;
+    let (datasets, models) = app.store.run_inputs(id).await?;
+    if !datasets.is_empty() || !models.is_empty() {
+        let dataset_inputs: Vec<Value> = datasets
+            .iter()
+            .map(|d| {
+                json!({
+                    "tags": d.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                    "dataset": {"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source, "schema": d.schema, "profile": d.profile},
+                })
+            })
+            .collect();
+        run["inputs"] = json!({"dataset_inputs": dataset_inputs, "model_inputs": models.iter().map(|m| json!({"model_id": m})).collect::<Vec<_>>()});
+    }
     let outputs = app.store.run_outputs(id).await?;
     if !outputs.is_empty() {
         run["outputs"] = json!({"model_outputs": outputs.iter().map(|(m, step)| json!({"model_id": m, "step": step})).collect::<Vec<_>>()});
@@ -501,19 +514,41 @@ fn memchr_model_id(body: &[u8]) -> bool {
     body.windows(10).any(|w| w == b"\"model_id\"")
 }
 
-/// Dataset inputs are accepted and recorded as tags (`mlflow.input.<name>`)
-/// until datasets are first-class.
+/// `runs/log-inputs`: the datasets (with their context tags) and logged
+/// models a run read, returned in the run's `inputs`.
 pub(super) async fn log_inputs(State(app): State<App>, Json(body): Json<Value>) -> R {
     let id = run_id(&body)?;
     active_run(&app, &id).await?;
-    let mut tags = Vec::new();
-    for d in body.get("datasets").and_then(|v| v.as_array()).into_iter().flatten() {
-        let ds = &d["dataset"];
-        if let Some(name) = ds["name"].as_str() {
-            tags.push((format!("mlflow.input.{name}"), ds["digest"].as_str().unwrap_or("").to_string()));
-        }
-    }
-    app.store.set_tags(&id, &tags).await?;
+    let datasets = list(&body, "datasets")?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let path = format!("datasets[{i}].dataset");
+            let ds = d.get("dataset").ok_or_else(|| missing(&path))?;
+            let field = |key: &str| ds.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+            let tags = list(d, "tags")?
+                .iter()
+                .map(|t| {
+                    Ok((required_str(t, "key", &format!("datasets[{i}].tags"))?, t.get("value").and_then(Value::as_str).unwrap_or("").to_string()))
+                })
+                .collect::<Result<Vec<_>, MlflowError>>()?;
+            Ok(crate::store::DatasetInput {
+                name: required_str(ds, "name", &path)?,
+                digest: required_str(ds, "digest", &path)?,
+                source_type: field("source_type"),
+                source: field("source"),
+                schema: field("schema"),
+                profile: field("profile"),
+                tags,
+            })
+        })
+        .collect::<Result<Vec<_>, MlflowError>>()?;
+    let models = list(&body, "models")?
+        .iter()
+        .enumerate()
+        .map(|(i, m)| required_str(m, "model_id", &format!("models[{i}]")))
+        .collect::<Result<Vec<_>, MlflowError>>()?;
+    app.store.log_run_inputs(&id, &datasets, &models).await?;
     Ok(Json(json!({})))
 }
 
