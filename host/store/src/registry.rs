@@ -455,6 +455,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::StoreError;
     use crate::testing::both_backends;
 
     both_backends!(versions_stages_aliases, |store| {
@@ -473,5 +474,31 @@ mod tests {
         assert!(store.set_alias("m", "x", 9).await.is_err(), "an alias needs an existing version");
         store.delete_model("m").await.unwrap();
         assert!(store.model("m").await.is_err());
+    });
+
+    both_backends!(renames_tags_and_version_deletes_keep_the_rest_whole, |store| {
+        store.create_model("old", "").await.unwrap();
+        let tags = [("validated".to_string(), "yes".to_string())];
+        let new = crate::NewVersion { source: "s3://b/m", run_id: Some("elsewhere"), tags: &tags, ..Default::default() };
+        let v1 = store.create_version_from("old", &new).await.unwrap();
+        assert_eq!(v1.run_id.as_deref(), Some("elsewhere"), "a run this server does not hold is kept");
+        store.create_version("old", "s3://b/m2", None, "").await.unwrap();
+        store.set_alias("old", "champion", 1).await.unwrap();
+        store.set_registry_tag("old", None, "team", "ml").await.unwrap();
+        store.create_model("taken", "").await.unwrap();
+        assert!(matches!(store.rename_model("old", "taken").await, Err(StoreError::Conflict(_))));
+        store.rename_model("old", "new").await.unwrap();
+        assert!(store.model("old").await.is_err());
+        assert_eq!(store.versions("new").await.unwrap().len(), 2);
+        assert_eq!(store.version_by_alias("new", "champion").await.unwrap().version, 1);
+        assert_eq!(store.registry_tags("new", None).await.unwrap(), [("team".to_string(), "ml".to_string())]);
+        assert_eq!(store.registry_tags("new", Some(1)).await.unwrap(), tags);
+        store.delete_version("new", 1).await.unwrap();
+        assert!(store.aliases("new").await.unwrap().is_empty(), "the alias went with its version");
+        assert!(store.registry_tags("new", Some(1)).await.unwrap().is_empty());
+        assert!(store.delete_registry_tag("new", None, "nope").await.is_err());
+        assert_eq!(store.update_model("new", "d").await.unwrap().description, "d");
+        assert_eq!(store.update_version("new", 2, "v2").await.unwrap().description, "v2");
+        store.delete_model("new").await.unwrap();
     });
 }
