@@ -395,6 +395,24 @@ impl Parser {
     }
 }
 
+/// An ordering clause: a term, then `ASC` (the default) or `DESC`;
+/// returns the term and whether it is descending.
+pub(crate) fn order_clause(text: &str) -> Result<(Term, bool), String> {
+    let mut p = Parser::new(text)?;
+    let term = p.term()?;
+    let descending = if p.is_kw("desc") {
+        p.bump();
+        true
+    } else {
+        if p.is_kw("asc") {
+            p.bump();
+        }
+        false
+    };
+    p.end(" (expected ASC or DESC)")?;
+    Ok((term, descending))
+}
+
 /// Parse an expression; errors name the column of the offending token.
 pub fn parse(text: &str) -> Result<Expr, String> {
     let mut p = Parser::new(text)?;

@@ -175,18 +175,8 @@ pub fn parse(text: &str) -> Result<Option<Filter>, String> {
 
 /// Parse `metrics.accuracy DESC`, `attributes.start_time`, `params.lr ASC`.
 pub fn parse_order_by(text: &str) -> Result<OrderBy, String> {
-    let mut p = expr::Parser::new(text)?;
-    let (entity, key) = identifier(&p.term()?)?;
-    let descending = if p.is_kw("desc") {
-        p.bump();
-        true
-    } else {
-        if p.is_kw("asc") {
-            p.bump();
-        }
-        false
-    };
-    p.end(" (expected ASC or DESC)")?;
+    let (term, descending) = expr::order_clause(text)?;
+    let (entity, key) = identifier(&term)?;
     Ok(OrderBy { entity, key, descending })
 }
 

@@ -202,19 +202,8 @@ impl Fields {
 
     /// Parse `name`, `creation_time DESC`, `metrics.accuracy ASC`.
     pub fn parse_order(&self, text: &str) -> Result<Order, String> {
-        let mut p = expr::Parser::new(text)?;
-        let key = self.key(&p.term()?)?;
-        let descending = if p.is_kw("desc") {
-            p.bump();
-            true
-        } else {
-            if p.is_kw("asc") {
-                p.bump();
-            }
-            false
-        };
-        p.end(" (expected ASC or DESC)")?;
-        Ok(Order { key, descending })
+        let (term, descending) = expr::order_clause(text)?;
+        Ok(Order { key: self.key(&term)?, descending })
     }
 }
 
