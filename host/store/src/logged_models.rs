@@ -140,48 +140,59 @@ impl Store {
         self.details(records).await
     }
 
+    /// The params, tags and metrics of `records`: three queries whatever
+    /// their number (of one model's rows, or of every live model's).
     async fn details(&self, records: Vec<LoggedModelRecord>) -> Result<Vec<LoggedModelDetail>> {
-        let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let pairs = |table: &str| sqlx::AssertSqlSafe(format!("SELECT key, value FROM {table} WHERE model_id = $1 ORDER BY key"));
-            let params = sqlx::query(pairs("logged_model_params"))
-                .bind(&record.id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-                .collect::<Result<_>>()?;
-            let tags = sqlx::query(pairs("logged_model_tags"))
-                .bind(&record.id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-                .collect::<Result<_>>()?;
-            let metrics = sqlx::query(
-                "SELECT key, value, is_nan, step, timestamp, run_id, dataset_name, dataset_digest FROM logged_model_metrics \
-                 WHERE model_id = $1 ORDER BY key, step, timestamp",
-            )
-            .bind(&record.id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let nan: i64 = r.try_get("is_nan")?;
-                Ok(LoggedModelMetric {
-                    key: r.try_get("key")?,
-                    value: if nan != 0 { f64::NAN } else { r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN) },
-                    step: r.try_get("step")?,
-                    timestamp: r.try_get("timestamp")?,
-                    run_id: r.try_get("run_id")?,
-                    dataset_name: r.try_get("dataset_name")?,
-                    dataset_digest: r.try_get("dataset_digest")?,
-                })
-            })
-            .collect::<Result<_>>()?;
-            out.push(LoggedModelDetail { record, params, tags, metrics });
+        use std::collections::HashMap;
+        if records.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let one = match records.as_slice() {
+            [only] => Some(only.id.clone()),
+            _ => None,
+        };
+        let scope = if one.is_some() { "model_id = $1" } else { "model_id IN (SELECT id FROM logged_models WHERE deleted = 0)" };
+        let fetch = |sql: String| {
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let query = match &one {
+                Some(id) => query.bind(id.clone()),
+                None => query,
+            };
+            query.fetch_all(&self.pool)
+        };
+        let mut pairs: [HashMap<String, Vec<(String, String)>>; 2] = Default::default();
+        for (table, into) in ["logged_model_params", "logged_model_tags"].into_iter().zip(pairs.iter_mut()) {
+            for r in fetch(format!("SELECT model_id, key, value FROM {table} WHERE {scope} ORDER BY model_id, key")).await? {
+                into.entry(r.try_get("model_id")?).or_default().push((r.try_get("key")?, r.try_get("value")?));
+            }
+        }
+        let mut metrics: HashMap<String, Vec<LoggedModelMetric>> = HashMap::new();
+        let sql = format!(
+            "SELECT model_id, key, value, is_nan, step, timestamp, run_id, dataset_name, dataset_digest FROM logged_model_metrics \
+             WHERE {scope} ORDER BY model_id, key, step, timestamp"
+        );
+        for r in fetch(sql).await? {
+            let nan: i64 = r.try_get("is_nan")?;
+            metrics.entry(r.try_get("model_id")?).or_default().push(LoggedModelMetric {
+                key: r.try_get("key")?,
+                value: if nan != 0 { f64::NAN } else { r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN) },
+                step: r.try_get("step")?,
+                timestamp: r.try_get("timestamp")?,
+                run_id: r.try_get("run_id")?,
+                dataset_name: r.try_get("dataset_name")?,
+                dataset_digest: r.try_get("dataset_digest")?,
+            });
+        }
+        let [mut params, mut tags] = pairs;
+        Ok(records
+            .into_iter()
+            .map(|record| LoggedModelDetail {
+                params: params.remove(&record.id).unwrap_or_default(),
+                tags: tags.remove(&record.id).unwrap_or_default(),
+                metrics: metrics.remove(&record.id).unwrap_or_default(),
+                record,
+            })
+            .collect())
     }
 
     /// Mark a model `READY` or `FAILED` (or back to `PENDING`).
@@ -426,6 +437,13 @@ mod tests {
         let got = store.logged_model(&m.id).await.unwrap();
         assert_eq!((got.params, got.tags), (params.to_vec(), vec![("team".to_string(), "ml".to_string())]));
         assert!(got.metrics[0].value.is_nan());
+        let other = [("C".to_string(), "2".to_string())];
+        let second =
+            store.create_logged_model(&NewLoggedModel { experiment_id: "0", name: "second", params: &other, ..Default::default() }).await.unwrap();
+        let listed = store.logged_models(&["0".into()]).await.unwrap();
+        let seen: Vec<_> = listed.iter().map(|m| (m.record.id.clone(), m.params.clone(), m.tags.len(), m.metrics.len())).collect();
+        assert_eq!(seen, [(m.id.clone(), params.to_vec(), 1, 1), (second.id.clone(), other.to_vec(), 0, 0)], "each model gets its own rows");
+        store.delete_logged_model(&second.id).await.unwrap();
         assert_eq!(store.logged_models(&["0".into()]).await.unwrap().len(), 1);
         assert!(store.logged_models(&["7".into()]).await.unwrap().is_empty());
         assert_eq!(store.delete_logged_model_artifact(&m.id, "dir").await.unwrap(), 1);
