@@ -4,16 +4,19 @@ use super::*;
 
 pub(super) async fn experiment_json(app: &App, id: &str) -> Result<Value, MlflowError> {
     let e = app.store.experiment_by_id(id).await?.ok_or_else(|| not_found(format!("No Experiment with id={id} exists")))?;
-    let tags: Vec<Value> = app.store.experiment_tags(id).await?.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
-    Ok(json!({
+    Ok(experiment_value(&e, &app.store.experiment_tags(id).await?))
+}
+
+fn experiment_value(e: &crate::store::ExperimentRecord, tags: &[(String, String)]) -> Value {
+    json!({
         "experiment_id": e.id,
         "name": e.name,
         "artifact_location": format!("mlflow-artifacts:/{}", e.id),
         "lifecycle_stage": e.lifecycle_stage,
         "creation_time": e.created_at,
         "last_update_time": e.updated_at,
-        "tags": tags,
-    }))
+        "tags": tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+    })
 }
 
 pub(super) async fn create_experiment(State(app): State<App>, Json(body): Json<Value>) -> R {
@@ -69,10 +72,7 @@ pub(super) async fn search_experiments(State(app): State<App>, Json(body): Json<
         })
         .collect();
     let page = records::search(all, &records::EXPERIMENTS, &search_request(&body, 1000)?, records::ExperimentEntry::tie).map_err(search_error)?;
-    let mut out = Vec::with_capacity(page.items.len());
-    for e in &page.items {
-        out.push(experiment_json(&app, &e.record.id).await?);
-    }
+    let out: Vec<Value> = page.items.iter().map(|e| experiment_value(&e.record, &e.tags)).collect();
     Ok(Json(with_token(json!({"experiments": out}), page.next_page_token)))
 }
 

@@ -1,7 +1,10 @@
-//! The MLflow tracking REST API (`/api/2.0/mlflow/...`), so existing MLflow
-//! client code logs to Kiln unmodified: experiments, runs, params, metrics
-//! with steps, tags, batches, search and metric history. Errors use
-//! MLflow's codes and statuses.
+//! MLflow's REST API (`/api/2.0/mlflow/...`, `/api/2.0/mlflow-artifacts/...`),
+//! so MLflow client code of either major works with Kiln unmodified:
+//! experiments, runs (params, metrics with steps, tags, batches, inputs,
+//! outputs, search, metric history), MLflow 3's logged models, the model
+//! registry, and the artifact proxy. Errors use MLflow's codes and
+//! statuses; an unknown route under MLflow's prefixes gets
+//! `ENDPOINT_NOT_FOUND`. The README's compatibility table lists the routes.
 
 mod artifact_proxy;
 mod experiments;

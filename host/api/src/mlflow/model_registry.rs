@@ -2,8 +2,6 @@
 
 use super::*;
 
-// ---- model registry -------------------------------------------------------
-
 pub(super) fn version_value(v: &crate::store::VersionRecord, aliases: Vec<String>, tags: &[(String, String)]) -> Value {
     let mut out = json!({
         "name": v.name, "version": v.version.to_string(), "creation_timestamp": v.created_at,
