@@ -151,6 +151,27 @@ fn unknown_endpoints_the_default_experiment_and_bad_filters_answer_as_mlflow_doe
     assert_eq!(status, 400);
     assert!(body.contains("must be in the 'active' state"), "{body}");
 
+    // An experiment's own artifact location is kept and its runs' artifact
+    // URIs lie under it (the client then writes there itself, as with
+    // MLflow); a `runs:/` location is refused.
+    let (status, made) =
+        post(&format!("{api}/experiments/create"), "application/json", r#"{"name": "own", "artifact_location": "file:///tmp/own-artifacts"}"#);
+    assert_eq!(status, 200, "{made}");
+    let own = serde_json::from_str::<serde_json::Value>(&made).unwrap()["experiment_id"].as_str().unwrap().to_string();
+    let (_, got) = get(&format!("{api}/experiments/get?experiment_id={own}"));
+    assert!(got.contains(r#""artifact_location":"file:///tmp/own-artifacts""#), "{got}");
+    let (_, run) = post(&format!("{api}/runs/create"), "application/json", &format!(r#"{{"experiment_id": "{own}"}}"#));
+    let run: serde_json::Value = serde_json::from_str(&run).unwrap();
+    let id = run["run"]["info"]["run_id"].as_str().unwrap();
+    assert_eq!(run["run"]["info"]["artifact_uri"], format!("file:///tmp/own-artifacts/{id}/artifacts"));
+    let (status, body) = post(&format!("{api}/experiments/create"), "application/json", r#"{"name": "bad", "artifact_location": "runs:/x/y"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("cannot be a runs:/ URI"), "{body}");
+    // A logged model's name goes into paths: MLflow's characters are refused.
+    let (status, body) = post(&format!("{api}/logged-models"), "application/json", r#"{"experiment_id": "0", "name": "a/b"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("Invalid model name"), "{body}");
+
     let (status, body) = post(&format!("{api}/experiments/search"), "application/json", r#"{"filter": "garbage !!!"}"#);
     assert_eq!(status, 400);
     assert!(body.contains("INVALID_PARAMETER_VALUE") && body.contains("column"), "{body}");

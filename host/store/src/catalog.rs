@@ -294,7 +294,7 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT r.id, r.name, r.experiment_id, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage, \
-             r.parent_run_id, e.name AS experiment FROM runs r JOIN experiments e ON e.id = r.experiment_id \
+             r.parent_run_id, e.artifact_location, e.name AS experiment FROM runs r JOIN experiments e ON e.id = r.experiment_id \
              WHERE r.lifecycle_stage = 'active'",
         )
         .fetch_all(&self.pool)

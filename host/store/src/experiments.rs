@@ -7,6 +7,10 @@ use sqlx::Row;
 pub struct ExperimentRecord {
     pub id: String,
     pub name: String,
+    /// Where MLflow clients put the runs' artifacts when the experiment
+    /// was created with one (`s3://…`, `file:///…`); empty: Kiln's blob
+    /// store, through the artifact proxy.
+    pub artifact_location: String,
     pub lifecycle_stage: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -17,6 +21,7 @@ fn record_from_row(r: &sqlx::any::AnyRow) -> Result<ExperimentRecord> {
     Ok(ExperimentRecord {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
+        artifact_location: r.try_get("artifact_location")?,
         lifecycle_stage: r.try_get("lifecycle_stage")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -24,7 +29,7 @@ fn record_from_row(r: &sqlx::any::AnyRow) -> Result<ExperimentRecord> {
     })
 }
 
-const SELECT: &str = "SELECT e.id, e.name, e.lifecycle_stage, e.created_at, e.updated_at, \
+const SELECT: &str = "SELECT e.id, e.name, e.artifact_location, e.lifecycle_stage, e.created_at, e.updated_at, \
     (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id AND r.lifecycle_stage = 'active') AS runs FROM experiments e";
 
 impl Store {
@@ -70,6 +75,13 @@ impl Store {
         .bind(value)
         .execute(&self.pool)
         .await?;
+        self.changed(Change::Experiment { id: id.into() });
+        Ok(())
+    }
+
+    /// Set where MLflow clients put this experiment's run artifacts.
+    pub async fn set_experiment_artifact_location(&self, id: &str, location: &str) -> Result<()> {
+        sqlx::query("UPDATE experiments SET artifact_location = $1 WHERE id = $2").bind(location).bind(id).execute(&self.pool).await?;
         self.changed(Change::Experiment { id: id.into() });
         Ok(())
     }

@@ -90,6 +90,9 @@ pub struct RunView {
     pub end_time: Option<i64>,
     pub lifecycle_stage: String,
     pub parent_run_id: Option<String>,
+    /// The experiment's own artifact location (MLflow's
+    /// `artifact_location`), empty when it has none.
+    pub artifact_location: String,
     pub params: Vec<(String, String)>,
     pub metrics: Vec<MetricPoint>,
     pub tags: Vec<(String, String)>,
@@ -320,8 +323,8 @@ impl Store {
                 q
             };
             let rows = query(format!(
-                "SELECT id, name, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, parent_run_id \
-                 FROM runs WHERE id IN ({list})"
+                "SELECT r.id, r.name, r.experiment_id, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage, r.parent_run_id, \
+                 e.artifact_location FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id IN ({list})"
             ))
             .fetch_all(&self.pool)
             .await?;
@@ -588,6 +591,7 @@ impl RunView {
             end_time: r.try_get("end_time")?,
             lifecycle_stage: r.try_get("lifecycle_stage")?,
             parent_run_id: r.try_get("parent_run_id")?,
+            artifact_location: r.try_get("artifact_location")?,
             params: Vec::new(),
             metrics: Vec::new(),
             tags: Vec::new(),

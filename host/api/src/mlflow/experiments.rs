@@ -7,11 +7,17 @@ pub(super) async fn experiment_json(app: &App, id: &str) -> Result<Value, Mlflow
     Ok(experiment_value(&e, &app.store.experiment_tags(id).await?))
 }
 
+/// An experiment's artifact root: its own location when it was created
+/// with one, else Kiln's proxy.
+pub(super) fn experiment_artifact_root(e: &crate::store::ExperimentRecord) -> String {
+    if e.artifact_location.is_empty() { format!("mlflow-artifacts:/{}", e.id) } else { e.artifact_location.clone() }
+}
+
 fn experiment_value(e: &crate::store::ExperimentRecord, tags: &[(String, String)]) -> Value {
     json!({
         "experiment_id": e.id,
         "name": e.name,
-        "artifact_location": format!("mlflow-artifacts:/{}", e.id),
+        "artifact_location": experiment_artifact_root(e),
         "lifecycle_stage": e.lifecycle_stage,
         "creation_time": e.created_at,
         "last_update_time": e.updated_at,
@@ -29,7 +35,22 @@ pub(super) async fn create_experiment(State(app): State<App>, Json(body): Json<V
         });
     }
     let tags = list(&body, "tags")?.iter().map(experiment_tag).collect::<Result<Vec<_>, _>>()?;
+    // MLflow's `_validate_storage_location_uri`, in the parts that matter
+    // to a server that does not open the location itself.
+    let location = text(&body, &["artifact_location"]).unwrap_or_default();
+    if location.starts_with("runs:") {
+        return Err(invalid(format!("Artifact location cannot be a runs:/ URI. Given: '{location}'")));
+    }
+    if location.chars().count() > 2048 {
+        return Err(invalid("Invalid artifact path length. The length of the artifact path cannot be greater than 2048 characters."));
+    }
+    if location.contains('#') {
+        return Err(invalid("'artifact_location' URL can't include fragments or params."));
+    }
     let id = app.store.create_experiment(&name).await?;
+    if !location.is_empty() {
+        app.store.set_experiment_artifact_location(&id, location.trim_end_matches('/')).await?;
+    }
     for (k, v) in &tags {
         app.store.set_experiment_tag(&id, k, v).await?;
     }

@@ -96,7 +96,21 @@ pub(super) async fn create_logged_model(State(app): State<App>, Json(body): Json
     if e.lifecycle_stage != "active" {
         return Err(invalid(format!("The experiment {experiment_id} must be in the 'active' state. Current state is {}.", e.lifecycle_stage)));
     }
-    let name = text(&body, &["name"]).filter(|n| !n.is_empty()).unwrap_or_else(generated_name);
+    let name = match body.get("name") {
+        None | Some(Value::Null) => generated_name(),
+        Some(Value::String(n)) => {
+            // MLflow's `_validate_logged_model_name`: a name is part of
+            // paths and URIs.
+            const BAD: [char; 6] = ['/', ':', '.', '%', '"', '\''];
+            if n.is_empty() || n.contains(BAD) {
+                return Err(invalid(format!(
+                    "Invalid model name ('{n}') provided. Model name must be a non-empty string and cannot contain the following characters: ('/', ':', '.', '%', '\"', \"'\")"
+                )));
+            }
+            n.clone()
+        }
+        Some(other) => return Err(wrong_type("name", other)),
+    };
     let source_run_id = text(&body, &["source_run_id"]).unwrap_or_default();
     if !source_run_id.is_empty() {
         app.store.run_extras(&source_run_id).await.map_err(|_| no_run(&source_run_id))?;

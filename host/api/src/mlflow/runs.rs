@@ -5,11 +5,8 @@ use super::*;
 
 pub(super) async fn run_json(app: &App, run_id: &str) -> Result<Value, MlflowError> {
     let views = app.store.run_views(&[run_id.to_string()]).await?;
-    views.first().map(view_json).ok_or_else(|| no_run(run_id))
-}
-
-pub(super) fn view_json(v: &RunView) -> Value {
-    serde_json::to_value(RunJson(v)).expect("a run serialises")
+    let v = views.first().ok_or_else(|| no_run(run_id))?;
+    Ok(serde_json::to_value(RunJson(v)).expect("a run serialises"))
 }
 
 /// A run in MLflow's shape, written straight from the view (no `Value`
@@ -33,7 +30,12 @@ impl serde::Serialize for RunJson<'_> {
                 m.serialize_entry("status", &v.status)?;
                 m.serialize_entry("start_time", &v.start_time)?;
                 m.serialize_entry("end_time", &v.end_time)?;
-                m.serialize_entry("artifact_uri", &format!("mlflow-artifacts:/{}/{}/artifacts", v.experiment_id, v.id))?;
+                // Under the experiment's own location when it has one.
+                let uri = match v.artifact_location.as_str() {
+                    "" => format!("mlflow-artifacts:/{}/{}/artifacts", v.experiment_id, v.id),
+                    root => format!("{root}/{}/artifacts", v.id),
+                };
+                m.serialize_entry("artifact_uri", &uri)?;
                 m.serialize_entry("lifecycle_stage", &v.lifecycle_stage)?;
                 m.end()
             }
