@@ -256,10 +256,6 @@ fn read_csv(mut file: File, path: &Path, delimiter: u8, options: ReadOptions<'_>
 /// hold no quote (so every newline ends a record).
 const PARALLEL_SPLIT: u64 = 4 << 20;
 
-/// The file's records (after the header) as batches of text columns, in
-/// file order. A quote-free file of some size is read whole and cut at
-/// newlines into one part per core, each split by its own arrow reader;
-/// anything else is read as one stream.
 /// What [`split_records`] found.
 enum Records {
     /// Every value was a number or missing: the typed frame, done.
@@ -268,6 +264,11 @@ enum Records {
     Text(Vec<RecordBatch>),
 }
 
+/// The file's records (after the header) as batches of text columns, in
+/// file order, or, for a quote-free file of numbers only, the typed frame
+/// straight away. A quote-free file of some size is read whole and cut at
+/// newlines into one part per core, each split by its own arrow reader;
+/// anything else is read as one stream.
 #[allow(clippy::too_many_arguments)]
 fn split_records(
     file: &File,
@@ -283,6 +284,8 @@ fn split_records(
         let format = arrow_csv::reader::Format::default().with_header(header).with_delimiter(delimiter);
         arrow_csv::ReaderBuilder::new(schema.clone()).with_format(format).with_batch_size(batch_rows(names.len()))
     };
+    // `split`: the error comes from one part of a file cut at newlines.
+    let failed = |split: bool| move |e: ArrowError| csv_error(path, file, delimiter, names, split, e);
     let size = file.metadata().map_err(io)?.len();
     let parts = rayon::current_num_threads();
     if size >= PARALLEL_SPLIT && parts > 1 {
@@ -311,19 +314,17 @@ fn split_records(
                     ReadError::At { path, line, message } => ReadError::At { path, line: line + before, message },
                     e => e,
                 };
-                let r = reader(i == 0).build(part).map_err(|e| shift(csv_error(path, file, delimiter, names, true, e)))?;
-                r.map(|b| b.map_err(|e| shift(csv_error(path, file, delimiter, names, true, e)))).collect()
+                let r = reader(i == 0).build(part).map_err(|e| shift(failed(true)(e)))?;
+                r.map(|b| b.map_err(|e| shift(failed(true)(e)))).collect()
             };
             let parts: Vec<Vec<RecordBatch>> = cuts.windows(2).enumerate().collect::<Vec<_>>().into_par_iter().map(read).collect::<Result<_, _>>()?;
             return Ok(Records::Text(parts.into_iter().flatten().collect()));
         }
-        let r = reader(true).build(bytes.as_slice()).map_err(|e| csv_error(path, file, delimiter, names, false, e))?;
-        return r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect::<Result<_, _>>().map(Records::Text);
+        let r = reader(true).build(bytes.as_slice()).map_err(failed(false))?;
+        return r.map(|b| b.map_err(failed(false))).collect::<Result<_, _>>().map(Records::Text);
     }
-    let r = reader(true)
-        .build(Limited { inner: file.try_clone().map_err(io)?, left: limit })
-        .map_err(|e| csv_error(path, file, delimiter, names, false, e))?;
-    r.map(|b| b.map_err(|e| csv_error(path, file, delimiter, names, false, e))).collect::<Result<_, _>>().map(Records::Text)
+    let r = reader(true).build(Limited { inner: file.try_clone().map_err(io)?, left: limit }).map_err(failed(false))?;
+    r.map(|b| b.map_err(failed(false))).collect::<Result<_, _>>().map(Records::Text)
 }
 
 /// The whole file, read on all cores (positional reads of equal parts,
@@ -353,7 +354,6 @@ struct NumberPart {
     /// Every present value so far an integer of at most 15 digits (exact
     /// in an f64).
     ints: Vec<bool>,
-    present: Vec<usize>,
 }
 
 /// Records in a quote-free part: its lines, the last one counted even
@@ -399,9 +399,9 @@ fn numbers(bytes: &[u8], cuts: &[usize], delimiter: u8, names: &[String]) -> Opt
     let mut fields = Vec::with_capacity(columns);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns);
     for ((c, name), values) in names.iter().enumerate().zip(values) {
-        let present: usize = parts.iter().map(|p| p.present[c]).sum();
+        let missing: usize = parts.iter().map(|p| p.missing[c].len()).sum();
         let ints = parts.iter().all(|p| p.ints[c]);
-        let nulls = parts.iter().any(|p| !p.missing[c].is_empty()).then(|| {
+        let nulls = (missing > 0).then(|| {
             let mut valid = arrow_buffer::BooleanBufferBuilder::new(rows);
             valid.append_n(rows, true);
             let mut offset = 0;
@@ -413,7 +413,7 @@ fn numbers(bytes: &[u8], cuts: &[usize], delimiter: u8, names: &[String]) -> Opt
             }
             arrow_buffer::NullBuffer::new(valid.finish())
         });
-        let array: ArrayRef = if present == 0 {
+        let array: ArrayRef = if missing == rows {
             Arc::new(arrow_array::NullArray::new(rows))
         } else if ints {
             let ints: Vec<i64> = values.iter().map(|v| if v.is_nan() { 0 } else { *v as i64 }).collect();
@@ -434,7 +434,7 @@ fn numbers(bytes: &[u8], cuts: &[usize], delimiter: u8, names: &[String]) -> Opt
 /// path reads it: the field's text, trimmed, then `str::parse`.
 fn parse_numbers(part: &[u8], delimiter: u8, out: &mut [&mut [f64]]) -> Option<NumberPart> {
     let columns = out.len();
-    let mut stats = NumberPart { missing: vec![Vec::new(); columns], ints: vec![true; columns], present: vec![0; columns] };
+    let mut stats = NumberPart { missing: vec![Vec::new(); columns], ints: vec![true; columns] };
     let rows = out.first().map_or(0, |c| c.len());
     let n = part.len();
     let mut i = 0;
@@ -483,7 +483,6 @@ fn parse_numbers(part: &[u8], delimiter: u8, out: &mut [&mut [f64]]) -> Option<N
                 }
                 Some(x) => {
                     column[row] = x;
-                    stats.present[c] += 1;
                     if stats.ints[c] {
                         let text = std::str::from_utf8(&part[start..end]).ok()?.trim();
                         if !looks_int(text) {
