@@ -6,7 +6,7 @@
 //! that run search and gates use).
 
 use crate::store::{ExperimentRecord, LoggedModelDetail, ModelRecord, VersionRecord};
-use crate::tracking::{SearchError, page_token};
+use crate::tracking::{MAX_SEARCH_RESULTS, SearchError, page_token};
 pub use kiln_types::records::{Fields, Order, Record, RecordFilter};
 use std::cmp::Ordering;
 
@@ -58,9 +58,6 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
-/// The most records one page returns (MLflow's threshold).
-pub const MAX_RESULTS: i64 = 50_000;
-
 /// Filter, order and page `all`; `tie` orders records the clauses leave
 /// equal (and all of them when there are none), so pages never overlap.
 pub fn search<T: Record>(mut all: Vec<T>, fields: &Fields, request: &Request, tie: fn(&T, &T) -> Ordering) -> Result<Page<T>, SearchError> {
@@ -70,7 +67,7 @@ pub fn search<T: Record>(mut all: Vec<T>, fields: &Fields, request: &Request, ti
         .iter()
         .map(|o| fields.parse_order(o).map_err(|message| SearchError::OrderBy { clause: o.clone(), message }))
         .collect::<Result<Vec<Order>, _>>()?;
-    if !(1..=MAX_RESULTS).contains(&request.max_results) {
+    if !(1..=MAX_SEARCH_RESULTS).contains(&request.max_results) {
         return Err(SearchError::MaxResults(request.max_results));
     }
     let offset = request.page_token.as_deref().map(page_token).transpose().map_err(SearchError::PageToken)?.unwrap_or(0) as usize;

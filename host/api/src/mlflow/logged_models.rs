@@ -64,23 +64,9 @@ pub(super) fn logged_model_json(m: &LoggedModelDetail) -> Value {
     })
 }
 
-/// `[{key, value}]` of params or tags, checked as run params and tags are.
-fn pairs(body: &Value, key: &str) -> Result<Vec<(String, String)>, MlflowError> {
-    list(body, key)?
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let path = format!("{key}[{i}]");
-            let k = required_str(p, "key", &path)?;
-            check_length("key", MAX_KEY, &k)?;
-            let v = match p.get("value") {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-            };
-            Ok((k.clone(), truncated("Value", &k, if key == "params" { MAX_PARAM_VALUE } else { MAX_TAG_VALUE }, v)))
-        })
-        .collect()
+/// The `params` list of a call, each checked as a run's param is.
+fn params(body: &Value) -> Result<Vec<(String, String)>, MlflowError> {
+    list(body, "params")?.iter().enumerate().map(|(i, p)| param_pair(p, &format!("params[{i}]"))).collect()
 }
 
 /// A random name as MLflow gives an unnamed model (`adjective-noun-NNN`
@@ -115,8 +101,8 @@ pub(super) async fn create_logged_model(State(app): State<App>, Json(body): Json
     if !source_run_id.is_empty() {
         app.store.run_extras(&source_run_id).await.map_err(|_| no_run(&source_run_id))?;
     }
-    let params = pairs(&body, "params")?;
-    let tags = pairs(&body, "tags")?;
+    let params = params(&body)?;
+    let tags = entity_tags(&body)?;
     let model_type = text(&body, &["model_type"]).unwrap_or_default();
     let new = NewLoggedModel {
         experiment_id: &experiment_id,
@@ -154,7 +140,7 @@ pub(super) async fn log_logged_model_params(
     axum::extract::Path(id): axum::extract::Path<String>,
     Json(body): Json<Value>,
 ) -> R {
-    app.store.set_logged_model_pairs(&id, true, &pairs(&body, "params")?).await?;
+    app.store.set_logged_model_pairs(&id, true, &params(&body)?).await?;
     Ok(Json(json!({})))
 }
 
@@ -163,7 +149,7 @@ pub(super) async fn set_logged_model_tags(
     axum::extract::Path(id): axum::extract::Path<String>,
     Json(body): Json<Value>,
 ) -> R {
-    app.store.set_logged_model_pairs(&id, false, &pairs(&body, "tags")?).await?;
+    app.store.set_logged_model_pairs(&id, false, &entity_tags(&body)?).await?;
     Ok(Json(json!({})))
 }
 

@@ -200,9 +200,13 @@ fn search_error(e: kiln_services::tracking::SearchError) -> MlflowError {
         SearchError::Experiments(m) => invalid(m),
         SearchError::Filter(m) => invalid(format!("Invalid filter: {m}")),
         SearchError::OrderBy { clause, message } => invalid(format!("Invalid order_by clause '{clause}': {message}")),
-        SearchError::MaxResults(n) => {
-            invalid(format!("Invalid value {n} for parameter 'max_results' supplied. It must be at most {}", records::MAX_RESULTS))
+        SearchError::MaxResults(n) if n < 1 => {
+            invalid(format!("Invalid value {n} for parameter 'max_results' supplied. It must be a positive integer"))
         }
+        SearchError::MaxResults(n) => invalid(format!(
+            "Invalid value {n} for parameter 'max_results' supplied. It must be at most {}",
+            kiln_services::tracking::MAX_SEARCH_RESULTS
+        )),
         SearchError::PageToken(m) => invalid(format!("Invalid page token: {m}")),
     }
 }
@@ -474,4 +478,25 @@ fn truncated(entity: &str, key: &str, limit: usize, value: String) -> String {
             value[..cut].to_string()
         }
     }
+}
+
+/// A tag of a registered model, a model version or a logged model at
+/// `path` (`""` for a `set-tag` body): MLflow's name rules and length
+/// limit for the key, a string value (or none), cut to the tag limit.
+fn entity_tag(t: &Value, path: &str) -> Result<(String, String), MlflowError> {
+    let key = required_str(t, "key", path)?;
+    check_length(&at(path, "key"), MAX_KEY, &key)?;
+    check_name(&key, &at(path, "key"))?;
+    let value = match t.get("value") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(wrong_type(&at(path, "value"), other)),
+    };
+    let value = truncated("Tag value", &key, MAX_TAG_VALUE, value);
+    Ok((key, value))
+}
+
+/// The `tags` list of a create call, each an [`entity_tag`].
+fn entity_tags(body: &Value) -> Result<Vec<(String, String)>, MlflowError> {
+    list(body, "tags")?.iter().enumerate().map(|(i, t)| entity_tag(t, &format!("tags[{i}]"))).collect()
 }

@@ -40,23 +40,6 @@ pub(super) async fn model_json(app: &App, name: &str) -> Result<Value, MlflowErr
     }))
 }
 
-/// `tags` of a create call: `[{key, value}]`.
-fn registry_tags(body: &Value) -> Result<Vec<(String, String)>, MlflowError> {
-    list(body, "tags")?
-        .iter()
-        .map(|t| {
-            let key = required_str(t, "key", "tags")?;
-            check_length("key", MAX_KEY, &key)?;
-            let value = match t.get("value") {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => return Err(wrong_type("tags.value", other)),
-            };
-            Ok((key.clone(), truncated("Tag value", &key, MAX_TAG_VALUE, value)))
-        })
-        .collect()
-}
-
 fn model_missing(name: &str) -> impl FnOnce(StoreError) -> MlflowError + '_ {
     move |e| match e {
         StoreError::NotFound(_) => not_found(format!("Registered Model with name={name} not found")),
@@ -89,22 +72,9 @@ pub(super) async fn update_model(State(app): State<App>, Json(body): Json<Value>
     Ok(Json(json!({"registered_model": model_json(&app, &name).await?})))
 }
 
-fn tag_body(body: &Value) -> Result<(String, String), MlflowError> {
-    let key = required_str(body, "key", "")?;
-    check_length("key", MAX_KEY, &key)?;
-    check_name(&key, "key")?;
-    let value = match body.get("value") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(wrong_type("value", other)),
-    };
-    let value = truncated("Tag value", &key, MAX_TAG_VALUE, value);
-    Ok((key, value))
-}
-
 pub(super) async fn set_model_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
     let name = required(&body, &["name"])?;
-    let (key, value) = tag_body(&body)?;
+    let (key, value) = entity_tag(&body, "")?;
     app.store.set_registry_tag(&name, None, &key, &value).await.map_err(model_missing(&name))?;
     Ok(Json(json!({})))
 }
@@ -144,7 +114,7 @@ pub(super) async fn delete_version(State(app): State<App>, Query(q): Query<HashM
 pub(super) async fn set_version_tag(State(app): State<App>, Json(body): Json<Value>) -> R {
     let name = required(&body, &["name"])?;
     let version = version_number(&body)?;
-    let (key, value) = tag_body(&body)?;
+    let (key, value) = entity_tag(&body, "")?;
     app.store.set_registry_tag(&name, Some(version), &key, &value).await?;
     Ok(Json(json!({})))
 }
@@ -197,7 +167,7 @@ pub(super) fn version_number(body: &Value) -> Result<i64, MlflowError> {
 pub(super) async fn create_model(State(app): State<App>, Json(body): Json<Value>) -> R {
     let name = required(&body, &["name"])?;
     check_model_name(&name)?;
-    let tags = registry_tags(&body)?;
+    let tags = entity_tags(&body)?;
     app.store.create_model(&name, &text(&body, &["description"]).unwrap_or_default()).await.map_err(already_exists)?;
     for (k, v) in &tags {
         app.store.set_registry_tag(&name, None, k, v).await?;
@@ -282,7 +252,7 @@ pub(super) async fn create_version(State(app): State<App>, Json(body): Json<Valu
         let source = app.store.logged_model(&model_id).await?.record.source_run_id;
         run_id = Some(source).filter(|r| !r.is_empty());
     }
-    let tags = registry_tags(&body)?;
+    let tags = entity_tags(&body)?;
     let description = text(&body, &["description"]).unwrap_or_default();
     let new = crate::store::NewVersion { source: &source, run_id: run_id.as_deref(), description: &description, model_id: &model_id, tags: &tags };
     let v = app.store.create_version_from(&name, &new).await.map_err(model_missing(&name))?;

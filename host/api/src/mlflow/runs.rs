@@ -505,14 +505,14 @@ pub(super) async fn log_batch(State(app): State<App>, JsonBytes(body): JsonBytes
     logged(&id, app.store.log_batch(&id, &metrics, &params, &tags).await)?;
     // MLflow 3 links metrics to a logged model by `model_id`: rare, so
     // only a body that names one is read a second time.
-    if memchr_model_id(&body) {
+    if names_a_model_id(&body) {
         let value: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
         log_model_metrics(&app, &id, list(&value, "metrics")?).await?;
     }
     Ok(Json(json!({})).into_response())
 }
 
-fn memchr_model_id(body: &[u8]) -> bool {
+fn names_a_model_id(body: &[u8]) -> bool {
     body.windows(10).any(|w| w == b"\"model_id\"")
 }
 
@@ -562,7 +562,7 @@ pub(super) async fn search_runs(State(app): State<App>, Json(body): Json<Value>)
         .flatten()
         .filter_map(|v| v.as_str().map(String::from).or_else(|| v.as_i64().map(|i| i.to_string())))
         .collect();
-    use kiln_services::tracking::{SearchError, SearchRequest};
+    use kiln_services::tracking::SearchRequest;
     let (filter_text, page_token) = (text(&body, &["filter"]).unwrap_or_default(), text(&body, &["page_token"]).filter(|t| !t.is_empty()));
     let request = SearchRequest {
         filter: &filter_text,
@@ -572,14 +572,7 @@ pub(super) async fn search_runs(State(app): State<App>, Json(body): Json<Value>)
         experiment_ids,
         ..Default::default()
     };
-    // MLflow's wording, where MLflow has one.
-    let q = request.query().map_err(|e| match e {
-        SearchError::Experiments(m) => invalid(m),
-        SearchError::Filter(m) => invalid(format!("Invalid filter: {m}")),
-        SearchError::OrderBy { clause, message } => invalid(format!("Invalid order_by clause '{clause}': {message}")),
-        SearchError::MaxResults(n) => invalid(format!("Invalid value {n} for parameter 'max_results' supplied")),
-        SearchError::PageToken(m) => invalid(format!("Invalid page token: {m}")),
-    })?;
+    let q = request.query().map_err(search_error)?;
     let (runs, next) = app.store.search_rendered(&q, |v| serde_json::to_vec(&RunJson(v)).expect("a run serialises")).await?;
     let mut body = Vec::with_capacity(runs.iter().map(|r| r.len() + 1).sum::<usize>() + 64);
     body.extend_from_slice(b"{\"runs\":[");
