@@ -116,15 +116,21 @@ impl Store {
         }
         tx.commit().await?;
         self.changed(Change::Experiment { id: new.experiment_id.into() });
-        Ok(self.logged_model(&id).await?.record)
+        self.logged_model_record(&id).await
     }
 
     /// A logged model that is not deleted.
     pub async fn logged_model(&self, id: &str) -> Result<LoggedModelDetail> {
+        let record = self.logged_model_record(id).await?;
+        Ok(self.details(vec![record]).await?.remove(0))
+    }
+
+    /// A live model's record alone: what a write checks before it touches
+    /// the model's params, tags, metrics or files.
+    pub async fn logged_model_record(&self, id: &str) -> Result<LoggedModelRecord> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM logged_models WHERE id = $1 AND deleted = 0"));
         let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.ok_or_else(|| not_found(id))?;
-        let mut all = self.details(vec![record_from_row(&row)?]).await?;
-        Ok(all.remove(0))
+        record_from_row(&row)
     }
 
     /// The logged models of these experiments (all when empty), oldest first.
@@ -209,7 +215,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
-        let record = self.logged_model(id).await?.record;
+        let record = self.logged_model_record(id).await?;
         self.changed(Change::Experiment { id: record.experiment_id.clone() });
         Ok(record)
     }
@@ -229,7 +235,7 @@ impl Store {
 
     /// Set params (`params` true) or tags on a model.
     pub async fn set_logged_model_pairs(&self, id: &str, params: bool, pairs: &[(String, String)]) -> Result<()> {
-        self.logged_model(id).await?;
+        self.logged_model_record(id).await?;
         let table = if params { "logged_model_params" } else { "logged_model_tags" };
         let mut tx = self.begin_write().await?;
         for (k, v) in pairs {
@@ -244,7 +250,7 @@ impl Store {
     }
 
     pub async fn delete_logged_model_tag(&self, id: &str, key: &str) -> Result<()> {
-        self.logged_model(id).await?;
+        self.logged_model_record(id).await?;
         let done = sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2").bind(id).bind(key).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("Tag '{key}' of logged model '{id}'")));
@@ -254,7 +260,7 @@ impl Store {
 
     /// Metrics logged with this model's id (they are in the run's history too).
     pub async fn log_logged_model_metrics(&self, id: &str, metrics: &[LoggedModelMetric]) -> Result<()> {
-        self.logged_model(id).await?;
+        self.logged_model_record(id).await?;
         let mut tx = self.begin_write().await?;
         for m in metrics {
             sqlx::query(
@@ -278,7 +284,7 @@ impl Store {
     }
 
     pub async fn add_logged_model_artifact(&self, id: &str, path: &str, blob: &str, size: i64) -> Result<()> {
-        self.logged_model(id).await?;
+        self.logged_model_record(id).await?;
         sqlx::query(
             "INSERT INTO logged_model_artifacts (model_id, path, blob, size, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (model_id, path) DO UPDATE SET blob = excluded.blob, size = excluded.size",

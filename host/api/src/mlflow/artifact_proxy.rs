@@ -60,9 +60,14 @@ pub(super) async fn upload_artifact(State(app): State<App>, axum::extract::Path(
     if rel.is_empty() {
         return Err(invalid("an artifact needs a file name"));
     }
+    // The owner must exist before the body is stored.
     match &owner {
-        Owner::Run(run_id) => drop(app.store.run_extras(run_id).await.map_err(|_| no_run(run_id))?),
-        Owner::Model(id) => drop(app.store.logged_model(id).await?),
+        Owner::Run(run_id) => {
+            app.store.run_extras(run_id).await.map_err(|_| no_run(run_id))?;
+        }
+        Owner::Model(id) => {
+            app.store.logged_model_record(id).await?;
+        }
     }
     let (blob, size) = crate::artifacts::receive(&app.blobs, body, app.limits.upload_size).await.map_err(|e| match e.status() {
         s if s.is_client_error() => MlflowError { status: s, code: "INVALID_PARAMETER_VALUE", message: e.to_string() },

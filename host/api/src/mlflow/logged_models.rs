@@ -29,8 +29,8 @@ pub(super) fn artifact_root(experiment_id: &str, id: &str) -> String {
 }
 
 pub(super) async fn logged_model_artifact_uri(app: &App, id: &str) -> Result<String, MlflowError> {
-    let m = app.store.logged_model(id).await?;
-    Ok(artifact_root(&m.record.experiment_id, id))
+    let m = app.store.logged_model_record(id).await?;
+    Ok(artifact_root(&m.experiment_id, id))
 }
 
 fn pairs_json(pairs: &[(String, String)]) -> Vec<Value> {
@@ -210,7 +210,7 @@ pub(super) async fn log_outputs(State(app): State<App>, Json(body): Json<Value>)
         })
         .collect::<Result<Vec<_>, MlflowError>>()?;
     for (id, _) in &models {
-        app.store.logged_model(id).await?;
+        app.store.logged_model_record(id).await?;
     }
     app.store.log_run_outputs(&run, &models).await?;
     Ok(Json(json!({})))
@@ -245,10 +245,10 @@ pub(super) async fn list_logged_model_artifacts(
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> R {
-    let m = app.store.logged_model(&id).await?;
+    let m = app.store.logged_model_record(&id).await?;
     let dir = q.get("artifact_directory_path").map(|p| p.trim_matches('/').to_string()).unwrap_or_default();
     let files = model_children(&app, &id, &dir).await?;
-    Ok(Json(json!({"root_uri": artifact_root(&m.record.experiment_id, &id), "files": files})))
+    Ok(Json(json!({"root_uri": artifact_root(&m.experiment_id, &id), "files": files})))
 }
 
 /// The direct children of `prefix` among a logged model's files.

@@ -249,7 +249,7 @@ pub(super) async fn create_version(State(app): State<App>, Json(body): Json<Valu
     // MLflow 3's `log_model` names the logged model, not the run: the
     // version's run is the model's source run, as MLflow's server takes it.
     if run_id.is_none() && !model_id.is_empty() {
-        let source = app.store.logged_model(&model_id).await?.record.source_run_id;
+        let source = app.store.logged_model_record(&model_id).await?.source_run_id;
         run_id = Some(source).filter(|r| !r.is_empty());
     }
     let tags = entity_tags(&body)?;
