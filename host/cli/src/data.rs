@@ -274,11 +274,49 @@ pub async fn run(cmd: DataCommand) -> Result<i32> {
                 kiln_services::outln!("{}", output::json(&d));
             } else {
                 kiln_services::outln!("{}@{} → {}@{}\n", a.name, a.version, b.name, b.version);
-                kiln_services::outln!("{d}");
+                kiln_services::outln!("{}", render_diff(&d));
             }
             Ok(0)
         }
     }
+}
+
+/// The diff as `kiln data diff` prints it: row counts, schema changes,
+/// then one line per shared column.
+fn render_diff(d: &profile::Diff) -> String {
+    use output::num;
+    use std::fmt::Write;
+    let mut f = String::new();
+    writeln!(f, "rows: {} -> {}", d.rows_before, d.rows_after).unwrap();
+    for c in &d.added {
+        writeln!(f, "added: {} ({})", c.name, c.data_type).unwrap();
+    }
+    for c in &d.removed {
+        writeln!(f, "removed: {} ({})", c.name, c.data_type).unwrap();
+    }
+    for c in &d.type_changed {
+        writeln!(f, "type changed: {} ({} -> {})", c.name, c.before, c.after).unwrap();
+    }
+    if d.columns.is_empty() {
+        return f;
+    }
+    let percent = |share: f64| format!("{}%", num(share * 100.0));
+    let optional = |value: Option<f64>, show: &dyn Fn(f64) -> String| value.map_or("-".to_string(), show);
+    let rows = d
+        .columns
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                format!("{} -> {}", percent(c.missing_before), percent(c.missing_after)),
+                optional(c.mean_shift, &|v| format!("{}{} std", if v > 0.0 { "+" } else { "" }, num(v))),
+                optional(c.psi, &num),
+                optional(c.new_value_share, &percent),
+            ]
+        })
+        .collect();
+    write!(f, "\n{}", output::table(&["column", "missing", "mean shift", "psi", "new values"], rows)).unwrap();
+    f
 }
 
 /// One row per column: type, count, missing, then numbers or top values.
@@ -303,4 +341,38 @@ fn render_profile(p: &profile::Profile) -> String {
         })
         .collect();
     output::table(&["column", "type", "count", "missing", "mean", "std", "min", "median", "max", "top values"], rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use profile::{ColumnShift, Diff, Field, TypeChange};
+
+    #[test]
+    fn a_diff_is_shown_with_schema_changes_then_one_row_per_column() {
+        let field = |name: &str, data_type: &str| Field { name: name.into(), data_type: data_type.into(), nullable: false };
+        let shift = |name: &str, mean_shift| ColumnShift {
+            name: name.into(),
+            missing_before: 0.0,
+            missing_after: 0.1,
+            mean_shift,
+            psi: mean_shift.map(|_| 0.31),
+            new_value_share: None,
+        };
+        let d = Diff {
+            rows_before: 2,
+            rows_after: 3,
+            added: vec![field("d", "Int64")],
+            removed: vec![field("b", "Utf8")],
+            type_changed: vec![TypeChange { name: "c".into(), before: "Int64".into(), after: "Utf8".into() }],
+            columns: vec![shift("a", Some(1.037)), shift("c", None)],
+        };
+        let shown = render_diff(&d);
+        for line in ["rows: 2 -> 3", "added: d (Int64)", "removed: b (Utf8)", "type changed: c (Int64 -> Utf8)", "+1.037 std", "0% -> 10%"] {
+            assert!(shown.contains(line), "{line} not in\n{shown}");
+        }
+        assert!(shown.contains("COLUMN") && shown.contains("PSI"), "{shown}");
+        let only_rows = render_diff(&Diff { columns: vec![], added: vec![], removed: vec![], type_changed: vec![], ..d });
+        assert_eq!(only_rows, "rows: 2 -> 3\n");
+    }
 }

@@ -1,14 +1,16 @@
 //! `kiln-services`: what the CLI and the REST API both call — pipelines,
-//! the tracking rules, the plugin registry, data versioning, blobs,
-//! workers and schedules — over the sandbox (`kiln-runtime`) and the
-//! metadata store (`kiln-store`). No HTTP here: that is `kiln-api`.
+//! the tracking rules, the plugin registry, data versioning, workers and
+//! schedules — over the sandbox (`kiln-runtime`), the metadata store
+//! (`kiln-store`) and the data layer (`kiln-data`: blobs, files, readers). No HTTP here: that is `kiln-api`.
 //!
 //! The code map is in ARCHITECTURE.md at the repository root.
 
 pub mod app;
-pub mod blobs;
+/// Content-addressed blobs, in `kiln-data`.
+pub use kiln_data::blobs;
 pub mod data;
-pub mod dataset;
+/// The one reader of tabular files and table helpers, in `kiln-data`.
+pub use kiln_data::dataset;
 pub mod invalid;
 pub mod limits;
 pub mod listen;

@@ -14,6 +14,7 @@ pub mod expr;
 pub mod filter;
 pub mod names;
 pub mod records;
+pub mod size;
 pub mod status;
 mod table;
 

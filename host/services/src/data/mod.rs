@@ -10,12 +10,8 @@
 //! rename) → `.gitignore`. Re-running an interrupted add finds the blobs
 //! already there and completes the rest.
 
-pub mod hashing;
-pub mod pointer;
-pub mod profile;
-pub mod remote;
-mod state;
-mod walk;
+pub use kiln_data::{hashing, pointer, profile, remote};
+use kiln_data::{state, walk};
 
 use crate::app::App;
 use crate::blobs::BlobStore;

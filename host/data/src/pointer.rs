@@ -44,7 +44,7 @@ impl Pointer {
     pub fn read(path: &Path) -> Result<Self, PointerError> {
         // A pointer is a few lines; a FIFO or a huge file named `*.kiln`
         // is refused, not waited on or read whole.
-        let text = crate::limits::read_text(path, 1 << 20).map_err(|source| PointerError::Read { path: path.into(), error: source })?;
+        let text = crate::files::read_text(path, 1 << 20).map_err(|source| PointerError::Read { path: path.into(), error: source })?;
         // toml's messages carry the line and column of the problem.
         let p: Pointer = toml::from_str(&text).map_err(|e| PointerError::Invalid { path: path.into(), message: e.to_string() })?;
         let invalid = |message: String| PointerError::Invalid { path: path.into(), message };

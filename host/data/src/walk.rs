@@ -12,7 +12,7 @@
 //! and so is a link back to a folder being walked. `checkout` walks
 //! without following, so it sees (and may remove) the links themselves.
 
-use super::hashing::Stamp;
+use crate::hashing::Stamp;
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};

@@ -15,7 +15,7 @@
 //! number once. Errors name the file, the line and the column.
 
 use super::{Column, ColumnData, Table};
-use crate::limits::MAX_COLUMNS;
+use crate::files::MAX_COLUMNS;
 use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
@@ -141,7 +141,7 @@ pub fn read(file: File, path: &Path, format: Format, options: ReadOptions<'_>) -
 
 /// A regular file (a folder, device or FIFO is refused by name).
 pub fn open(path: &Path) -> Result<File, ReadError> {
-    crate::limits::open_regular(path, u64::MAX, None).map_err(|error| match error.kind() {
+    crate::files::open_regular(path, u64::MAX, None).map_err(|error| match error.kind() {
         std::io::ErrorKind::InvalidInput => ReadError::File { path: path.into(), message: error.to_string() },
         _ => ReadError::Io { path: path.into(), error },
     })

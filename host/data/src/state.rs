@@ -9,7 +9,7 @@
 //! took several. A file that does not parse is ignored: a lost cache only
 //! costs re-hashing.
 
-use super::hashing::{HashError, Stamp, hash_file};
+use crate::hashing::{HashError, Stamp, hash_file};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 
@@ -152,7 +152,7 @@ mod tests {
         let kiln = dir.path().join(".kiln");
         let file = dir.path().canonicalize().unwrap().join("data.csv");
         std::fs::write(&file, "a\n1\n").unwrap();
-        let stamp = super::super::hashing::stamp(&file).unwrap();
+        let stamp = crate::hashing::stamp(&file).unwrap();
         let state = State::load(&kiln);
         let (hash, _) = state.hash(&file, stamp, &|_| {}).unwrap();
         assert_eq!(hash, blake3::hash(b"a\n1\n").to_hex().as_str());

@@ -56,7 +56,7 @@ pub struct Config {
     #[serde(default)]
     pub data: DataConfig,
     #[serde(default)]
-    pub limits: crate::limits::SizeLimits,
+    pub limits: crate::files::SizeLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +78,7 @@ impl Config {
     /// `kiln.toml` in `root`, or an empty config if there is none.
     pub fn load(root: &Path) -> Result<Self> {
         let file = root.join(CONFIG_FILE);
-        match crate::limits::read_text(&file, 1 << 20) {
+        match crate::files::read_text(&file, 1 << 20) {
             Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
@@ -266,7 +266,7 @@ impl Remote {
                 };
                 loop {
                     let mut buf = vec![0u8; CHUNK];
-                    match super::hashing::read_full(&mut file, &mut buf) {
+                    match crate::hashing::read_full(&mut file, &mut buf) {
                         Ok(0) => return,
                         Ok(n) => {
                             buf.truncate(n);
