@@ -1,7 +1,8 @@
 //! `kiln-services`: what the CLI and the REST API both call — pipelines,
 //! the tracking rules, the plugin registry, data versioning, workers and
 //! schedules — over the sandbox (`kiln-runtime`), the metadata store
-//! (`kiln-store`) and the data layer (`kiln-data`: blobs, files, readers). No HTTP here: that is `kiln-api`.
+//! (`kiln-store`) and the data layer (`kiln-data`: blobs, files,
+//! readers). No HTTP here: that is `kiln-api`.
 //!
 //! The code map is in ARCHITECTURE.md at the repository root.
 
