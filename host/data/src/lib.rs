@@ -26,3 +26,17 @@ pub mod profile;
 pub mod remote;
 pub mod state;
 pub mod walk;
+
+/// Files the unit tests read, each in a folder of its own that lives as
+/// long as the returned guard.
+#[cfg(test)]
+mod test_files {
+    use std::path::PathBuf;
+
+    pub(crate) fn write(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        (dir, path)
+    }
+}

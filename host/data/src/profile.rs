@@ -454,18 +454,11 @@ fn count_below(h: &Histogram, x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_files::write;
     use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
     use parquet::arrow::arrow_reader::ArrowReaderMetadata;
     use std::fs::File;
-    use std::path::PathBuf;
     use std::sync::Arc;
-
-    fn write(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::write(&path, content).unwrap();
-        (dir, path)
-    }
 
     fn profile(path: &Path) -> (Schema, Profile) {
         profile_path(path).unwrap().expect("a profiled format")

@@ -900,13 +900,7 @@ pub fn read_table(path: &Path, categorical: &[String]) -> Result<Table, ReadErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::write(&path, content).unwrap();
-        (dir, path)
-    }
+    use crate::test_files::write;
 
     fn table(content: &str) -> Result<Table, ReadError> {
         let (_d, p) = write("data.csv", content);
