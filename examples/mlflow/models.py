@@ -56,6 +56,15 @@ with mlflow.start_run(run_name="train") as run:
 
 inputs = client.get_run(run_id).inputs.dataset_inputs
 assert [(i.dataset.name, {t.key: t.value for t in i.tags}.get("mlflow.data.context")) for i in inputs] == [("iris", "training")], inputs
+# A search returns the same inputs as a get (MLflow's server loads them for
+# every run of the page).
+found = client.search_runs([run.info.experiment_id], filter_string="attributes.run_name = 'train'")
+assert [r.info.run_id for r in found] == [run_id], found
+assert [i.dataset.digest for i in found[0].inputs.dataset_inputs] == [i.dataset.digest for i in inputs], found[0].inputs
+if MAJOR >= 3:
+    # The logged model the run produced, in get and search alike.
+    assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [model_id]
+    assert [o.model_id for o in found[0].outputs.model_outputs] == [model_id]
 
 # A second version by `register_model`, from the run's artifact path (both
 # majors resolve `runs:/` themselves).

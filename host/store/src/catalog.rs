@@ -328,6 +328,11 @@ impl Store {
                 runs[i].view.metrics.push(super::runs::metric_from_row(&r)?);
             }
         }
+        for (id, io) in self.run_io("r.lifecycle_stage = 'active'", &[]).await? {
+            if let Some(&i) = index.get(&id) {
+                runs[i].view.io = io;
+            }
+        }
         let n = runs.len();
         let mut snap = Snapshot {
             stamp: (stamp.epoch, stamp.version),

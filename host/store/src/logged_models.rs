@@ -4,6 +4,7 @@
 
 use super::{Change, Result, Store, StoreError, now_ms};
 use sqlx::Row;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
 pub struct LoggedModelRecord {
@@ -63,6 +64,21 @@ pub struct DatasetInput {
     pub profile: String,
     /// Context tags (`mlflow.data.context = training`).
     pub tags: Vec<(String, String)>,
+}
+
+/// What a run read (datasets in the order first logged, logged models)
+/// and the logged models it produced, with the step of each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunIo {
+    pub datasets: Vec<DatasetInput>,
+    pub models: Vec<String>,
+    pub outputs: Vec<(String, i64)>,
+}
+
+impl RunIo {
+    pub fn is_empty(&self) -> bool {
+        self.datasets.is_empty() && self.models.is_empty() && self.outputs.is_empty()
+    }
 }
 
 /// The statuses a logged model may have.
@@ -149,7 +165,6 @@ impl Store {
     /// The params, tags and metrics of `records`: three queries whatever
     /// their number (of one model's rows, or of every live model's).
     async fn details(&self, records: Vec<LoggedModelRecord>) -> Result<Vec<LoggedModelDetail>> {
-        use std::collections::HashMap;
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -374,23 +389,33 @@ impl Store {
         Ok(())
     }
 
-    /// What a run read: datasets, in the order first logged, and logged models.
-    pub async fn run_inputs(&self, run_id: &str) -> Result<(Vec<DatasetInput>, Vec<String>)> {
-        let datasets = sqlx::query(
-            "SELECT name, digest, source_type, source, schema, profile, tags FROM run_dataset_inputs WHERE run_id = $1 ORDER BY created_at, name, digest",
-        )
-        .bind(run_id)
+    /// What the runs `scope` selects read and produced, by run id.
+    /// `scope` is a condition on `r`, the runs table, whose `$n` are
+    /// `ids`; three queries for any number of runs, so a search page or
+    /// the run catalog costs no query per run.
+    pub(crate) async fn run_io(&self, scope: &str, ids: &[String]) -> Result<HashMap<String, RunIo>> {
+        let query = |sql: String| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in ids {
+                q = q.bind(id.as_str());
+            }
+            q
+        };
+        let mut io: HashMap<String, RunIo> = HashMap::new();
+        for r in query(format!(
+            "SELECT x.run_id, x.name, x.digest, x.source_type, x.source, x.schema, x.profile, x.tags FROM run_dataset_inputs x \
+             JOIN runs r ON r.id = x.run_id WHERE {scope} ORDER BY x.run_id, x.created_at, x.name, x.digest"
+        ))
         .fetch_all(&self.pool)
         .await?
-        .iter()
-        .map(|r| {
+        {
             let tags: String = r.try_get("tags")?;
             let tags = serde_json::from_str::<Vec<serde_json::Value>>(&tags)
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|t| Some((t["key"].as_str()?.to_string(), t["value"].as_str().unwrap_or("").to_string())))
                 .collect();
-            Ok(DatasetInput {
+            io.entry(r.try_get("run_id")?).or_default().datasets.push(DatasetInput {
                 name: r.try_get("name")?,
                 digest: r.try_get("digest")?,
                 source_type: r.try_get("source_type")?,
@@ -398,28 +423,25 @@ impl Store {
                 schema: r.try_get("schema")?,
                 profile: r.try_get("profile")?,
                 tags,
-            })
-        })
-        .collect::<Result<_>>()?;
-        let models = sqlx::query("SELECT model_id FROM run_model_inputs WHERE run_id = $1 ORDER BY model_id")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok(r.try_get("model_id")?))
-            .collect::<Result<_>>()?;
-        Ok((datasets, models))
-    }
-
-    /// (model id, step) of the models a run produced.
-    pub async fn run_outputs(&self, run_id: &str) -> Result<Vec<(String, i64)>> {
-        sqlx::query("SELECT model_id, step FROM run_model_outputs WHERE run_id = $1 ORDER BY model_id")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("model_id")?, r.try_get("step")?)))
-            .collect()
+            });
+        }
+        for r in query(format!(
+            "SELECT x.run_id, x.model_id FROM run_model_inputs x JOIN runs r ON r.id = x.run_id WHERE {scope} ORDER BY x.run_id, x.model_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        {
+            io.entry(r.try_get("run_id")?).or_default().models.push(r.try_get("model_id")?);
+        }
+        for r in query(format!(
+            "SELECT x.run_id, x.model_id, x.step FROM run_model_outputs x JOIN runs r ON r.id = x.run_id WHERE {scope} ORDER BY x.run_id, x.model_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        {
+            io.entry(r.try_get("run_id")?).or_default().outputs.push((r.try_get("model_id")?, r.try_get("step")?));
+        }
+        Ok(io)
     }
 }
 
@@ -427,6 +449,38 @@ impl Store {
 mod tests {
     use super::*;
     use crate::testing::both_backends;
+
+    both_backends!(a_runs_inputs_and_outputs_come_with_it_in_views_and_searches, |store| {
+        store.ensure_default_experiment().await.unwrap();
+        let read = store.create_run_in("0", None, "read", "u", 1, "mlflow").await.unwrap();
+        let plain = store.create_run_in("0", None, "plain", "u", 2, "mlflow").await.unwrap();
+        let iris = DatasetInput {
+            name: "iris".into(),
+            digest: "d1".into(),
+            source_type: "code".into(),
+            tags: vec![("mlflow.data.context".into(), "training".into())],
+            ..Default::default()
+        };
+        let model = store.create_logged_model(&NewLoggedModel { experiment_id: "0", name: "m", ..Default::default() }).await.unwrap();
+        store.log_run_inputs(&read, std::slice::from_ref(&iris), std::slice::from_ref(&model.id)).await.unwrap();
+        store.log_run_outputs(&read, &[(model.id.clone(), 3)]).await.unwrap();
+        let want = RunIo { datasets: vec![iris], models: vec![model.id.clone()], outputs: vec![(model.id.clone(), 3)] };
+        let views = store.run_views(&[plain.clone(), read.clone()]).await.unwrap();
+        assert_eq!(views.iter().map(|v| (v.id.clone(), v.io.clone())).collect::<Vec<_>>(), [(plain, RunIo::default()), (read.clone(), want.clone())]);
+        // A search (from the run catalog on SQLite, from SQL on PostgreSQL)
+        // renders the same views.
+        fn render(v: &crate::RunView) -> Vec<u8> {
+            format!("{} {:?}", v.name, v.io).into_bytes()
+        }
+        let q = crate::SearchQuery { max_results: 10, ..Default::default() };
+        if store.backend() == crate::Backend::Sqlite {
+            store.rebuild_catalog().await.unwrap();
+        }
+        let (got, _) = store.search_rendered(&q, render).await.unwrap();
+        let got: Vec<String> = got.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect();
+        assert!(got.contains(&format!("read {want:?}")), "{got:?}");
+        assert!(got.contains(&format!("plain {:?}", RunIo::default())), "{got:?}");
+    });
 
     both_backends!(logged_models_live_and_die_with_their_parts, |store| {
         store.ensure_default_experiment().await.unwrap();

@@ -96,6 +96,8 @@ pub struct RunView {
     pub params: Vec<(String, String)>,
     pub metrics: Vec<MetricPoint>,
     pub tags: Vec<(String, String)>,
+    /// What it read and produced (`runs/log-inputs`, `runs/outputs`).
+    pub io: super::RunIo,
 }
 
 impl Store {
@@ -355,6 +357,11 @@ impl Store {
                     v.metrics.push(metric_from_row(&r)?);
                 }
             }
+            for (id, io) in self.run_io(&format!("r.id IN ({list})"), chunk).await? {
+                if let Some(v) = found.get_mut(&id) {
+                    v.io = io;
+                }
+            }
             views.extend(chunk.iter().filter_map(|id| found.remove(id)));
         }
         Ok(views)
@@ -595,6 +602,7 @@ impl RunView {
             params: Vec::new(),
             metrics: Vec::new(),
             tags: Vec::new(),
+            io: super::RunIo::default(),
         })
     }
 }

@@ -21,7 +21,7 @@ use runs::*;
 use crate::app::App;
 use crate::records;
 use crate::registry;
-use crate::store::{MetricPoint, RunStatus, RunView, StoreError, now_ms};
+use crate::store::{MetricPoint, RunIo, RunStatus, RunView, StoreError, now_ms};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

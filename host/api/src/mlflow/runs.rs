@@ -86,10 +86,41 @@ impl serde::Serialize for RunJson<'_> {
                 m.end()
             }
         }
-        let mut m = s.serialize_map(Some(3))?;
+        // MLflow's JSON leaves out empty lists; `inputs` is always there,
+        // `outputs` only when the run produced a logged model.
+        struct Inputs<'a>(&'a RunIo);
+        impl serde::Serialize for Inputs<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let io = self.0;
+                let mut m = s.serialize_map(None)?;
+                if !io.datasets.is_empty() {
+                    let datasets: Vec<Value> = io
+                        .datasets
+                        .iter()
+                        .map(|d| {
+                            json!({
+                                "tags": d.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                                "dataset": {"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source, "schema": d.schema, "profile": d.profile},
+                            })
+                        })
+                        .collect();
+                    m.serialize_entry("dataset_inputs", &datasets)?;
+                }
+                if !io.models.is_empty() {
+                    m.serialize_entry("model_inputs", &io.models.iter().map(|id| json!({"model_id": id})).collect::<Vec<_>>())?;
+                }
+                m.end()
+            }
+        }
+        let has_outputs = !v.io.outputs.is_empty();
+        let mut m = s.serialize_map(Some(3 + usize::from(has_outputs)))?;
         m.serialize_entry("info", &Info(v))?;
         m.serialize_entry("data", &Data(v))?;
-        m.serialize_entry("inputs", &serde_json::Map::new())?;
+        m.serialize_entry("inputs", &Inputs(&v.io))?;
+        if has_outputs {
+            let outputs: Vec<Value> = v.io.outputs.iter().map(|(id, step)| json!({"model_id": id, "step": step})).collect();
+            m.serialize_entry("outputs", &json!({"model_outputs": outputs}))?;
+        }
         m.end()
     }
 }
@@ -169,25 +200,7 @@ pub(super) async fn create_run(State(app): State<App>, Json(body): Json<Value>) 
 
 pub(super) async fn get_run(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
     let id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
-    let mut run = run_json(&app, id).await?;
-    let (datasets, models) = app.store.run_inputs(id).await?;
-    if !datasets.is_empty() || !models.is_empty() {
-        let dataset_inputs: Vec<Value> = datasets
-            .iter()
-            .map(|d| {
-                json!({
-                    "tags": d.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-                    "dataset": {"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source, "schema": d.schema, "profile": d.profile},
-                })
-            })
-            .collect();
-        run["inputs"] = json!({"dataset_inputs": dataset_inputs, "model_inputs": models.iter().map(|m| json!({"model_id": m})).collect::<Vec<_>>()});
-    }
-    let outputs = app.store.run_outputs(id).await?;
-    if !outputs.is_empty() {
-        run["outputs"] = json!({"model_outputs": outputs.iter().map(|(m, step)| json!({"model_id": m, "step": step})).collect::<Vec<_>>()});
-    }
-    Ok(Json(json!({"run": run})))
+    Ok(Json(json!({"run": run_json(&app, id).await?})))
 }
 
 /// A write to run `id` through the store's writer, which refuses unknown
