@@ -222,16 +222,19 @@ fn read_csv(mut file: File, path: &Path, delimiter: u8, options: ReadOptions<'_>
         let columns = names.iter().map(|_| Arc::new(arrow_array::NullArray::new(0)) as ArrayRef).collect();
         return Ok(Frame { rows, schema: Arc::new(Schema::new(fields)), columns });
     }
-    // Columns are typed independently: on all cores.
+    // Columns are typed independently: on all cores, once there is enough
+    // to type that starting rayon's threads pays (a small file, such as a
+    // cached pipeline's inputs, is typed before they would have started).
     use rayon::prelude::*;
-    let typed: Vec<(ArrayRef, Option<Mixed>)> = chunks
-        .into_par_iter()
-        .zip(names.par_iter())
-        .map(|(chunks, name)| {
-            let strings: Vec<&StringArray> = chunks.iter().map(|c| c.as_string::<i32>()).collect();
-            type_column(&strings, rows, options.categorical.contains(name), options.purpose == Purpose::Profile)
-        })
-        .collect();
+    let type_one = |(chunks, name): (Vec<ArrayRef>, &String)| {
+        let strings: Vec<&StringArray> = chunks.iter().map(|c| c.as_string::<i32>()).collect();
+        type_column(&strings, rows, options.categorical.contains(name), options.purpose == Purpose::Profile)
+    };
+    let typed: Vec<(ArrayRef, Option<Mixed>)> = if rows.saturating_mul(names.len()) >= PARALLEL_TYPING {
+        chunks.into_par_iter().zip(names.par_iter()).map(type_one).collect()
+    } else {
+        chunks.into_iter().zip(names.iter()).map(type_one).collect()
+    };
     let mut fields = Vec::with_capacity(names.len());
     let mut columns = Vec::with_capacity(names.len());
     for (index, (name, (typed, mixed))) in names.iter().zip(typed).enumerate() {
@@ -255,6 +258,9 @@ fn read_csv(mut file: File, path: &Path, delimiter: u8, options: ReadOptions<'_>
 /// Files at least this big are split into records on all cores when they
 /// hold no quote (so every newline ends a record).
 const PARALLEL_SPLIT: u64 = 4 << 20;
+
+/// Tables of at least this many cells are typed on all cores.
+const PARALLEL_TYPING: usize = 1 << 18;
 
 /// What [`split_records`] found.
 enum Records {
@@ -280,15 +286,21 @@ fn split_records(
     numbers_only: bool,
 ) -> Result<Records, ReadError> {
     let io = |error: std::io::Error| ReadError::Io { path: path.into(), error };
+    let size = file.metadata().map_err(io)?.len();
+    // No more rows per batch than the file can hold (a cell takes at least
+    // a byte and a delimiter): arrow allocates a whole batch up front, and
+    // for a small file that was most of the time a cached pipeline spent
+    // reading its inputs.
+    let most_rows = (size as usize / (2 * names.len()).max(1)).saturating_add(1);
     let reader = |header: bool| {
         let format = arrow_csv::reader::Format::default().with_header(header).with_delimiter(delimiter);
-        arrow_csv::ReaderBuilder::new(schema.clone()).with_format(format).with_batch_size(batch_rows(names.len()))
+        arrow_csv::ReaderBuilder::new(schema.clone()).with_format(format).with_batch_size(batch_rows(names.len()).min(most_rows))
     };
     // `split`: the error comes from one part of a file cut at newlines.
     let failed = |split: bool| move |e: ArrowError| csv_error(path, file, delimiter, names, split, e);
-    let size = file.metadata().map_err(io)?.len();
-    let parts = rayon::current_num_threads();
-    if size >= PARALLEL_SPLIT && parts > 1 {
+    // Asked only of a big file: the first question starts rayon's threads.
+    let parts = if size >= PARALLEL_SPLIT { rayon::current_num_threads() } else { 1 };
+    if parts > 1 {
         let bytes = read_whole(file, size, limit, parts).map_err(io)?;
         if memchr::memchr(b'"', &bytes).is_none() {
             use rayon::prelude::*;
