@@ -236,7 +236,9 @@ impl Store {
             return Ok((out, next));
         }
         let (ids, next) = self.search_run_ids(q).await?;
-        Ok((self.run_views(&ids).await?.iter().map(|v| render(v).into()).collect(), next))
+        let mut views = self.run_views(&ids).await?;
+        self.fill_io(&mut views).await?;
+        Ok((views.iter().map(|v| render(v).into()).collect(), next))
     }
 
     /// The snapshot, if nothing was committed since it was read; if it is

@@ -75,12 +75,6 @@ pub struct RunIo {
     pub outputs: Vec<(String, i64)>,
 }
 
-impl RunIo {
-    pub fn is_empty(&self) -> bool {
-        self.datasets.is_empty() && self.models.is_empty() && self.outputs.is_empty()
-    }
-}
-
 /// The statuses a logged model may have.
 pub const LOGGED_MODEL_STATUSES: &[&str] = &["PENDING", "READY", "FAILED"];
 
@@ -394,13 +388,7 @@ impl Store {
     /// `ids`; three queries for any number of runs, so a search page or
     /// the run catalog costs no query per run.
     pub(crate) async fn run_io(&self, scope: &str, ids: &[String]) -> Result<HashMap<String, RunIo>> {
-        let query = |sql: String| {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in ids {
-                q = q.bind(id.as_str());
-            }
-            q
-        };
+        let query = |sql: String| super::runs::bound(sql, ids);
         let mut io: HashMap<String, RunIo> = HashMap::new();
         for r in query(format!(
             "SELECT x.run_id, x.name, x.digest, x.source_type, x.source, x.schema, x.profile, x.tags FROM run_dataset_inputs x \
@@ -465,7 +453,9 @@ mod tests {
         store.log_run_inputs(&read, std::slice::from_ref(&iris), std::slice::from_ref(&model.id)).await.unwrap();
         store.log_run_outputs(&read, &[(model.id.clone(), 3)]).await.unwrap();
         let want = RunIo { datasets: vec![iris], models: vec![model.id.clone()], outputs: vec![(model.id.clone(), 3)] };
-        let views = store.run_views(&[plain.clone(), read.clone()]).await.unwrap();
+        let mut views = store.run_views(&[plain.clone(), read.clone()]).await.unwrap();
+        assert!(views.iter().all(|v| v.io == RunIo::default()), "run_views leaves them to fill_io");
+        store.fill_io(&mut views).await.unwrap();
         assert_eq!(views.iter().map(|v| (v.id.clone(), v.io.clone())).collect::<Vec<_>>(), [(plain, RunIo::default()), (read.clone(), want.clone())]);
         // A search (from the run catalog on SQLite, from SQL on PostgreSQL)
         // renders the same views.

@@ -286,8 +286,7 @@ impl Store {
         if runs.is_empty() {
             return Ok(());
         }
-        let placeholders: Vec<String> = (1..=runs.len()).map(|i| format!("${i}")).collect();
-        let list = placeholders.join(", ");
+        let list = placeholders(runs.len());
         let mut q = sqlx::query(AssertSqlSafe(format!("SELECT run_id, key, value FROM params WHERE run_id IN ({list})")));
         for r in runs.iter() {
             q = q.bind(r.id.clone());
@@ -316,14 +315,8 @@ impl Store {
     pub async fn run_views(&self, ids: &[String]) -> Result<Vec<RunView>> {
         let mut views: Vec<RunView> = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
-            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let query = |sql: String| {
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for id in chunk {
-                    q = q.bind(id.as_str());
-                }
-                q
-            };
+            let list = placeholders(chunk.len());
+            let query = |sql: String| bound(sql, chunk);
             let rows = query(format!(
                 "SELECT r.id, r.name, r.experiment_id, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage, r.parent_run_id, \
                  e.artifact_location FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id IN ({list})"
@@ -357,14 +350,24 @@ impl Store {
                     v.metrics.push(metric_from_row(&r)?);
                 }
             }
-            for (id, io) in self.run_io(&format!("r.id IN ({list})"), chunk).await? {
-                if let Some(v) = found.get_mut(&id) {
-                    v.io = io;
-                }
-            }
             views.extend(chunk.iter().filter_map(|id| found.remove(id)));
         }
         Ok(views)
+    }
+
+    /// Each view's inputs and outputs (`runs/log-inputs`, `runs/outputs`),
+    /// three queries per thousand runs. Apart from [`Store::run_views`]:
+    /// only a get and a search show them, not the writes that answer with
+    /// the run.
+    pub async fn fill_io(&self, views: &mut [RunView]) -> Result<()> {
+        for chunk in views.chunks_mut(1000) {
+            let ids: Vec<String> = chunk.iter().map(|v| v.id.clone()).collect();
+            let mut io = self.run_io(&format!("r.id IN ({})", placeholders(ids.len())), &ids).await?;
+            for v in chunk {
+                v.io = io.remove(&v.id).unwrap_or_default();
+            }
+        }
+        Ok(())
     }
 
     /// A full run id from an id or a unique prefix of at least 4 characters.
@@ -605,6 +608,16 @@ impl RunView {
             io: super::RunIo::default(),
         })
     }
+}
+
+/// `$1, $2, …, $n`: the list for `n` values bound in order.
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `sql` with `ids` bound to `$1…$n` in order.
+pub(crate) fn bound(sql: String, ids: &[String]) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    ids.iter().fold(sqlx::query(AssertSqlSafe(sql)), |q, id| q.bind(id.as_str()))
 }
 
 pub(super) fn metric_from_row(row: &sqlx::any::AnyRow) -> Result<MetricPoint> {

@@ -200,7 +200,10 @@ pub(super) async fn create_run(State(app): State<App>, Json(body): Json<Value>) 
 
 pub(super) async fn get_run(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> R {
     let id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
-    Ok(Json(json!({"run": run_json(&app, id).await?})))
+    let mut views = app.store.run_views(std::slice::from_ref(id)).await?;
+    app.store.fill_io(&mut views).await?;
+    let v = views.first().ok_or_else(|| no_run(id))?;
+    Ok(Json(json!({"run": RunJson(v)})))
 }
 
 /// A write to run `id` through the store's writer, which refuses unknown
