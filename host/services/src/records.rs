@@ -171,9 +171,15 @@ pub struct VersionEntry {
 }
 
 impl VersionEntry {
-    /// MLflow's default order: by model name, newest version first.
+    /// MLflow's default order (its SQL store, which MLflow's own REST
+    /// tests hold): last updated first, then by model name, newest
+    /// version first.
     pub fn tie(a: &Self, b: &Self) -> Ordering {
-        a.record.name.cmp(&b.record.name).then_with(|| b.record.version.cmp(&a.record.version))
+        b.record
+            .updated_at
+            .cmp(&a.record.updated_at)
+            .then_with(|| a.record.name.cmp(&b.record.name))
+            .then_with(|| b.record.version.cmp(&a.record.version))
     }
 }
 
@@ -284,5 +290,27 @@ mod tests {
         assert!(matches!(bad(Request { max_results: 0, ..Default::default() }), SearchError::MaxResults(0)));
         assert!(matches!(bad(Request { max_results: 1, page_token: Some("x".into()), ..Default::default() }), SearchError::PageToken(_)));
         assert!(matches!(bad(Request { max_results: 1, order_by: vec!["colour".into()], ..Default::default() }), SearchError::OrderBy { .. }));
+    }
+
+    #[test]
+    fn versions_come_last_updated_first_then_by_name_and_newest_version() {
+        let version = |name: &str, version: i64, updated: i64| VersionEntry {
+            record: VersionRecord {
+                name: name.into(),
+                version,
+                run_id: None,
+                source: String::new(),
+                model_id: String::new(),
+                stage: "None".into(),
+                description: String::new(),
+                created_at: updated,
+                updated_at: updated,
+            },
+            tags: Vec::new(),
+        };
+        let all = vec![version("a", 1, 10), version("b", 1, 30), version("a", 2, 20), version("c", 1, 20), version("c", 2, 20)];
+        let page = search(all, &VERSIONS, &Request { max_results: 10, ..Default::default() }, VersionEntry::tie).unwrap();
+        let got: Vec<(&str, i64)> = page.items.iter().map(|v| (v.record.name.as_str(), v.record.version)).collect();
+        assert_eq!(got, [("b", 1), ("a", 2), ("c", 2), ("c", 1), ("a", 1)]);
     }
 }
