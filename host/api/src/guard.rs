@@ -108,8 +108,13 @@ fn essence(req: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// MLflow's API, under either of its prefixes and any of its versions
+/// (`/api/2.0/mlflow/...`, `/ajax-api/3.0/mlflow/...`, `mlflow-artifacts`).
 fn is_mlflow(path: &str) -> bool {
-    path.starts_with("/api/2.0/mlflow")
+    let Some(rest) = path.strip_prefix("/api/").or_else(|| path.strip_prefix("/ajax-api/")) else {
+        return false;
+    };
+    rest.split_once('/').is_some_and(|(version, rest)| version.starts_with(|c: char| c.is_ascii_digit()) && rest.starts_with("mlflow"))
 }
 
 /// The middleware: request id, Host and content-type checks, and JSON
@@ -236,6 +241,21 @@ mod tests {
         }
         for t in ["application/json", "application/toml", "text/csv", "application/octet-stream"] {
             assert!(!simple_content_type(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn mlflow_paths_are_known_under_both_prefixes_and_every_version() {
+        for yes in [
+            "/api/2.0/mlflow/runs/get",
+            "/ajax-api/2.0/mlflow/metrics/get-history",
+            "/api/3.0/mlflow/server-info",
+            "/api/2.0/mlflow-artifacts/artifacts",
+        ] {
+            assert!(is_mlflow(yes), "{yes}");
+        }
+        for no in ["/api/v1/runs", "/health", "/ajax-api/", "/api/2.0/other", "/apix/2.0/mlflow"] {
+            assert!(!is_mlflow(no), "{no}");
         }
     }
 }

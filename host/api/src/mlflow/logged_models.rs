@@ -97,10 +97,9 @@ pub(super) async fn create_logged_model(State(app): State<App>, Json(body): Json
         }
         Some(other) => return Err(wrong_type("name", other)),
     };
+    // Not looked up, as in MLflow: the run may live on another server (a
+    // model version's run may too).
     let source_run_id = text(&body, &["source_run_id"]).unwrap_or_default();
-    if !source_run_id.is_empty() {
-        app.store.run_extras(&source_run_id).await.map_err(|_| no_run(&source_run_id))?;
-    }
     let params = params(&body)?;
     let tags = entity_tags(&body)?;
     let model_type = text(&body, &["model_type"]).unwrap_or_default();
@@ -154,7 +153,12 @@ pub(super) async fn set_logged_model_tags(
 }
 
 pub(super) async fn delete_logged_model_tag(State(app): State<App>, axum::extract::Path((id, key)): axum::extract::Path<(String, String)>) -> R {
-    app.store.delete_logged_model_tag(&id, &key).await?;
+    // The model is looked up first: a NotFound after that is the tag's.
+    app.store.logged_model_record(&id).await?;
+    app.store.delete_logged_model_tag(&id, &key).await.map_err(|e| match e {
+        StoreError::NotFound(_) => not_found(format!("No tag with key: {key} for logged model with ID: {id}")),
+        e => e.into(),
+    })?;
     Ok(Json(json!({})))
 }
 

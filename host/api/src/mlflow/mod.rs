@@ -41,8 +41,15 @@ const MAX_BATCH_PARAMS: usize = 100;
 const MAX_BATCH_TAGS: usize = 100;
 const MAX_BATCH_TOTAL: usize = 1000;
 
+/// MLflow serves its REST API twice: under `/api/` for clients and under
+/// `/ajax-api/` for its web UI, which scripts and MLflow's own REST tests
+/// call too (`ajax-api/2.0/mlflow/metrics/get-history`, ...).
 pub fn router() -> Router<App> {
-    let p = |s: &str| format!("/api/2.0/mlflow/{s}");
+    routes("/api").merge(routes("/ajax-api"))
+}
+
+fn routes(api: &str) -> Router<App> {
+    let p = |s: &str| format!("{api}/2.0/mlflow/{s}");
     Router::new()
         .route(&p("experiments/create"), post(create_experiment))
         .route(&p("experiments/get"), get(get_experiment))
@@ -96,15 +103,15 @@ pub fn router() -> Router<App> {
         .route(&p("model-versions/get-download-uri"), get(download_uri))
         .route(&p("model-versions/search"), get(search_versions_get).post(search_versions))
         .route(&p("model-versions/transition-stage"), post(transition_stage))
-        .route("/api/2.0/mlflow-artifacts/artifacts", get(list_artifacts))
-        .route("/api/2.0/mlflow-artifacts/artifacts/{*path}", get(download_artifact).put(upload_artifact).delete(delete_artifact))
-        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route(&format!("{api}/2.0/mlflow-artifacts/artifacts"), get(list_artifacts))
+        .route(&format!("{api}/2.0/mlflow-artifacts/artifacts/{{*path}}"), get(download_artifact).put(upload_artifact).delete(delete_artifact))
+        .route(&format!("{api}/3.0/mlflow/server-info"), get(server_info))
         // Anything else under MLflow's prefixes: MLflow's JSON error, and
         // a line in the log naming what was asked for.
-        .route("/api/2.0/mlflow/{*rest}", axum::routing::any(unknown_endpoint))
-        .route("/api/2.0/mlflow-artifacts/{*rest}", axum::routing::any(unknown_endpoint))
-        .route("/api/2.1/mlflow/{*rest}", axum::routing::any(unknown_endpoint))
-        .route("/api/3.0/mlflow/{*rest}", axum::routing::any(unknown_endpoint))
+        .route(&format!("{api}/2.0/mlflow/{{*rest}}"), axum::routing::any(unknown_endpoint))
+        .route(&format!("{api}/2.0/mlflow-artifacts/{{*rest}}"), axum::routing::any(unknown_endpoint))
+        .route(&format!("{api}/2.1/mlflow/{{*rest}}"), axum::routing::any(unknown_endpoint))
+        .route(&format!("{api}/3.0/mlflow/{{*rest}}"), axum::routing::any(unknown_endpoint))
 }
 
 /// What MLflow 3 clients probe before large artifact transfers: Kiln has
@@ -263,7 +270,12 @@ fn text(body: &Value, keys: &[&str]) -> Option<String> {
     keys.iter().find_map(|k| body.get(*k).and_then(|v| v.as_str()).map(String::from))
 }
 
+/// A required string: MLflow's schema refuses one of another type by
+/// naming it (`Invalid value 123 for parameter 'name' supplied`).
 fn required(body: &Value, keys: &[&str]) -> Result<String, MlflowError> {
+    if let Some((key, v)) = keys.iter().find_map(|k| body.get(*k).map(|v| (k, v))).filter(|(_, v)| !v.is_null() && !v.is_string()) {
+        return Err(wrong_type(key, v));
+    }
     text(body, keys).filter(|s| !s.is_empty()).ok_or_else(|| missing(keys[0]))
 }
 
@@ -274,8 +286,8 @@ fn int(body: &Value, key: &str) -> Result<Option<i64>, MlflowError> {
         Some(Value::Number(n)) => {
             n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(Some).ok_or_else(|| invalid(format!("'{key}' must be an integer")))
         }
-        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| invalid(format!("'{key}' must be an integer, got '{s}'"))),
-        Some(other) => Err(invalid(format!("'{key}' must be an integer, got {other}"))),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| wrong_type(key, &Value::String(s.clone()))),
+        Some(other) => Err(wrong_type(key, other)),
     }
 }
 

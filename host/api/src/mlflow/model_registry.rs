@@ -161,7 +161,7 @@ pub(super) fn version_number(body: &Value) -> Result<i64, MlflowError> {
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(missing("version")),
     };
-    text.parse().map_err(|_| invalid(format!("Model version must be an integer, got '{text}'")))
+    text.parse().map_err(|_| invalid(format!("Parameter 'version' must be an integer, got '{text}'.")))
 }
 
 pub(super) async fn create_model(State(app): State<App>, Json(body): Json<Value>) -> R {

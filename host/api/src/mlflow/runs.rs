@@ -270,7 +270,8 @@ pub(super) fn metric_point(m: &Value, path: &str) -> Result<MetricPoint, MlflowE
     let key = required_str(m, "key", path)?;
     let value = double(m.get("value"), &at(path, "value"))?;
     check_name(&key, &at(path, "name"))?;
-    let timestamp = int(m, "timestamp")?.unwrap_or_else(now_ms);
+    // Required, as MLflow's schema has it (its clients always send one).
+    let timestamp = int(m, "timestamp")?.ok_or_else(|| missing(&at(path, "timestamp")))?;
     check_timestamp(&key, value, timestamp, || path.to_string())?;
     let step = int(m, "step")?.unwrap_or(0);
     check_length("Metric name", MAX_KEY, &key)?;
@@ -294,7 +295,12 @@ pub(super) fn tag_pair(t: &Value, path: &str) -> Result<(String, String), Mlflow
     let key = required_str(t, "key", path)?;
     check_name(&key, &at(path, "key"))?;
     check_length(&at(path, "key"), MAX_KEY, &key)?;
-    let value = truncated("Tag value", &key, MAX_TAG_VALUE, text(t, &["value"]).unwrap_or_default());
+    let value = match t.get("value") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => return Err(wrong_type(&at(path, "value"), other)),
+    };
+    let value = truncated("Tag value", &key, MAX_TAG_VALUE, value);
     Ok((key, value))
 }
 
@@ -376,7 +382,10 @@ pub(super) async fn delete_tag(State(app): State<App>, Json(body): Json<Value>) 
     let id = run_id(&body)?;
     let key = required_str(&body, "key", "")?;
     active_run(&app, &id).await?;
-    app.store.delete_tag(&id, &key).await?;
+    app.store.delete_tag(&id, &key).await.map_err(|e| match e {
+        StoreError::NotFound(_) => not_found(format!("No tag with name: {key} in run with id {id}")),
+        e => e.into(),
+    })?;
     Ok(Json(json!({})))
 }
 
@@ -426,7 +435,7 @@ fn typed_metric(m: TypedMetric, i: usize) -> Result<MetricPoint, MlflowError> {
     if name_problem(&m.key).is_some() {
         check_name(&m.key, &at(&path(), "name"))?;
     }
-    let timestamp = m.timestamp.unwrap_or_else(now_ms);
+    let timestamp = m.timestamp.ok_or_else(|| missing(&at(&path(), "timestamp")))?;
     check_timestamp(&m.key, m.value, timestamp, path)?;
     check_length("Metric name", MAX_KEY, &m.key)?;
     Ok(MetricPoint { key: m.key.into_owned(), value: m.value, timestamp, step: m.step.unwrap_or(0) })
