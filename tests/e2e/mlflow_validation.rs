@@ -360,3 +360,72 @@ fn kilns_api_refuses_the_same_bad_input_naming_the_field_and_value() {
     let (code, body) = log(json!({"metrics": [{"key": "late", "value": 1.0}]}));
     assert_eq!(code, 200, "{body}");
 }
+
+/// What MLflow's own REST tests (tests/tracking/test_rest_tracking.py and
+/// test_model_registry.py, run against `kiln serve`) found Kiln answering
+/// differently from MLflow's server.
+#[test]
+fn requests_refused_and_answered_as_mlflows_own_rest_tests_expect() {
+    let k = Kiln::new();
+    let server = serve(&k);
+    let run = create_run(&server);
+    let ipv = "INVALID_PARAMETER_VALUE";
+
+    // A metric without a timestamp is refused, as MLflow's schema has it.
+    let (code, body) = mlflow_post(&server, "runs/log-batch", json!({"run_id": run, "metrics": [{"key": "mae", "value": 2.5}]}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Missing value for required parameter 'metrics[0].timestamp'"), "{body}");
+    let (code, body) = mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "mae", "value": 2.5, "step": "foo", "timestamp": 1}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Invalid value \"foo\" for parameter 'step' supplied"), "{body}");
+    // A tag value or an experiment name of another type is named, not stored as text.
+    let (code, body) = mlflow_post(&server, "runs/set-tag", json!({"run_id": run, "key": "t", "value": 41}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Invalid value 41 for parameter 'value' supplied"), "{body}");
+    assert!(entries(&run_data(&server, &run), "tags").get("t").is_none(), "a refused tag is not stored");
+    let (code, body) = mlflow_post(&server, "experiments/create", json!({"name": 123}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Invalid value 123 for parameter 'name' supplied"), "{body}");
+    // Deleting a tag the run does not have: MLflow's words.
+    assert_mlflow_error(
+        mlflow_post(&server, "runs/delete-tag", json!({"run_id": run, "key": "fakeTag"})),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        &format!("No tag with name: fakeTag in run with id {run}"),
+    );
+
+    // The same API under /ajax-api/, the prefix of MLflow's web UI; its
+    // errors are MLflow's JSON there too.
+    let (code, _) = mlflow_post(&server, "runs/log-metric", json!({"run_id": run, "key": "m", "value": 1.0, "timestamp": 1, "step": 0}));
+    assert_eq!(code, 200);
+    let (code, body) = send(&format!("{}/ajax-api/2.0/mlflow/metrics/get-history?run_id={run}&metric_key=m", server.url), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["metrics"].as_array().unwrap().len(), 1, "{body}");
+    let (code, body) = send(&format!("{}/ajax-api/2.0/mlflow/no-such/endpoint", server.url), None);
+    assert_eq!((code, body["error_code"].as_str()), (404, Some("ENDPOINT_NOT_FOUND")), "{body}");
+    assert_mlflow_error(
+        mlflow_get(&server, "model-versions/get?name=m&version=something%20not%20correct"),
+        400,
+        ipv,
+        "Parameter 'version' must be an integer, got 'something not correct'.",
+    );
+
+    // Model versions come last updated first by default, then by name.
+    for name in ["b", "a"] {
+        assert_eq!(mlflow_post(&server, "registered-models/create", json!({"name": name})).0, 200);
+    }
+    for name in ["b", "a", "b"] {
+        let (code, body) = mlflow_post(&server, "model-versions/create", json!({"name": name, "source": "runs:/r/model", "run_id": "r"}));
+        assert_eq!(code, 200, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    let (code, body) = mlflow_post(&server, "model-versions/search", json!({}));
+    assert_eq!(code, 200, "{body}");
+    let order: Vec<(String, String)> = body["model_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().to_string(), v["version"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(order, [("b".into(), "2".into()), ("a".into(), "1".into()), ("b".into(), "1".into())], "{body}");
+}
