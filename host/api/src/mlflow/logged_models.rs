@@ -187,7 +187,21 @@ pub(super) async fn search_logged_models(State(app): State<App>, Json(body): Jso
         max_results: int(&body, "max_results")?.unwrap_or(100),
         page_token: text(&body, &["page_token"]).filter(|t| !t.is_empty()),
     };
-    let all: Vec<records::LoggedModelEntry> = app.store.logged_models(&experiment_ids).await?.into_iter().map(records::LoggedModelEntry).collect();
+    // `datasets`: only models with a metric measured on one of these
+    // (a name, and a digest where given), as MLflow's store joins them.
+    let datasets = list(&body, "datasets")?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Ok((required_str(d, "dataset_name", &format!("datasets[{i}]"))?, text(d, &["dataset_digest"]).filter(|s| !s.is_empty()))))
+        .collect::<Result<Vec<_>, MlflowError>>()?;
+    let measured_on = |m: &LoggedModelDetail| {
+        datasets.is_empty()
+            || m.metrics
+                .iter()
+                .any(|p| datasets.iter().any(|(name, digest)| p.dataset_name == *name && digest.as_ref().is_none_or(|d| p.dataset_digest == *d)))
+    };
+    let all: Vec<records::LoggedModelEntry> =
+        app.store.logged_models(&experiment_ids).await?.into_iter().filter(|m| measured_on(m)).map(records::LoggedModelEntry).collect();
     let page = records::search(all, &records::LOGGED_MODELS, &request, records::LoggedModelEntry::tie).map_err(search_error)?;
     let models: Vec<Value> = page.items.iter().map(|m| logged_model_json(&m.0)).collect();
     Ok(Json(with_token(json!({"models": models}), page.next_page_token)))

@@ -341,6 +341,11 @@ pub(super) async fn log_metric(State(app): State<App>, Json(body): Json<Value>) 
     let id = run_id(&body)?;
     let point = metric_point(&body, "")?;
     logged(&id, app.store.log_metrics(&id, &[point]).await)?;
+    // MLflow 3 links a metric to a logged model by `model_id` (and to the
+    // dataset it was measured on), as in `log-batch`.
+    if body.get("model_id").and_then(Value::as_str).is_some_and(|m| !m.is_empty()) {
+        log_model_metrics(&app, &id, std::slice::from_ref(&body)).await?;
+    }
     Ok(Json(json!({})))
 }
 
