@@ -437,6 +437,37 @@ fn requests_refused_and_answered_as_mlflows_own_rest_tests_expect() {
     both.sort();
     assert_eq!(found(json!([])), both);
 
+    // One metric of several runs (`get-history-bulk`, a UI route): by run
+    // id, then time, step and value; at most max_results points in all.
+    let second = create_run(&server);
+    for (r, points) in [(&run, [(2, 0, 1.0), (1, 3, 2.0), (1, 2, 3.0)]), (&second, [(5, 0, 4.0), (4, 0, 5.0), (4, 0, 0.5)])] {
+        for (timestamp, step, value) in points {
+            let metric = json!({"run_id": r, "key": "bulk", "value": value, "timestamp": timestamp, "step": step});
+            assert_eq!(mlflow_post(&server, "runs/log-metric", metric).0, 200);
+        }
+    }
+    let bulk = |query: &str| send(&format!("{}/ajax-api/2.0/mlflow/metrics/get-history-bulk?{query}", server.url), None);
+    let (code, body) = bulk(&format!("run_id={second}&run_id={run}&run_id=ghost&metric_key=bulk&max_results=5"));
+    assert_eq!(code, 200, "{body}");
+    let got: Vec<(String, i64, i64, f64)> = body["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m["run_id"].as_str().unwrap().to_string(), m["timestamp"].as_i64().unwrap(), m["step"].as_i64().unwrap(), m["value"].as_f64().unwrap())
+        })
+        .collect();
+    let (first, last) = if run < second { (&run, &second) } else { (&second, &run) };
+    let expect_of = |r: &String| -> Vec<(String, i64, i64, f64)> {
+        let points: &[(i64, i64, f64)] = if *r == run { &[(1, 2, 3.0), (1, 3, 2.0), (2, 0, 1.0)] } else { &[(4, 0, 0.5), (4, 0, 5.0), (5, 0, 4.0)] };
+        points.iter().map(|&(t, s, v)| (r.clone(), t, s, v)).collect()
+    };
+    let mut expected = expect_of(first);
+    expected.extend(expect_of(last).into_iter().take(2));
+    assert_eq!(got, expected, "{body}");
+    assert_mlflow_error(bulk("metric_key=bulk"), 400, ipv, "GetMetricHistoryBulk request must specify at least one run_id.");
+    assert_mlflow_error(bulk(&format!("run_id={run}")), 400, ipv, "GetMetricHistoryBulk request must specify a metric_key.");
+
     // Model versions come last updated first by default, then by name.
     for name in ["b", "a"] {
         assert_eq!(mlflow_post(&server, "registered-models/create", json!({"name": name})).0, 200);

@@ -73,6 +73,7 @@ fn routes(api: &str) -> Router<App> {
         .route(&p("runs/log-inputs"), post(log_inputs))
         .route(&p("runs/search"), post(search_runs))
         .route(&p("metrics/get-history"), get(metric_history))
+        .route(&p("metrics/get-history-bulk"), get(metric_history_of_runs))
         .route(&p("metrics/get-history-bulk-interval"), get(metric_history_bulk))
         .route(&p("artifacts/list"), get(list_run_artifacts))
         .route(&p("runs/outputs"), post(log_outputs))

@@ -620,6 +620,48 @@ pub(super) async fn search_runs(State(app): State<App>, Json(body): Json<Value>)
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// `metrics/get-history-bulk` (a route of MLflow's UI): one metric's whole
+/// history in several runs, by run id, each run's points by time, step and
+/// value, at most `max_results` points in all.
+pub(super) async fn metric_history_of_runs(State(app): State<App>, Query(q): Query<Vec<(String, String)>>) -> R {
+    const MAX_RUNS: usize = 100;
+    const MAX_POINTS: usize = 25_000;
+    let mut runs: Vec<&str> = q.iter().filter(|(k, v)| k == "run_id" && !v.is_empty()).map(|(_, v)| v.as_str()).collect();
+    if runs.is_empty() {
+        return Err(invalid("GetMetricHistoryBulk request must specify at least one run_id."));
+    }
+    if runs.len() > MAX_RUNS {
+        return Err(invalid(format!("GetMetricHistoryBulk request cannot specify more than {MAX_RUNS} run_ids. Received {} run_ids.", runs.len())));
+    }
+    let key = q
+        .iter()
+        .find(|(k, _)| k == "metric_key")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| invalid("GetMetricHistoryBulk request must specify a metric_key."))?;
+    let limit = match q.iter().find(|(k, _)| k == "max_results").map(|(_, v)| v) {
+        Some(n) => n.parse::<usize>().map_err(|_| wrong_type("max_results", &json!(n)))?.min(MAX_POINTS),
+        None => MAX_POINTS,
+    };
+    runs.sort_unstable();
+    runs.dedup();
+    let mut out = Vec::new();
+    for run in runs {
+        if out.len() >= limit {
+            break;
+        }
+        // An unknown run has no points, as in MLflow.
+        let (mut points, _) = app.store.metric_history_page(run, key, 0, i64::MAX).await?;
+        points.sort_by(|a, b| (a.timestamp, a.step).cmp(&(b.timestamp, b.step)).then(a.value.total_cmp(&b.value)));
+        out.extend(
+            points
+                .iter()
+                .take(limit - out.len())
+                .map(|p| json!({"key": key, "value": double_json(p.value), "timestamp": p.timestamp, "step": p.step, "run_id": run})),
+        );
+    }
+    Ok(Json(json!({"metrics": out})))
+}
+
 pub(super) async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {
     let id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
     let key = q.get("metric_key").filter(|s| !s.is_empty()).ok_or_else(|| missing("metric_key"))?;
