@@ -153,13 +153,17 @@ pub(super) async fn set_logged_model_tags(
 }
 
 pub(super) async fn delete_logged_model_tag(State(app): State<App>, axum::extract::Path((id, key)): axum::extract::Path<(String, String)>) -> R {
-    // The model is looked up first: a NotFound after that is the tag's.
-    app.store.logged_model_record(&id).await?;
-    app.store.delete_logged_model_tag(&id, &key).await.map_err(|e| match e {
-        StoreError::NotFound(_) => not_found(format!("No tag with key: {key} for logged model with ID: {id}")),
-        e => e.into(),
-    })?;
-    Ok(Json(json!({})))
+    match app.store.delete_logged_model_tag(&id, &key).await {
+        // The model or the tag is missing; only a missing tag has
+        // MLflow's own words, so the model is looked up on this path only.
+        Err(StoreError::NotFound(_)) if app.store.logged_model_record(&id).await.is_ok() => {
+            Err(not_found(format!("No tag with key: {key} for logged model with ID: {id}")))
+        }
+        r => {
+            r?;
+            Ok(Json(json!({})))
+        }
+    }
 }
 
 /// `search_logged_models`: experiments, a filter over fields, tags,

@@ -125,17 +125,19 @@ impl serde::Serialize for RunJson<'_> {
     }
 }
 
-/// A metric point as MLflow writes it (NaN and the infinities as strings).
+/// A metric point as MLflow writes it (NaN and the infinities as strings),
+/// with its run where several runs' points share a list.
 struct MetricJson<'a> {
     key: &'a str,
     value: f64,
     timestamp: i64,
     step: i64,
+    run_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a MetricPoint> for MetricJson<'a> {
     fn from(p: &'a MetricPoint) -> Self {
-        MetricJson { key: &p.key, value: p.value, timestamp: p.timestamp, step: p.step }
+        MetricJson { key: &p.key, value: p.value, timestamp: p.timestamp, step: p.step, run_id: None }
     }
 }
 
@@ -143,7 +145,7 @@ impl serde::Serialize for MetricJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let p = self;
-        let mut m = s.serialize_map(Some(4))?;
+        let mut m = s.serialize_map(Some(4 + usize::from(p.run_id.is_some())))?;
         m.serialize_entry("key", &p.key)?;
         if p.value.is_finite() {
             m.serialize_entry("value", &p.value)?;
@@ -152,6 +154,9 @@ impl serde::Serialize for MetricJson<'_> {
         }
         m.serialize_entry("timestamp", &p.timestamp)?;
         m.serialize_entry("step", &p.step)?;
+        if let Some(run_id) = p.run_id {
+            m.serialize_entry("run_id", run_id)?;
+        }
         m.end()
     }
 }
@@ -342,10 +347,8 @@ pub(super) async fn log_metric(State(app): State<App>, Json(body): Json<Value>) 
     let point = metric_point(&body, "")?;
     logged(&id, app.store.log_metrics(&id, &[point]).await)?;
     // MLflow 3 links a metric to a logged model by `model_id` (and to the
-    // dataset it was measured on), as in `log-batch`.
-    if body.get("model_id").and_then(Value::as_str).is_some_and(|m| !m.is_empty()) {
-        log_model_metrics(&app, &id, std::slice::from_ref(&body)).await?;
-    }
+    // dataset it was measured on), as in `log-batch`; one without is skipped.
+    log_model_metrics(&app, &id, std::slice::from_ref(&body)).await?;
     Ok(Json(json!({})))
 }
 
@@ -623,7 +626,7 @@ pub(super) async fn search_runs(State(app): State<App>, Json(body): Json<Value>)
 /// `metrics/get-history-bulk` (a route of MLflow's UI): one metric's whole
 /// history in several runs, by run id, each run's points by time, step and
 /// value, at most `max_results` points in all.
-pub(super) async fn metric_history_of_runs(State(app): State<App>, Query(q): Query<Vec<(String, String)>>) -> R {
+pub(super) async fn metric_history_of_runs(State(app): State<App>, Query(q): Query<Vec<(String, String)>>) -> Result<Response, MlflowError> {
     const MAX_RUNS: usize = 100;
     const MAX_POINTS: usize = 25_000;
     let mut runs: Vec<&str> = q.iter().filter(|(k, v)| k == "run_id" && !v.is_empty()).map(|(_, v)| v.as_str()).collect();
@@ -644,22 +647,24 @@ pub(super) async fn metric_history_of_runs(State(app): State<App>, Query(q): Que
     };
     runs.sort_unstable();
     runs.dedup();
-    let mut out = Vec::new();
+    let mut histories = Vec::new();
+    let mut total = 0;
     for run in runs {
-        if out.len() >= limit {
+        if total >= limit {
             break;
         }
         // An unknown run has no points, as in MLflow.
         let (mut points, _) = app.store.metric_history_page(run, key, 0, i64::MAX).await?;
         points.sort_by(|a, b| (a.timestamp, a.step).cmp(&(b.timestamp, b.step)).then(a.value.total_cmp(&b.value)));
-        out.extend(
-            points
-                .iter()
-                .take(limit - out.len())
-                .map(|p| json!({"key": key, "value": double_json(p.value), "timestamp": p.timestamp, "step": p.step, "run_id": run})),
-        );
+        points.truncate(limit - total);
+        total += points.len();
+        histories.push((run, points));
     }
-    Ok(Json(json!({"metrics": out})))
+    let metrics = histories
+        .iter()
+        .flat_map(|(run, points)| points.iter().map(|p| MetricJson { key, value: p.value, timestamp: p.timestamp, step: p.step, run_id: Some(run) }))
+        .collect();
+    MetricsPage { metrics, next_page_token: None }.response()
 }
 
 pub(super) async fn metric_history(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {
@@ -686,25 +691,32 @@ pub(super) async fn metric_history(State(app): State<App>, Query(q): Query<HashM
             other => other.into(),
         })?;
     }
-    // Written straight from the points: a page of 25,000 is too many for a
-    // tree of `Value`s.
-    #[derive(serde::Serialize)]
-    struct Page<'a> {
-        metrics: Vec<MetricJson<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_page_token: Option<String>,
-    }
-    let page = Page {
-        metrics: points.iter().map(|p| MetricJson { key, value: p.value, timestamp: p.timestamp, step: p.step }).collect(),
+    let page = MetricsPage {
+        metrics: points.iter().map(|p| MetricJson { key, value: p.value, timestamp: p.timestamp, step: p.step, run_id: None }).collect(),
         next_page_token: more.then(|| (offset as i64 + limit).to_string()),
     };
-    let body = serde_json::to_vec(&page).map_err(|e| invalid(e.to_string()))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    page.response()
+}
+
+/// The metric-history answers, written straight from the points: a page
+/// of 25,000 is too many for a tree of `Value`s.
+#[derive(serde::Serialize)]
+struct MetricsPage<'a> {
+    metrics: Vec<MetricJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+impl MetricsPage<'_> {
+    fn response(&self) -> Result<Response, MlflowError> {
+        let body = serde_json::to_vec(self).map_err(|e| invalid(e.to_string()))?;
+        Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
 }
 
 /// `metrics/get-history-bulk-interval`: one metric of up to 100 runs,
 /// sampled for a chart (MLflow's rules: kiln_services::tracking::sample).
-pub(super) async fn metric_history_bulk(State(app): State<App>, Query(q): Query<Vec<(String, String)>>) -> R {
+pub(super) async fn metric_history_bulk(State(app): State<App>, Query(q): Query<Vec<(String, String)>>) -> Result<Response, MlflowError> {
     use kiln_services::tracking::sample::{evenly_spaced, sample_steps};
     const MAX_RUNS: usize = 100;
     const MAX_RESULTS_PER_RUN: i64 = 2500;
@@ -748,9 +760,8 @@ pub(super) async fn metric_history_bulk(State(app): State<App>, Query(q): Query<
     for (id, history) in run_ids.iter().zip(&histories) {
         let kept: Vec<&MetricPoint> = history.iter().filter(|p| sampled.binary_search(&p.step).is_ok()).collect();
         for i in evenly_spaced(kept.len(), per_run) {
-            let p = kept[i];
-            metrics.push(json!({"key": key, "value": double_json(p.value), "timestamp": p.timestamp, "step": p.step, "run_id": id}));
+            metrics.push(MetricJson { run_id: Some(id), ..MetricJson::from(kept[i]) });
         }
     }
-    Ok(Json(json!({"metrics": metrics})))
+    MetricsPage { metrics, next_page_token: None }.response()
 }
