@@ -487,3 +487,156 @@ fn requests_refused_and_answered_as_mlflows_own_rest_tests_expect() {
         .collect();
     assert_eq!(order, [("b".into(), "2".into()), ("a".into(), "1".into()), ("b".into(), "1".into())], "{body}");
 }
+
+#[test]
+fn version_sources_are_checked_and_the_ui_routes_served_as_mlflows_own_rest_tests_expect() {
+    let k = Kiln::new();
+    let root = k.dir.path().join("mlartifacts");
+    let server = k.serve(&["--workers", "0", "--no-scheduler", "--default-artifact-root", root.to_str().unwrap()]);
+    let ipv = "INVALID_PARAMETER_VALUE";
+    let message = |(code, body): (u16, Value)| -> (u16, String) { (code, body["message"].as_str().unwrap_or("").to_string()) };
+
+    // An experiment without a location gets one under the server's root;
+    // a relative one is made absolute; a location or tags of the wrong
+    // type are refused by name.
+    let (code, body) = mlflow_post(&server, "experiments/create", json!({"name": "art"}));
+    assert_eq!(code, 200, "{body}");
+    let exp = body["experiment_id"].as_str().unwrap().to_string();
+    let (_, body) = mlflow_get(&server, &format!("experiments/get?experiment_id={exp}"));
+    assert_eq!(body["experiment"]["artifact_location"], format!("file://{}/{exp}", root.display()), "{body}");
+    let (_, body) = mlflow_get(&server, "experiments/get?experiment_id=0");
+    assert_eq!(body["experiment"]["artifact_location"], format!("file://{}/0", root.display()), "{body}");
+    let (code, body) = mlflow_post(&server, "experiments/create", json!({"name": "here", "artifact_location": "my_location"}));
+    assert_eq!(code, 200, "{body}");
+    let (_, body) = mlflow_get(&server, &format!("experiments/get?experiment_id={}", body["experiment_id"].as_str().unwrap()));
+    let here = std::fs::canonicalize(k.dir.path()).unwrap().join("my_location");
+    assert!(
+        [here.to_str().unwrap().to_string(), k.dir.path().join("my_location").display().to_string()]
+            .contains(&body["experiment"]["artifact_location"].as_str().unwrap().to_string()),
+        "{body}"
+    );
+    let (code, m) = message(mlflow_post(&server, "experiments/create", json!({"name": "x", "artifact_location": 9.0})));
+    assert!(code == 400 && m.starts_with("Invalid value 9.0 for parameter 'artifact_location' supplied"), "{m}");
+    let (code, m) = message(mlflow_post(&server, "experiments/create", json!({"name": "x", "tags": "5"})));
+    assert!(code == 400 && m.starts_with("Invalid value \"5\" for parameter 'tags' supplied"), "{m}");
+
+    // A local source must lie in the run's artifact directory, named by
+    // run_id; any other URI must hold no relative reference, however
+    // encoded (else a version could point a client at any server file).
+    let (code, body) = mlflow_post(&server, "runs/create", json!({"experiment_id": exp, "start_time": 1}));
+    assert_eq!(code, 200, "{body}");
+    let run = body["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    let artifacts = body["run"]["info"]["artifact_uri"].as_str().unwrap().to_string();
+    assert!(artifacts.starts_with(&format!("file://{}/{exp}/", root.display())), "{artifacts}");
+    assert_eq!(mlflow_post(&server, "registered-models/create", json!({"name": "m"})).0, 200);
+    let version = |source: &str, run_id: Option<&str>| {
+        let mut body = json!({"name": "m", "source": source});
+        if let Some(r) = run_id {
+            body["run_id"] = json!(r);
+        }
+        message(mlflow_post(&server, "model-versions/create", body))
+    };
+    for ok in [artifacts.clone(), format!("{artifacts}/model"), format!("{artifacts}/model/.."), artifacts["file://".len()..].to_string()] {
+        assert_eq!(version(&ok, Some(&run)).0, 200, "{ok}");
+    }
+    for local in [(artifacts.as_str(), None), ("/tmp", Some(run.as_str())), (&format!("{artifacts}/../../other"), Some(run.as_str()))] {
+        let (code, m) = version(local.0, local.1);
+        assert!(
+            code == 400 && m.contains("To use a local path as a model version source, the run_id request parameter has to be specified"),
+            "{local:?}: {m}"
+        );
+    }
+    for ok in ["mlflow-artifacts:/models/foo///bar", "mlflow-artifacts://host:9000/models/artifact/..../", "s3://bucket/model"] {
+        assert_eq!(version(ok, Some(&run)).0, 200, "{ok}");
+    }
+    for bad in [
+        "http://host:9000/models/../../../",
+        "mlflow-artifacts://host:9000/models/..%2f..%2fartifacts",
+        "s3://bucket/a%00",
+        "dbfs:/r/a%253f/..%252f..",
+    ] {
+        let (code, m) = version(bad, Some(&run));
+        assert!(code == 400 && m.contains("If supplying a source as an http, https, local file path"), "{bad}: {m}");
+    }
+
+    // Versions made from a logged model are listed on it, in order.
+    let (code, body) = mlflow_post(&server, "logged-models", json!({"experiment_id": exp, "name": "lm"}));
+    assert_eq!(code, 200, "{body}");
+    let model = body["model"]["info"]["model_id"].as_str().unwrap().to_string();
+    let (code, body) = mlflow_post(&server, "registered-models/create", json!({"name": "from-model"}));
+    assert_eq!(code, 200, "{body}");
+    for _ in 0..2 {
+        let (code, body) =
+            mlflow_post(&server, "model-versions/create", json!({"name": "from-model", "source": format!("models:/{model}"), "model_id": model}));
+        assert_eq!(code, 200, "{body}");
+    }
+    let (_, body) = mlflow_get(&server, &format!("logged-models/{model}"));
+    let tag = body["model"]["info"]["tags"].as_array().unwrap().iter().find(|t| t["key"] == "mlflow.modelVersions").cloned();
+    assert_eq!(tag.unwrap()["value"], r#"[{"name": "from-model", "version": 1}, {"name": "from-model", "version": 2}]"#, "{body}");
+
+    // Versions by version number, then by name.
+    let (_, body) = mlflow_post(&server, "model-versions/search", json!({"order_by": ["version_number DESC"], "max_results": 3}));
+    let order: Vec<(String, String)> = body["model_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().into(), v["version"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(order, [("m".into(), "7".into()), ("m".into(), "6".into()), ("m".into(), "5".into())], "{body}");
+
+    // The datasets an experiment's runs read (a UI route).
+    let inputs = json!({"run_id": run, "datasets": [{"dataset": {"name": "d", "digest": "1", "source_type": "local", "source": "x"},
+        "tags": [{"key": "mlflow.data.context", "value": "training"}]}]});
+    assert_eq!(mlflow_post(&server, "runs/log-inputs", inputs).0, 200);
+    let datasets = |body: Value| send(&format!("{}/ajax-api/2.0/mlflow/experiments/search-datasets", server.url), Some(&body));
+    let (code, body) = datasets(json!({"experiment_ids": [exp]}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["dataset_summaries"], json!([{"experiment_id": exp, "name": "d", "digest": "1", "context": "training"}]));
+    assert_mlflow_error(datasets(json!({"experiment_ids": []})), 400, ipv, "SearchDatasets request must specify at least one experiment_id.");
+    let many: Vec<String> = (0..21).map(|i| i.to_string()).collect();
+    assert_mlflow_error(
+        datasets(json!({"experiment_ids": many})),
+        400,
+        ipv,
+        "SearchDatasets request cannot specify more than 20 experiment_ids. Received 21 experiment_ids.",
+    );
+
+    // The web UI's raw upload and download of a run's file: any content
+    // type from a client without an Origin, refused from another site's page.
+    let upload = |query: &str, body: &str, origin: Option<&str>| {
+        let mut req = http().post(&format!("{}/ajax-api/2.0/mlflow/upload-artifact?{query}", server.url)).header("content-type", "text/plain");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let mut resp = req.send(body).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)))
+    };
+    let (_, body) = mlflow_post(&server, "runs/create", json!({"experiment_id": "0", "start_time": 1}));
+    let proxied = body["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(upload(&format!("run_uuid={proxied}&path=notes/a.txt"), "hello world", None).0, 200);
+    assert_eq!(upload(&format!("run_uuid={proxied}&path=b.txt"), "from evil", Some("https://evil.example")).0, 415);
+    assert_mlflow_error(upload("path=a.txt", "x", None), 400, ipv, "Request must specify run_uuid.");
+    assert_mlflow_error(upload(&format!("run_uuid={proxied}"), "x", None), 400, ipv, "Request must specify path.");
+    assert_mlflow_error(upload(&format!("run_uuid={proxied}&path=c.txt"), "", None), 400, ipv, "Request must specify data.");
+    let (code, m) = message(upload(&format!("run_uuid={proxied}&path=../c.txt"), "x", None));
+    assert!(code == 400 && m.starts_with("Invalid path"), "{m}");
+    let (code, text) = crate::support::get(&format!("{}/get-artifact?run_uuid={proxied}&path=notes/a.txt", server.url));
+    assert_eq!((code, text.as_str()), (200, "hello world"));
+    let (code, _) = crate::support::get(&format!("{}/get-artifact?run_uuid={proxied}&path=b.txt", server.url));
+    assert_eq!(code, 404, "the refused upload was not stored");
+
+    // A logged model's file, as the UI reads it.
+    let (_, body) = mlflow_post(&server, "logged-models", json!({"experiment_id": "0", "name": "served"}));
+    let served = body["model"]["info"]["model_id"].as_str().unwrap().to_string();
+    let put = http()
+        .put(&format!("{}/api/2.0/mlflow-artifacts/artifacts/0/models/{served}/artifacts/MLmodel", server.url))
+        .header("content-type", "application/octet-stream")
+        .send(format!("model_id: {served}\n"))
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    let (code, text) =
+        crate::support::get(&format!("{}/ajax-api/2.0/mlflow/logged-models/{served}/artifacts/files?artifact_file_path=MLmodel", server.url));
+    assert_eq!((code, text), (200, format!("model_id: {served}\n")));
+}

@@ -7,7 +7,9 @@
 //! or none) and, through DNS rebinding, lets a page reach 127.0.0.1 under
 //! its own host name. So: the `Host` header must name this server (its
 //! bound address or a name the operator allowed), a POST must carry a
-//! content type no form can send, and no CORS header is ever sent, so a
+//! content type no form can send (MLflow's raw web-UI upload, whose body
+//! has any type, is refused instead when a browser says another origin
+//! sent it), and no CORS header is ever sent, so a
 //! preflighted request from another origin is refused by the browser.
 //! PUT, PATCH and DELETE always need a preflight, which is never granted.
 
@@ -117,6 +119,23 @@ fn is_mlflow(path: &str) -> bool {
     rest.split_once('/').is_some_and(|(version, rest)| version.starts_with(|c: char| c.is_ascii_digit()) && rest.starts_with("mlflow"))
 }
 
+/// MLflow's web-UI upload (`upload-artifact?run_uuid=…&path=…`), whose
+/// body is the file as it is, sent by clients with any content type or
+/// none (MLflow's REST tests post a plain string).
+fn is_raw_upload(path: &str) -> bool {
+    is_mlflow(path) && path.ends_with("/mlflow/upload-artifact")
+}
+
+/// A browser names the page's origin on every cross-origin POST (the
+/// Fetch standard's `Origin` header, which pages cannot forge or drop);
+/// scripts and MLflow's clients send none. So a POST without one, or
+/// with one naming this server, comes from no other site's page.
+fn from_another_origin(hosts: &AllowedHosts, req: &Request) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else { return false };
+    let host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest.trim_end_matches('/'));
+    !host.is_some_and(|h| hosts.allows(h))
+}
+
 /// The middleware: request id, Host and content-type checks, and JSON
 /// bodies on every error response.
 pub async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: Next) -> Response {
@@ -158,7 +177,10 @@ fn refusal(hosts: &AllowedHosts, req: &Request) -> Option<(StatusCode, String)> 
         Some(_) => {}
     }
     let given = essence(req);
-    if req.method() == Method::POST && simple_content_type(&given) {
+    // The raw upload's body has any type; a browser's page of another
+    // site is what the content-type rule keeps out, so that is refused.
+    let exempt = is_raw_upload(req.uri().path()) && !from_another_origin(hosts, req);
+    if req.method() == Method::POST && simple_content_type(&given) && !exempt {
         let given = if given.is_empty() { "none".to_string() } else { format!("`{given}`") };
         return Some((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -242,6 +264,25 @@ mod tests {
         for t in ["application/json", "application/toml", "text/csv", "application/octet-stream"] {
             assert!(!simple_content_type(t), "{t}");
         }
+    }
+
+    #[test]
+    fn a_raw_upload_from_another_sites_page_is_refused_and_one_without_an_origin_is_not() {
+        let hosts = AllowedHosts::new("127.0.0.1:5000".parse().unwrap(), &[]);
+        let post = |path: &str, origin: Option<&str>| {
+            let mut b = Request::builder().method(Method::POST).uri(path).header(header::HOST, "127.0.0.1:5000");
+            if let Some(o) = origin {
+                b = b.header(header::ORIGIN, o);
+            }
+            refusal(&hosts, &b.body(axum::body::Body::empty()).unwrap()).map(|(status, _)| status)
+        };
+        let upload = "/ajax-api/2.0/mlflow/upload-artifact?run_uuid=r&path=a.txt";
+        assert_eq!(post(upload, None), None);
+        assert_eq!(post(upload, Some("http://127.0.0.1:5000")), None);
+        assert_eq!(post(upload, Some("https://evil.example")), Some(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        assert_eq!(post(upload, Some("null")), Some(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        // Every other POST still needs a content type no form can send.
+        assert_eq!(post("/api/2.0/mlflow/runs/create", None), Some(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
 
     #[test]

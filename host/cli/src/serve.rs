@@ -36,6 +36,31 @@ pub struct ServeArgs {
     /// more wait until one closes.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Where MLflow clients write the artifacts of experiments created
+    /// without an `artifact_location` (a URI such as `s3://bucket/mlflow`
+    /// or `file:///srv/mlartifacts`, or an absolute path): each such
+    /// experiment's location is `ROOT/<id>`, and clients write there
+    /// themselves. By default they upload through Kiln (`mlflow-artifacts:/`).
+    #[arg(long, value_name = "ROOT", value_parser = artifact_root)]
+    default_artifact_root: Option<String>,
+}
+
+/// A URI with a scheme, or a path made an absolute `file://` URI, as
+/// `mlflow server` takes its `--default-artifact-root`.
+fn artifact_root(s: &str) -> Result<String, String> {
+    let s = s.trim_end_matches('/');
+    match s.split_once("://") {
+        Some((scheme, rest)) if !scheme.is_empty() && !rest.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            Ok(s.to_string())
+        }
+        Some(_) => Err(format!("`{s}` is not a URI such as s3://bucket/path or file:///path")),
+        None if s.is_empty() => Err("the artifact root is empty".into()),
+        None => {
+            let path = std::path::absolute(s).map_err(|e| format!("`{s}`: {e}"))?;
+            let path = path.to_str().ok_or_else(|| format!("`{s}` is not UTF-8"))?;
+            Ok(format!("file://{path}"))
+        }
+    }
 }
 
 #[derive(Args)]
@@ -81,7 +106,20 @@ async fn listen(addr: &str) -> Result<tokio::net::TcpListener> {
 
 pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
     let fd_limit = listen::raise_fd_limit();
-    let app = App::open(true).await?;
+    let mut app = App::open(true).await?;
+    app.default_artifact_root = args.default_artifact_root;
+    if let Some(root) = &app.default_artifact_root {
+        // MLflow's server puts its Default experiment under the root too.
+        // Kiln's may predate the flag: it moves only while it has no runs,
+        // whose files would otherwise be left behind.
+        app.store.ensure_default_experiment().await?;
+        if let Some(e) = app.store.experiment_by_id("0").await?
+            && e.artifact_location.is_empty()
+            && e.runs == 0
+        {
+            app.store.set_experiment_artifact_location("0", &format!("{root}/0")).await?;
+        }
+    }
     // What a killed server was uploading when it died.
     app.blobs.sweep_temporary();
     let listener = listen(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;

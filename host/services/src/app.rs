@@ -15,6 +15,11 @@ pub struct App {
     pub blobs: BlobStore,
     /// `[limits]` of the workspace's `kiln.toml`.
     pub limits: crate::limits::SizeLimits,
+    /// Where MLflow clients write the artifacts of an experiment created
+    /// without a location (`kiln serve --default-artifact-root`, as
+    /// `mlflow server` has it): the experiment's location becomes
+    /// `ROOT/<id>`. `None`: they upload through Kiln (`mlflow-artifacts:/`).
+    pub default_artifact_root: Option<String>,
     /// Started on first use (see [`App::runtime`]).
     runtime: Arc<OnceLock<Runtime>>,
 }
@@ -30,7 +35,7 @@ impl App {
         let limits = crate::data::remote::Config::load(workspace.root())?.limits;
         let store = Store::connect(&workspace.database_url()).await?;
         let blobs = BlobStore::new(workspace.blob_dir());
-        Ok(App { workspace, store, blobs, limits, runtime: Arc::new(OnceLock::new()) })
+        Ok(App { workspace, store, blobs, limits, default_artifact_root: None, runtime: Arc::new(OnceLock::new()) })
     }
 
     /// The plugin runtime, started the first time something runs a

@@ -171,15 +171,19 @@ pub struct VersionEntry {
 }
 
 impl VersionEntry {
-    /// MLflow's default order (its SQL store, which MLflow's own REST
-    /// tests hold): last updated first, then by model name, newest
-    /// version first.
-    pub fn tie(a: &Self, b: &Self) -> Ordering {
-        b.record
-            .updated_at
-            .cmp(&a.record.updated_at)
-            .then_with(|| a.record.name.cmp(&b.record.name))
-            .then_with(|| b.record.version.cmp(&a.record.version))
+    /// Search versions in MLflow's order (its SQL store, which MLflow's
+    /// own REST tests hold): the request's clauses, last updated first
+    /// when it has none, then by model name and newest version first.
+    pub fn search(all: Vec<Self>, request: &Request) -> Result<Page<Self>, SearchError> {
+        let mut request = request.clone();
+        if request.order_by.is_empty() {
+            request.order_by.push("last_updated_timestamp DESC".into());
+        }
+        search(all, &VERSIONS, &request, Self::tie)
+    }
+
+    fn tie(a: &Self, b: &Self) -> Ordering {
+        a.record.name.cmp(&b.record.name).then_with(|| b.record.version.cmp(&a.record.version))
     }
 }
 
@@ -293,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn versions_come_last_updated_first_then_by_name_and_newest_version() {
+    fn versions_come_by_the_request_or_last_updated_first_then_by_name_and_newest_version() {
         let version = |name: &str, version: i64, updated: i64| VersionEntry {
             record: VersionRecord {
                 name: name.into(),
@@ -308,9 +312,16 @@ mod tests {
             },
             tags: Vec::new(),
         };
-        let all = vec![version("a", 1, 10), version("b", 1, 30), version("a", 2, 20), version("c", 1, 20), version("c", 2, 20)];
-        let page = search(all, &VERSIONS, &Request { max_results: 10, ..Default::default() }, VersionEntry::tie).unwrap();
-        let got: Vec<(&str, i64)> = page.items.iter().map(|v| (v.record.name.as_str(), v.record.version)).collect();
-        assert_eq!(got, [("b", 1), ("a", 2), ("c", 2), ("c", 1), ("a", 1)]);
+        let all = || vec![version("a", 1, 10), version("b", 1, 30), version("a", 2, 20), version("c", 1, 20), version("c", 2, 20)];
+        let order = |order_by: &[&str]| {
+            let request = Request { max_results: 10, order_by: order_by.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+            let page = VersionEntry::search(all(), &request).unwrap();
+            page.items.iter().map(|v| (v.record.name.clone(), v.record.version)).collect::<Vec<_>>()
+        };
+        let names = |v: &[(&str, i64)]| v.iter().map(|(n, v)| (n.to_string(), *v)).collect::<Vec<_>>();
+        assert_eq!(order(&[]), names(&[("b", 1), ("a", 2), ("c", 2), ("c", 1), ("a", 1)]));
+        // A clause replaces "last updated first"; name and version still break ties.
+        assert_eq!(order(&["version_number DESC"]), names(&[("a", 2), ("c", 2), ("a", 1), ("b", 1), ("c", 1)]));
+        assert_eq!(order(&["name DESC"]), names(&[("c", 2), ("c", 1), ("b", 1), ("a", 2), ("a", 1)]));
     }
 }

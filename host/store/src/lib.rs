@@ -40,7 +40,9 @@ pub use experiments::ExperimentRecord;
 pub use feed::{Change, SQLITE_PROBE};
 pub use history::HistoryPoint;
 pub use jobs::{Job, JobStatus};
-pub use logged_models::{DatasetInput, LOGGED_MODEL_STATUSES, LoggedModelDetail, LoggedModelMetric, LoggedModelRecord, NewLoggedModel, RunIo};
+pub use logged_models::{
+    DatasetInput, DatasetSummary, LOGGED_MODEL_STATUSES, LoggedModelDetail, LoggedModelMetric, LoggedModelRecord, NewLoggedModel, RunIo,
+};
 pub use pipelines::{LineageEdge, PipelineRecord, ScheduleRecord};
 pub use plugins::PluginRecord;
 pub use registry::{ModelRecord, NewVersion, STAGES, VersionRecord};

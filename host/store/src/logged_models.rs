@@ -66,6 +66,15 @@ pub struct DatasetInput {
     pub tags: Vec<(String, String)>,
 }
 
+/// A dataset some run of an experiment read, and in what context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSummary {
+    pub experiment_id: String,
+    pub name: String,
+    pub digest: String,
+    pub context: Option<String>,
+}
+
 /// What a run read (datasets in the order first logged, logged models)
 /// and the logged models it produced, with the step of each.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -258,6 +267,43 @@ impl Store {
         Ok(())
     }
 
+    /// Record on a logged model the registered versions made from it, as
+    /// MLflow's server does: the tag `mlflow.modelVersions`, a JSON list
+    /// of `{"name": …, "version": …}` in the order they were made, written
+    /// as Python's `json.dumps` writes it. The list is read from the
+    /// versions themselves with the model's row locked first, so two
+    /// versions registered at once both end up in it. A model this store
+    /// does not have is left alone.
+    pub async fn record_model_versions_tag(&self, id: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let touched = sqlx::query("UPDATE logged_models SET updated_at = $1 WHERE id = $2").bind(now_ms()).bind(id).execute(&mut *tx).await?;
+        if touched.rows_affected() == 0 {
+            // A version may name a model another tracking server keeps
+            // (a registry of its own, via MLFLOW_REGISTRY_URI).
+            return Ok(());
+        }
+        let rows = sqlx::query("SELECT name, version FROM model_versions WHERE model_id = $1 ORDER BY created_at, name, version")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            let name: String = r.try_get("name")?;
+            let version: i64 = r.try_get("version")?;
+            items.push(format!("{{\"name\": {}, \"version\": {version}}}", python_json_string(&name)));
+        }
+        let value = format!("[{}]", items.join(", "));
+        sqlx::query(
+            "INSERT INTO logged_model_tags (model_id, key, value) VALUES ($1, 'mlflow.modelVersions', $2) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(id)
+        .bind(&value)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn delete_logged_model_tag(&self, id: &str, key: &str) -> Result<()> {
         self.logged_model_record(id).await?;
         let done = sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2").bind(id).bind(key).execute(&self.pool).await?;
@@ -383,6 +429,40 @@ impl Store {
         Ok(())
     }
 
+    /// The distinct datasets the runs of `experiment_ids` read, each with
+    /// its `mlflow.data.context` tag where it has one (MLflow's
+    /// `experiments/search-datasets`, which its UI lists): at most 1,000,
+    /// as MLflow answers.
+    pub async fn dataset_summaries(&self, experiment_ids: &[String]) -> Result<Vec<DatasetSummary>> {
+        if experiment_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT r.experiment_id, x.name, x.digest, x.tags FROM run_dataset_inputs x JOIN runs r ON r.id = x.run_id \
+             WHERE r.experiment_id IN ({}) ORDER BY r.experiment_id, x.name, x.digest",
+            super::runs::placeholders(experiment_ids.len())
+        );
+        let mut out: Vec<DatasetSummary> = Vec::new();
+        for r in super::runs::bound(sql, experiment_ids).fetch_all(&self.pool).await? {
+            let tags: String = r.try_get("tags")?;
+            let context = serde_json::from_str::<Vec<serde_json::Value>>(&tags)
+                .unwrap_or_default()
+                .iter()
+                .find(|t| t["key"] == "mlflow.data.context")
+                .and_then(|t| t["value"].as_str().map(String::from));
+            let summary =
+                DatasetSummary { experiment_id: r.try_get("experiment_id")?, name: r.try_get("name")?, digest: r.try_get("digest")?, context };
+            // Two runs' inputs of one dataset differ in their other tags.
+            if !out.contains(&summary) {
+                out.push(summary);
+            }
+            if out.len() == 1000 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// What the runs `scope` selects read and produced, by run id.
     /// `scope` is a condition on `r`, the runs table, whose `$n` are
     /// `ids`; three queries for any number of runs, so a search page or
@@ -431,6 +511,21 @@ impl Store {
         }
         Ok(io)
     }
+}
+
+/// A string as Python's `json.dumps` writes it: non-ASCII as `\uXXXX`.
+fn python_json_string(s: &str) -> String {
+    let mut out = String::new();
+    for c in serde_json::Value::String(s.to_string()).to_string().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

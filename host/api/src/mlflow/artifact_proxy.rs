@@ -60,8 +60,14 @@ pub(super) async fn upload_artifact(State(app): State<App>, axum::extract::Path(
     if rel.is_empty() {
         return Err(invalid("an artifact needs a file name"));
     }
+    store_artifact(&app, &owner, &rel, body).await?;
+    Ok(Json(json!({})))
+}
+
+/// Keep `body` as `owner`'s file `rel`; the size stored.
+async fn store_artifact(app: &App, owner: &Owner, rel: &str, body: axum::body::Body) -> Result<u64, MlflowError> {
     // The owner must exist before the body is stored.
-    match &owner {
+    match owner {
         Owner::Run(run_id) => {
             app.store.run_extras(run_id).await.map_err(|_| no_run(run_id))?;
         }
@@ -71,12 +77,29 @@ pub(super) async fn upload_artifact(State(app): State<App>, axum::extract::Path(
     }
     let (blob, size) = crate::artifacts::receive(&app.blobs, body, app.limits.upload_size).await.map_err(|e| match e.status() {
         s if s.is_client_error() => MlflowError { status: s, code: "INVALID_PARAMETER_VALUE", message: e.to_string() },
-        _ => internal(format!("storing artifact {rel} of {path}: {e}")),
+        _ => internal(format!("storing artifact {rel}: {e}")),
     })?;
-    match &owner {
+    if size == 0 {
+        // MLflow's UI upload refuses an empty body; the proxy stores it.
+        return Ok(0);
+    }
+    match owner {
         // The uploader's Content-Type is not kept: downloads type by name.
-        Owner::Run(run_id) => app.store.add_artifact(run_id, &rel, &blob, size as i64, &crate::artifacts::media_type_for(&rel)).await?,
-        Owner::Model(id) => app.store.add_logged_model_artifact(id, &rel, &blob, size as i64).await?,
+        Owner::Run(run_id) => app.store.add_artifact(run_id, rel, &blob, size as i64, &crate::artifacts::media_type_for(rel)).await?,
+        Owner::Model(id) => app.store.add_logged_model_artifact(id, rel, &blob, size as i64).await?,
+    }
+    Ok(size)
+}
+
+/// `upload-artifact?run_uuid=…&path=…` with the file as the body: how
+/// MLflow's web UI attaches a file to a run.
+pub(super) async fn upload_run_artifact(State(app): State<App>, Query(q): Query<HashMap<String, String>>, body: axum::body::Body) -> R {
+    let run_id = q.get("run_uuid").filter(|s| !s.is_empty()).ok_or_else(|| invalid("Request must specify run_uuid."))?;
+    let path = q.get("path").filter(|s| !s.is_empty()).ok_or_else(|| invalid("Request must specify path."))?;
+    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))?;
+    let owner = Owner::Run(run_id.clone());
+    if store_artifact(&app, &owner, path, body).await? == 0 {
+        return Err(invalid("Request must specify data."));
     }
     Ok(Json(json!({})))
 }
@@ -86,7 +109,12 @@ pub(super) async fn download_artifact(
     axum::extract::Path(path): axum::extract::Path<String>,
 ) -> Result<Response, MlflowError> {
     let (owner, rel) = split_artifact_path(&path)?;
-    let blob = match &owner {
+    send_file(&app, &owner, &rel).await
+}
+
+/// `owner`'s file `rel`, typed by its name.
+async fn send_file(app: &App, owner: &Owner, rel: &str) -> Result<Response, MlflowError> {
+    let blob = match owner {
         Owner::Run(run_id) => {
             let run = app.store.get_run(run_id).await?;
             run.artifacts
@@ -104,7 +132,29 @@ pub(super) async fn download_artifact(
             .map(|(_, blob, _)| blob)
             .ok_or_else(|| not_found(format!("artifact '{rel}' of logged model '{id}'")))?,
     };
-    crate::artifacts::send_artifact(&app.blobs, &blob, &rel).map_err(|e| internal(format!("artifact '{path}' cannot be read: {e}")))
+    crate::artifacts::send_artifact(&app.blobs, &blob, rel).map_err(|e| internal(format!("artifact '{rel}' cannot be read: {e}")))
+}
+
+/// `/get-artifact?run_uuid=…&path=…`: how MLflow's web UI reads a
+/// run's file.
+pub(super) async fn get_run_artifact(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {
+    let run_id = q.get("run_uuid").or(q.get("run_id")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_uuid"))?;
+    let path = q.get("path").filter(|s| !s.is_empty()).ok_or_else(|| missing("path"))?;
+    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))?;
+    send_file(&app, &Owner::Run(run_id.clone()), path).await
+}
+
+/// `logged-models/{id}/artifacts/files?artifact_file_path=…`: a logged
+/// model's file, as MLflow's UI reads it.
+pub(super) async fn get_logged_model_artifact(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, MlflowError> {
+    let path = q.get("artifact_file_path").filter(|s| !s.is_empty()).ok_or_else(|| missing("artifact_file_path"))?;
+    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))?;
+    app.store.logged_model_record(&id).await?;
+    send_file(&app, &Owner::Model(id), path).await
 }
 
 /// `DELETE`: a file, or a folder and everything under it.

@@ -34,10 +34,10 @@ pub(super) async fn create_experiment(State(app): State<App>, Json(body): Json<V
             message: format!("Experiment '{name}' already exists."),
         });
     }
+    let location = optional(&body, "artifact_location")?.unwrap_or_default();
     let tags = list(&body, "tags")?.iter().map(experiment_tag).collect::<Result<Vec<_>, _>>()?;
     // MLflow's `_validate_storage_location_uri`, in the parts that matter
     // to a server that does not open the location itself.
-    let location = text(&body, &["artifact_location"]).unwrap_or_default();
     if location.starts_with("runs:") {
         return Err(invalid(format!("Artifact location cannot be a runs:/ URI. Given: '{location}'")));
     }
@@ -47,9 +47,22 @@ pub(super) async fn create_experiment(State(app): State<App>, Json(body): Json<V
     if location.contains('#') {
         return Err(invalid("'artifact_location' URL can't include fragments or params."));
     }
+    // A relative path means this server's directory, as MLflow's server
+    // takes it; clients elsewhere could not find it otherwise.
+    let location = if !location.is_empty() && !location.contains(':') && !location.starts_with('/') {
+        let absolute = std::path::absolute(&location).map_err(|e| invalid(format!("artifact_location '{location}': {e}")))?;
+        absolute.to_string_lossy().into_owned()
+    } else {
+        location
+    };
     let id = app.store.create_experiment(&name).await?;
+    let location = match (location.is_empty(), &app.default_artifact_root) {
+        (false, _) => location.trim_end_matches('/').to_string(),
+        (true, Some(root)) => format!("{root}/{id}"),
+        (true, None) => String::new(),
+    };
     if !location.is_empty() {
-        app.store.set_experiment_artifact_location(&id, location.trim_end_matches('/')).await?;
+        app.store.set_experiment_artifact_location(&id, &location).await?;
     }
     for (k, v) in &tags {
         app.store.set_experiment_tag(&id, k, v).await?;
@@ -135,4 +148,39 @@ pub(super) async fn delete_experiment_tag(State(app): State<App>, Json(body): Js
     app.store.experiment_by_id(&id).await?.ok_or_else(|| not_found(format!("No Experiment with id={id} exists")))?;
     app.store.delete_experiment_tag(&id, &key).await?;
     Ok(Json(json!({})))
+}
+
+/// MLflow's limit on the experiments of one `search-datasets` call.
+const MAX_DATASET_EXPERIMENTS: usize = 20;
+
+/// `experiments/search-datasets`: the datasets the runs of some
+/// experiments read (what MLflow's UI offers as run filters).
+pub(super) async fn search_datasets(State(app): State<App>, Json(body): Json<Value>) -> R {
+    let ids: Vec<String> = list(&body, "experiment_ids")?
+        .iter()
+        .map(|v| v.as_str().map(String::from).ok_or_else(|| wrong_type("experiment_ids", v)))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Err(invalid("SearchDatasets request must specify at least one experiment_id."));
+    }
+    if ids.len() > MAX_DATASET_EXPERIMENTS {
+        return Err(invalid(format!(
+            "SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} experiment_ids. Received {} experiment_ids.",
+            ids.len()
+        )));
+    }
+    let out: Vec<Value> = app
+        .store
+        .dataset_summaries(&ids)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let mut v = json!({"experiment_id": d.experiment_id, "name": d.name, "digest": d.digest});
+            if let Some(c) = d.context {
+                v["context"] = json!(c);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({"dataset_summaries": out})))
 }

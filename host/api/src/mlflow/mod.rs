@@ -11,6 +11,7 @@ mod experiments;
 mod logged_models;
 mod model_registry;
 mod runs;
+mod version_source;
 
 use artifact_proxy::*;
 use experiments::*;
@@ -45,7 +46,7 @@ const MAX_BATCH_TOTAL: usize = 1000;
 /// `/ajax-api/` for its web UI, which scripts and MLflow's own REST tests
 /// call too (`ajax-api/2.0/mlflow/metrics/get-history`, ...).
 pub fn router() -> Router<App> {
-    routes("/api").merge(routes("/ajax-api"))
+    routes("/api").merge(routes("/ajax-api")).route("/get-artifact", get(get_run_artifact))
 }
 
 fn routes(api: &str) -> Router<App> {
@@ -60,6 +61,7 @@ fn routes(api: &str) -> Router<App> {
         .route(&p("experiments/restore"), post(restore_experiment))
         .route(&p("experiments/set-experiment-tag"), post(set_experiment_tag))
         .route(&p("experiments/delete-experiment-tag"), post(delete_experiment_tag))
+        .route(&p("experiments/search-datasets"), post(search_datasets))
         .route(&p("runs/create"), post(create_run))
         .route(&p("runs/get"), get(get_run))
         .route(&p("runs/update"), post(update_run))
@@ -76,6 +78,7 @@ fn routes(api: &str) -> Router<App> {
         .route(&p("metrics/get-history-bulk"), get(metric_history_of_runs))
         .route(&p("metrics/get-history-bulk-interval"), get(metric_history_bulk))
         .route(&p("artifacts/list"), get(list_run_artifacts))
+        .route(&p("upload-artifact"), post(upload_run_artifact))
         .route(&p("runs/outputs"), post(log_outputs))
         .route(&p("runs/log-model"), post(log_model))
         .route(&p("logged-models"), post(create_logged_model))
@@ -85,6 +88,7 @@ fn routes(api: &str) -> Router<App> {
         .route(&p("logged-models/{id}/tags"), axum::routing::patch(set_logged_model_tags))
         .route(&p("logged-models/{id}/tags/{key}"), axum::routing::delete(delete_logged_model_tag))
         .route(&p("logged-models/{id}/artifacts/directories"), get(list_logged_model_artifacts))
+        .route(&p("logged-models/{id}/artifacts/files"), get(get_logged_model_artifact))
         .route(&p("registered-models/create"), post(create_model))
         .route(&p("registered-models/get"), get(get_model))
         .route(&p("registered-models/search"), get(search_models_get).post(search_models))
@@ -227,6 +231,7 @@ fn with_token(mut body: Value, token: Option<String>) -> Value {
     body
 }
 
+#[derive(Debug)]
 pub struct MlflowError {
     status: StatusCode,
     code: &'static str,
@@ -278,6 +283,16 @@ fn required(body: &Value, keys: &[&str]) -> Result<String, MlflowError> {
         return Err(wrong_type(key, v));
     }
     text(body, keys).filter(|s| !s.is_empty()).ok_or_else(|| missing(keys[0]))
+}
+
+/// An optional string: absent or null is `None`, another type is refused
+/// as MLflow's schema refuses it.
+fn optional(body: &Value, key: &str) -> Result<Option<String>, MlflowError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(wrong_type(key, other)),
+    }
 }
 
 /// int64 fields arrive as JSON numbers or, from protobuf's JSON, as strings.

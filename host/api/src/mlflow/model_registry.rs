@@ -253,9 +253,16 @@ pub(super) async fn create_version(State(app): State<App>, Json(body): Json<Valu
         run_id = Some(source).filter(|r| !r.is_empty());
     }
     let tags = entity_tags(&body)?;
+    // A prompt's "source" is a placeholder, which MLflow does not check.
+    if !tags.iter().any(|(k, v)| k == "mlflow.prompt.is_prompt" && v == "true") {
+        version_source::check(&app, &source, run_id.as_deref(), &model_id).await?;
+    }
     let description = text(&body, &["description"]).unwrap_or_default();
     let new = crate::store::NewVersion { source: &source, run_id: run_id.as_deref(), description: &description, model_id: &model_id, tags: &tags };
     let v = app.store.create_version_from(&name, &new).await.map_err(model_missing(&name))?;
+    if !model_id.is_empty() {
+        app.store.record_model_versions_tag(&model_id).await?;
+    }
     Ok(Json(json!({"model_version": version_json(&app, &v).await?})))
 }
 
@@ -286,7 +293,7 @@ pub(super) async fn search_versions(State(app): State<App>, Json(body): Json<Val
             records::VersionEntry { record: v, tags }
         })
         .collect();
-    let page = records::search(all, &records::VERSIONS, &request, records::VersionEntry::tie).map_err(search_error)?;
+    let page = records::VersionEntry::search(all, &request).map_err(search_error)?;
     let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
     for (name, alias, version) in app.store.all_aliases().await? {
         aliases.entry((name, version)).or_default().push(alias);
