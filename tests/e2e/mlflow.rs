@@ -83,6 +83,18 @@ fn both_mlflow_majors_log_register_search_and_load_a_model() {
         assert_eq!(model["versions"][0]["run_id"], seen["run_id"]);
         // MLflow 3's versions point at the logged model they were made from.
         assert_eq!(model["versions"][0]["model_id"], seen["model_id"]);
+        // And Kiln lists MLflow 3's logged models as what they are: the run
+        // that made each and the versions registered from it.
+        let logged = k.run(&["models", "logged", "--json"]).ok().json();
+        let logged = logged.as_array().unwrap();
+        if major == 2 {
+            assert!(logged.is_empty(), "MLflow 2 logs no model entities: {logged:?}");
+        } else {
+            let m = logged.iter().find(|m| m["id"] == seen["model_id"]).unwrap_or_else(|| panic!("{} not in {logged:?}", seen["model_id"]));
+            assert_eq!(m["source_run_id"], seen["run_id"]);
+            assert_eq!(m["status"], "READY");
+            assert!(m["versions"].as_array().unwrap().contains(&serde_json::json!(format!("{}/2", seen["model"].as_str().unwrap()))), "{m}");
+        }
     }
 }
 

@@ -16,6 +16,15 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Models logged by MLflow 3 clients (`log_model`): the run that made
+    /// each, its status, and the registered versions made from it.
+    Logged {
+        /// Only this experiment's (by name).
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(cmd: ModelsCommand) -> Result<i32> {
@@ -62,6 +71,36 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
                     })
                     .collect();
                 kiln_services::outln!("{}", output::table(&["version", "stage", "aliases", "run", "source"], rows));
+            }
+        }
+        ModelsCommand::Logged { experiment, json } => {
+            let ids = match experiment {
+                Some(name) => {
+                    let e = app.store.experiment_by_name(&name).await?.ok_or_else(|| anyhow::anyhow!("no experiment named `{name}`"))?;
+                    vec![e.id]
+                }
+                None => Vec::new(),
+            };
+            let versions = app.store.all_versions().await?;
+            let models: Vec<views::LoggedModel> =
+                app.store.logged_models(&ids).await?.iter().map(|m| views::LoggedModel::new(m, &versions)).collect();
+            if json {
+                kiln_services::outln!("{}", output::json(&models));
+            } else {
+                let rows = models
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.id.clone(),
+                            m.name.clone(),
+                            m.source_run_id.clone().unwrap_or_else(|| "-".into()),
+                            m.status.clone(),
+                            m.versions.join(" "),
+                            output::time_ms(m.created_at),
+                        ]
+                    })
+                    .collect();
+                kiln_services::outln!("{}", output::table(&["id", "name", "run", "status", "versions", "created (UTC)"], rows));
             }
         }
     }

@@ -272,6 +272,55 @@ impl From<&store::ModelRecord> for Model {
     }
 }
 
+/// A model MLflow 3 logged (`log_model` makes one per call): its own
+/// files, params and metrics, the run that made it, and the registered
+/// versions made from it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedModel {
+    pub id: String,
+    pub name: String,
+    pub experiment_id: String,
+    /// `None` when it was logged outside a run.
+    pub source_run_id: Option<String>,
+    /// `PENDING` while its files upload, then `READY` (or `FAILED`).
+    pub status: String,
+    pub model_type: String,
+    pub params: BTreeMap<String, String>,
+    /// The last value logged of each metric.
+    pub metrics: BTreeMap<String, f64>,
+    pub tags: BTreeMap<String, String>,
+    /// `NAME/VERSION` of each registered version made from it.
+    pub versions: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl LoggedModel {
+    pub fn new(m: &store::LoggedModelDetail, versions: &[store::VersionRecord]) -> Self {
+        let r = &m.record;
+        let mut metrics = BTreeMap::new();
+        let mut latest = m.metrics.iter().collect::<Vec<_>>();
+        latest.sort_by_key(|p| (p.step, p.timestamp));
+        for p in latest {
+            metrics.insert(p.key.clone(), p.value);
+        }
+        LoggedModel {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            experiment_id: r.experiment_id.clone(),
+            source_run_id: Some(r.source_run_id.clone()).filter(|s| !s.is_empty()),
+            status: r.status.clone(),
+            model_type: r.model_type.clone(),
+            params: m.params.iter().cloned().collect(),
+            metrics,
+            tags: m.tags.iter().cloned().collect(),
+            versions: versions.iter().filter(|v| v.model_id == r.id).map(|v| format!("{}/{}", v.name, v.version)).collect(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelVersion {
     pub name: String,
