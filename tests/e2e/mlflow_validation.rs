@@ -584,6 +584,19 @@ fn version_sources_are_checked_and_the_ui_routes_served_as_mlflows_own_rest_test
         .collect();
     assert_eq!(order, [("m".into(), "7".into()), ("m".into(), "6".into()), ("m".into(), "5".into())], "{body}");
 
+    // A deleted version's number is not given again, nor after a rename;
+    // a `runs:/` source whose run another server holds is handed back as
+    // it is, for the client to resolve there.
+    let delete = http().delete(&format!("{}/api/2.0/mlflow/model-versions/delete?name=m&version=7", server.url)).call().unwrap();
+    assert_eq!(delete.status().as_u16(), 200);
+    let (code, body) = mlflow_post(&server, "model-versions/create", json!({"name": "m", "source": "runs:/ghost/model", "run_id": "ghost"}));
+    assert_eq!((code, body["model_version"]["version"].as_str()), (200, Some("8")), "{body}");
+    assert_eq!(mlflow_post(&server, "registered-models/rename", json!({"name": "m", "new_name": "m2"})).0, 200);
+    let (code, body) = mlflow_post(&server, "model-versions/create", json!({"name": "m2", "source": "s3://bucket/model"}));
+    assert_eq!((code, body["model_version"]["version"].as_str()), (200, Some("9")), "{body}");
+    let (code, body) = mlflow_get(&server, "model-versions/get-download-uri?name=m2&version=8");
+    assert_eq!((code, body["artifact_uri"].as_str()), (200, Some("runs:/ghost/model")), "{body}");
+
     // The datasets an experiment's runs read (a UI route).
     let inputs = json!({"run_id": run, "datasets": [{"dataset": {"name": "d", "digest": "1", "source_type": "local", "source": "x"},
         "tags": [{"key": "mlflow.data.context", "value": "training"}]}]});

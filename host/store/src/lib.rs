@@ -125,6 +125,7 @@ pub(crate) fn migrator() -> Migrator {
         migration(5, "metric history index", include_str!("../migrations/0005_metric_history_index.sql")),
         migration(6, "metric chunks", include_str!("../migrations/0006_metric_chunks.sql")),
         migration(7, "registry and logged models", include_str!("../migrations/0007_registry_and_logged_models.sql")),
+        migration(8, "model last version", include_str!("../migrations/0008_model_last_version.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

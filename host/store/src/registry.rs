@@ -143,8 +143,12 @@ impl Store {
             Some(id) => (None, id),
             None => (None, ""),
         };
-        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM model_versions WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
-        let version: i64 = row.try_get::<i64, _>("v")? + 1;
+        // The model's counter, not the highest version left: a deleted
+        // version's number is not given again. The update also locks the
+        // model's row, so two versions made at once get two numbers.
+        sqlx::query("UPDATE registered_models SET last_version = last_version + 1 WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        let row = sqlx::query("SELECT last_version FROM registered_models WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
+        let version: i64 = row.try_get("last_version")?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO model_versions (name, version, run_id, external_run_id, model_id, blob, plugin_digest, stage, description, source, created_at, updated_at) \
@@ -268,25 +272,26 @@ impl Store {
     /// Rename a model, with its versions, aliases and tags.
     pub async fn rename_model(&self, name: &str, new_name: &str) -> Result<ModelRecord> {
         let mut tx = self.begin_write().await?;
-        let old = sqlx::query("SELECT name, description, created_at, updated_at FROM registered_models WHERE name = $1")
+        sqlx::query("SELECT name FROM registered_models WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name}")))?;
-        let old = model_from_row(&old)?;
         if sqlx::query("SELECT name FROM registered_models WHERE name = $1").bind(new_name).fetch_optional(&mut *tx).await?.is_some() {
             return Err(StoreError::Conflict(format!("Registered Model (name={new_name}) already exists.")));
         }
         let now = now_ms();
         // The name is the key the other tables reference: the new row
         // first, the children moved to it, then the old row dropped.
-        sqlx::query("INSERT INTO registered_models (name, description, created_at, updated_at) VALUES ($1, $2, $3, $4)")
-            .bind(new_name)
-            .bind(&old.description)
-            .bind(old.created_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO registered_models (name, description, created_at, updated_at, last_version) \
+             SELECT $1, description, created_at, $2, last_version FROM registered_models WHERE name = $3",
+        )
+        .bind(new_name)
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         for table in ["model_versions", "model_aliases", "registered_model_tags", "model_version_tags"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = $1 WHERE name = $2")))
                 .bind(new_name)

@@ -145,7 +145,10 @@ pub(super) async fn download_uri(State(app): State<App>, Query(q): Query<HashMap
 pub(super) async fn resolve_source(app: &App, source: &str) -> Result<String, MlflowError> {
     if let Some(rest) = source.strip_prefix("runs:/") {
         let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (experiment, _, _) = app.store.run_extras(run).await.map_err(|_| no_run(run))?;
+        // A run another tracking server holds (the registry shared via
+        // MLFLOW_REGISTRY_URI): the client resolves the URI there, and
+        // MLflow's server hands the source back as it is.
+        let Ok((experiment, _, _)) = app.store.run_extras(run).await else { return Ok(source.to_string()) };
         let root = format!("mlflow-artifacts:/{experiment}/{run}/artifacts");
         return Ok(if path.is_empty() { root } else { format!("{root}/{path}") });
     }
