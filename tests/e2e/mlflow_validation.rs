@@ -639,6 +639,15 @@ fn version_sources_are_checked_and_the_ui_routes_served_as_mlflows_own_rest_test
     assert_eq!((code, text.as_str()), (200, "hello world"));
     let (code, _) = crate::support::get(&format!("{}/get-artifact?run_uuid={proxied}&path=b.txt", server.url));
     assert_eq!(code, 404, "the refused upload was not stored");
+    // The proxy still keeps an empty file (clients log them).
+    let put = http()
+        .put(&format!("{}/api/2.0/mlflow-artifacts/artifacts/0/{proxied}/artifacts/empty.txt", server.url))
+        .header("content-type", "application/octet-stream")
+        .send("")
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    let (code, text) = crate::support::get(&format!("{}/get-artifact?run_uuid={proxied}&path=empty.txt", server.url));
+    assert_eq!((code, text.as_str()), (200, ""), "an empty file logged through the proxy is kept");
 
     // A logged model's file, as the UI reads it.
     let (_, body) = mlflow_post(&server, "logged-models", json!({"experiment_id": "0", "name": "served"}));

@@ -60,12 +60,14 @@ pub(super) async fn upload_artifact(State(app): State<App>, axum::extract::Path(
     if rel.is_empty() {
         return Err(invalid("an artifact needs a file name"));
     }
-    store_artifact(&app, &owner, &rel, body).await?;
+    store_artifact(&app, &owner, &rel, body, true).await?;
     Ok(Json(json!({})))
 }
 
-/// Keep `body` as `owner`'s file `rel`; the size stored.
-async fn store_artifact(app: &App, owner: &Owner, rel: &str, body: axum::body::Body) -> Result<u64, MlflowError> {
+/// Keep `body` as `owner`'s file `rel` (an empty one only when
+/// `keep_empty`: clients log empty files, the UI's upload refuses them);
+/// the size received.
+async fn store_artifact(app: &App, owner: &Owner, rel: &str, body: axum::body::Body, keep_empty: bool) -> Result<u64, MlflowError> {
     // The owner must exist before the body is stored.
     match owner {
         Owner::Run(run_id) => {
@@ -79,8 +81,7 @@ async fn store_artifact(app: &App, owner: &Owner, rel: &str, body: axum::body::B
         s if s.is_client_error() => MlflowError { status: s, code: "INVALID_PARAMETER_VALUE", message: e.to_string() },
         _ => internal(format!("storing artifact {rel}: {e}")),
     })?;
-    if size == 0 {
-        // MLflow's UI upload refuses an empty body; the proxy stores it.
+    if size == 0 && !keep_empty {
         return Ok(0);
     }
     match owner {
@@ -98,7 +99,7 @@ pub(super) async fn upload_run_artifact(State(app): State<App>, Query(q): Query<
     let path = q.get("path").filter(|s| !s.is_empty()).ok_or_else(|| invalid("Request must specify path."))?;
     kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))?;
     let owner = Owner::Run(run_id.clone());
-    if store_artifact(&app, &owner, path, body).await? == 0 {
+    if store_artifact(&app, &owner, path, body, false).await? == 0 {
         return Err(invalid("Request must specify data."));
     }
     Ok(Json(json!({})))
