@@ -596,6 +596,18 @@ fn version_sources_are_checked_and_the_ui_routes_served_as_mlflows_own_rest_test
     assert_eq!((code, body["model_version"]["version"].as_str()), (200, Some("9")), "{body}");
     let (code, body) = mlflow_get(&server, "model-versions/get-download-uri?name=m2&version=8");
     assert_eq!((code, body["artifact_uri"].as_str()), (200, Some("runs:/ghost/model")), "{body}");
+    // A copied version (`models:/NAME/V`) downloads from where the copied one does.
+    let (code, body) = mlflow_post(&server, "model-versions/create", json!({"name": "m2", "source": "models:/m2/8"}));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = mlflow_get(&server, "model-versions/get-download-uri?name=m2&version=10");
+    assert_eq!((code, body["artifact_uri"].as_str()), (200, Some("runs:/ghost/model")), "{body}");
+    // Versions that name each other in a ring answer, not hang.
+    for source in ["models:/m2/12", "models:/m2/11"] {
+        assert_eq!(mlflow_post(&server, "model-versions/create", json!({"name": "m2", "source": source})).0, 200);
+    }
+    let (code, body) = mlflow_get(&server, "model-versions/get-download-uri?name=m2&version=11");
+    assert_eq!(code, 200, "{body}");
+    assert!(body["artifact_uri"].as_str().unwrap().starts_with("models:/m2/1"), "{body}");
 
     // The datasets an experiment's runs read (a UI route).
     let inputs = json!({"run_id": run, "datasets": [{"dataset": {"name": "d", "digest": "1", "source_type": "local", "source": "x"},

@@ -143,6 +143,12 @@ pub(super) async fn download_uri(State(app): State<App>, Query(q): Query<HashMap
 /// `models:/m-…` source the logged model's artifact root; any other
 /// source is its own location.
 pub(super) async fn resolve_source(app: &App, source: &str) -> Result<String, MlflowError> {
+    resolve_source_within(app, source, 8).await
+}
+
+/// [`resolve_source`] following at most `hops` `models:/NAME/V` sources:
+/// versions can be made to name each other in a ring.
+async fn resolve_source_within(app: &App, source: &str, hops: u32) -> Result<String, MlflowError> {
     if let Some(rest) = source.strip_prefix("runs:/") {
         let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
         // A run another tracking server holds (the registry shared via
@@ -154,6 +160,16 @@ pub(super) async fn resolve_source(app: &App, source: &str) -> Result<String, Ml
     }
     if let Some(id) = source.strip_prefix("models:/").filter(|id| id.starts_with("m-") && !id.contains('/')) {
         return logged_model_artifact_uri(app, id).await;
+    }
+    // `models:/NAME/VERSION` (a copied version, `copy_model_version`):
+    // where that version's files are, as MLflow's store resolves it. A
+    // version this registry lacks leaves the URI for the client.
+    if let Some((name, reference)) = source.strip_prefix("models:/").and_then(|rest| rest.split_once('/'))
+        && hops > 0
+        && let Ok(reference) = registry::VersionRef::parse(reference)
+        && let Ok(v) = registry::resolve(&app.store, name, &reference).await
+    {
+        return Box::pin(resolve_source_within(app, &v.source, hops - 1)).await;
     }
     Ok(source.to_string())
 }
