@@ -63,6 +63,13 @@ fn history(server: &Process, run: &str, key: &str) -> Vec<(i64, Value)> {
     body["metrics"].as_array().unwrap().iter().map(|m| (m["step"].as_i64().unwrap(), m["value"].clone())).collect()
 }
 
+/// (name, version) of the versions a `model-versions/search` returns, in order.
+fn version_order(server: &Process, search: Value) -> Vec<(String, String)> {
+    let (code, body) = mlflow_post(server, "model-versions/search", search);
+    assert_eq!(code, 200, "{body}");
+    body["model_versions"].as_array().unwrap().iter().map(|v| (v["name"].as_str().unwrap().into(), v["version"].as_str().unwrap().into())).collect()
+}
+
 #[test]
 fn nan_and_infinities_round_trip_through_the_mlflow_api_as_protobuf_json_strings() {
     let k = Kiln::new();
@@ -477,15 +484,7 @@ fn requests_refused_and_answered_as_mlflows_own_rest_tests_expect() {
         assert_eq!(code, 200, "{body}");
         std::thread::sleep(std::time::Duration::from_millis(3));
     }
-    let (code, body) = mlflow_post(&server, "model-versions/search", json!({}));
-    assert_eq!(code, 200, "{body}");
-    let order: Vec<(String, String)> = body["model_versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["name"].as_str().unwrap().to_string(), v["version"].as_str().unwrap().to_string()))
-        .collect();
-    assert_eq!(order, [("b".into(), "2".into()), ("a".into(), "1".into()), ("b".into(), "1".into())], "{body}");
+    assert_eq!(version_order(&server, json!({})), [("b".into(), "2".into()), ("a".into(), "1".into()), ("b".into(), "1".into())]);
 }
 
 #[test]
@@ -575,14 +574,8 @@ fn version_sources_are_checked_and_the_ui_routes_served_as_mlflows_own_rest_test
     assert_eq!(tag.unwrap()["value"], r#"[{"name": "from-model", "version": 1}, {"name": "from-model", "version": 2}]"#, "{body}");
 
     // Versions by version number, then by name.
-    let (_, body) = mlflow_post(&server, "model-versions/search", json!({"order_by": ["version_number DESC"], "max_results": 3}));
-    let order: Vec<(String, String)> = body["model_versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["name"].as_str().unwrap().into(), v["version"].as_str().unwrap().into()))
-        .collect();
-    assert_eq!(order, [("m".into(), "7".into()), ("m".into(), "6".into()), ("m".into(), "5".into())], "{body}");
+    let order = version_order(&server, json!({"order_by": ["version_number DESC"], "max_results": 3}));
+    assert_eq!(order, [("m".into(), "7".into()), ("m".into(), "6".into()), ("m".into(), "5".into())]);
 
     // A deleted version's number is not given again, nor after a rename;
     // a `runs:/` source whose run another server holds is handed back as

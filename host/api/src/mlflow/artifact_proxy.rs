@@ -92,12 +92,17 @@ async fn store_artifact(app: &App, owner: &Owner, rel: &str, body: axum::body::B
     Ok(size)
 }
 
+/// A file path a UI route was given, under MLflow's message.
+fn check_file_path(path: &str) -> Result<(), MlflowError> {
+    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))
+}
+
 /// `upload-artifact?run_uuid=…&path=…` with the file as the body: how
 /// MLflow's web UI attaches a file to a run.
 pub(super) async fn upload_run_artifact(State(app): State<App>, Query(q): Query<HashMap<String, String>>, body: axum::body::Body) -> R {
     let run_id = q.get("run_uuid").filter(|s| !s.is_empty()).ok_or_else(|| invalid("Request must specify run_uuid."))?;
     let path = q.get("path").filter(|s| !s.is_empty()).ok_or_else(|| invalid("Request must specify path."))?;
-    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))?;
+    check_file_path(path)?;
     let owner = Owner::Run(run_id.clone());
     if store_artifact(&app, &owner, path, body, false).await? == 0 {
         return Err(invalid("Request must specify data."));
@@ -141,7 +146,7 @@ async fn send_file(app: &App, owner: &Owner, rel: &str) -> Result<Response, Mlfl
 pub(super) async fn get_run_artifact(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {
     let run_id = q.get("run_uuid").or(q.get("run_id")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_uuid"))?;
     let path = q.get("path").filter(|s| !s.is_empty()).ok_or_else(|| missing("path"))?;
-    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))?;
+    check_file_path(path)?;
     send_file(&app, &Owner::Run(run_id.clone()), path).await
 }
 
@@ -153,7 +158,7 @@ pub(super) async fn get_logged_model_artifact(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, MlflowError> {
     let path = q.get("artifact_file_path").filter(|s| !s.is_empty()).ok_or_else(|| missing("artifact_file_path"))?;
-    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))?;
+    check_file_path(path)?;
     app.store.logged_model_record(&id).await?;
     send_file(&app, &Owner::Model(id), path).await
 }

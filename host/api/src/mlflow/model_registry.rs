@@ -140,8 +140,9 @@ pub(super) async fn download_uri(State(app): State<App>, Query(q): Query<HashMap
 }
 
 /// A `runs:/RUN/PATH` source is the run's artifact root and the path, a
-/// `models:/m-…` source the logged model's artifact root; any other
-/// source is its own location.
+/// `models:/m-…` source the logged model's artifact root, a
+/// `models:/NAME/VERSION` source that version's own location; any other
+/// source (or one naming what this server does not hold) is its own.
 pub(super) async fn resolve_source(app: &App, source: &str) -> Result<String, MlflowError> {
     resolve_source_within(app, source, 8).await
 }
