@@ -225,6 +225,20 @@ fn metric_history_bulk_interval_samples_steps_as_mlflow_does() {
     };
     assert_eq!(of(&ids[0]), [0, 5, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]);
     assert_eq!(of(&ids[1]), [5, 999]);
+    // A step logged more than once answers with every point at it, oldest
+    // first, as MLflow 3.17's server does (it samples steps, not points).
+    let again = serde_json::json!({"run_id": ids[0], "metrics": [
+        {"key": "loss", "value": 1.0, "timestamp": 5000, "step": 100},
+        {"key": "loss", "value": 2.0, "timestamp": 1, "step": 100},
+    ]});
+    assert_eq!(post(&format!("{api}/runs/log-batch"), "application/json", &again.to_string()).0, 200);
+    let (_, body) = get(&format!("{api}/metrics/get-history-bulk-interval?run_ids={}&metric_key=loss&max_results=10", ids[0]));
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let at_100: Vec<i64> =
+        body["metrics"].as_array().unwrap().iter().filter(|m| m["step"] == 100).map(|m| m["timestamp"].as_i64().unwrap()).collect();
+    assert_eq!(at_100, [1, 1100, 5000]);
+    // Alone, the run samples 11 steps (0, 100, …, 900, 999); step 100 has three points.
+    assert_eq!(body["metrics"].as_array().unwrap().len(), 13);
     let (status, body) = get(&format!("{api}/metrics/get-history-bulk-interval?run_ids={}&metric_key=loss&start_step=9", ids[0]));
     assert_eq!(status, 400);
     assert!(body.contains("both must be specified"), "{body}");

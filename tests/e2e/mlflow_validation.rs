@@ -667,3 +667,62 @@ fn version_sources_are_checked_and_the_ui_routes_served_as_mlflows_own_rest_test
         crate::support::get(&format!("{}/ajax-api/2.0/mlflow/logged-models/{served}/artifacts/files?artifact_file_path=MLmodel", server.url));
     assert_eq!((code, text), (200, format!("model_id: {served}\n")));
 }
+
+/// A registered version's files as MLflow's UI reads them
+/// (`/model-versions/get-artifact`), MLflow's exact "Invalid path" for a
+/// path that climbs out on every download and listing route (even one
+/// reached through a doubled slash, which is redirected as MLflow's server
+/// redirects it), and `--version-source-pattern`, MLflow's
+/// `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX`.
+#[test]
+fn version_files_are_served_bad_paths_refused_and_sources_held_to_the_servers_pattern() {
+    let k = Kiln::new();
+    // A pattern that is not a regular expression stops the server, by name.
+    let out = k.cmd(&["serve", "--addr", "127.0.0.1:0", "--version-source-pattern", "(unclosed"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`(unclosed` is not a regular expression"), "{stderr}");
+
+    let server = k.serve(&["--workers", "0", "--no-scheduler", "--version-source-pattern", "^mlflow-artifacts:/"]);
+    let ipv = "INVALID_PARAMETER_VALUE";
+    let run = create_run(&server);
+    let put = http()
+        .put(&format!("{}/api/2.0/mlflow-artifacts/artifacts/0/{run}/artifacts/model/MLmodel", server.url))
+        .header("content-type", "application/octet-stream")
+        .send("flavors: {}\n")
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    assert_eq!(mlflow_post(&server, "registered-models/create", json!({"name": "m"})).0, 200);
+    assert_mlflow_error(
+        mlflow_post(&server, "model-versions/create", json!({"name": "m", "source": "s3://bucket/model", "run_id": run})),
+        400,
+        ipv,
+        "Invalid model version source: 's3://bucket/model'.",
+    );
+    let source = format!("mlflow-artifacts:/0/{run}/artifacts/model");
+    let (code, body) = mlflow_post(&server, "model-versions/create", json!({"name": "m", "source": source, "run_id": run}));
+    assert_eq!((code, body["model_version"]["version"].as_str()), (200, Some("1")), "{body}");
+
+    let (code, text) = crate::support::get(&format!("{}/model-versions/get-artifact?name=m&version=1&path=MLmodel", server.url));
+    assert_eq!((code, text.as_str()), (200, "flavors: {}\n"));
+    let (code, _) = crate::support::get(&format!("{}/model-versions/get-artifact?name=m&version=1&path=absent", server.url));
+    assert_eq!(code, 404);
+
+    let exact = json!({"error_code": ipv, "message": "Invalid path"});
+    for url in [
+        format!("{}/api/2.0/mlflow/artifacts/list?run_id={run}&path=../path", server.url),
+        format!("{}/get-artifact?run_id={run}&path=../path", server.url),
+        format!("{}//model-versions/get-artifact?name=m&version=1&path=../path", server.url),
+    ] {
+        assert_eq!(send(&url, None), (400, exact.clone()), "{url}");
+    }
+    let moved = http()
+        .get(&format!("{}//model-versions//get-artifact?name=m&version=1&path=MLmodel", server.url))
+        .config()
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(moved.status().as_u16(), 308);
+    assert_eq!(moved.headers()["location"], "/model-versions/get-artifact?name=m&version=1&path=MLmodel");
+}

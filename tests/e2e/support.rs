@@ -55,7 +55,13 @@ impl Kiln {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        c.args(args).current_dir(self.dir.path()).env_remove("KILN_HOME").env_remove("KILN_DATABASE_URL").env("NO_COLOR", "1");
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("KILN_HOME")
+            .env_remove("KILN_DATABASE_URL")
+            // `kiln serve` reads MLflow's source pattern from the environment.
+            .env_remove("MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX")
+            .env("NO_COLOR", "1");
         if let Some(url) = &self.database_url {
             c.env("KILN_DATABASE_URL", url);
         }

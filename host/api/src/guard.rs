@@ -113,6 +113,10 @@ fn essence(req: &Request) -> String {
 /// MLflow's API, under either of its prefixes and any of its versions
 /// (`/api/2.0/mlflow/...`, `/ajax-api/3.0/mlflow/...`, `mlflow-artifacts`).
 fn is_mlflow(path: &str) -> bool {
+    // MLflow's UI downloads, outside its API prefix.
+    if matches!(path, "/get-artifact" | "/model-versions/get-artifact") {
+        return true;
+    }
     let Some(rest) = path.strip_prefix("/api/").or_else(|| path.strip_prefix("/ajax-api/")) else {
         return false;
     };
@@ -145,9 +149,10 @@ pub async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: N
     let refused = refusal(&hosts, &req);
     let response = REQUEST_ID
         .scope(id.clone(), async move {
-            let response = match refused {
-                Some((status, message)) => error_body(status, mlflow, message),
-                None => next.run(req).await,
+            let response = match (refused, slashes_merged(req.uri())) {
+                (Some((status, message)), _) => error_body(status, mlflow, message),
+                (None, Some(location)) => redirect(&location),
+                (None, None) => next.run(req).await,
             };
             as_json(response, mlflow).await
         })
@@ -158,6 +163,34 @@ pub async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: N
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// A path with `//` in it, merged, for a permanent redirect: MLflow's
+/// server (Werkzeug) sends clients that join URLs carelessly
+/// (`{tracking_uri}//model-versions/...`) to the single-slash route.
+fn slashes_merged(uri: &axum::http::Uri) -> Option<String> {
+    let path = uri.path();
+    if !path.contains("//") {
+        return None;
+    }
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    if let Some(query) = uri.query() {
+        merged.push('?');
+        merged.push_str(query);
+    }
+    Some(merged)
+}
+
+fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)]).into_response(),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
 }
 
 fn refusal(hosts: &AllowedHosts, req: &Request) -> Option<(StatusCode, String)> {
@@ -234,6 +267,13 @@ async fn as_json(response: Response, mlflow: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubled_slashes_are_merged_query_kept() {
+        let uri: axum::http::Uri = "/x//model-versions///get-artifact?path=a//b".parse().unwrap();
+        assert_eq!(slashes_merged(&uri).as_deref(), Some("/x/model-versions/get-artifact?path=a//b"));
+        assert_eq!(slashes_merged(&"/api/2.0/mlflow/runs/get?run_id=1".parse().unwrap()), None);
+    }
 
     #[test]
     fn hosts_of_a_loopback_server() {

@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// themselves. By default they upload through Kiln (`mlflow-artifacts:/`).
     #[arg(long, value_name = "ROOT", value_parser = artifact_root)]
     default_artifact_root: Option<String>,
+    /// MLflow clients may create model versions only from sources this
+    /// regular expression matches somewhere in (say `^s3://models/`);
+    /// others are refused with 400. MLflow's server reads the same
+    /// variable.
+    #[arg(long, value_name = "REGEX", env = "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX")]
+    version_source_pattern: Option<String>,
 }
 
 /// A URI with a scheme, or a path made an absolute `file://` URI, as
@@ -108,6 +114,9 @@ pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
     let fd_limit = listen::raise_fd_limit();
     let mut app = App::open(true).await?;
     app.default_artifact_root = args.default_artifact_root;
+    if let Some(pattern) = &args.version_source_pattern {
+        app.set_version_source_pattern(pattern)?;
+    }
     if let Some(root) = &app.default_artifact_root {
         // MLflow's server puts its Default experiment under the root too.
         // Kiln's may predate the flag: it moves only while it has no runs,

@@ -20,6 +20,9 @@ pub struct App {
     /// `mlflow server` has it): the experiment's location becomes
     /// `ROOT/<id>`. `None`: they upload through Kiln (`mlflow-artifacts:/`).
     pub default_artifact_root: Option<String>,
+    /// Model versions MLflow clients create must have a source this
+    /// matches ([`App::set_version_source_pattern`]).
+    pub version_source_pattern: Option<regex::Regex>,
     /// Started on first use (see [`App::runtime`]).
     runtime: Arc<OnceLock<Runtime>>,
 }
@@ -35,7 +38,26 @@ impl App {
         let limits = crate::data::remote::Config::load(workspace.root())?.limits;
         let store = Store::connect(&workspace.database_url()).await?;
         let blobs = BlobStore::new(workspace.blob_dir());
-        Ok(App { workspace, store, blobs, limits, default_artifact_root: None, runtime: Arc::new(OnceLock::new()) })
+        Ok(App {
+            workspace,
+            store,
+            blobs,
+            limits,
+            default_artifact_root: None,
+            version_source_pattern: None,
+            runtime: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Only model versions whose source `pattern` finds a match in may be
+    /// created, as MLflow's server allows with
+    /// `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX` (say, only
+    /// `^s3://models-bucket/`).
+    pub fn set_version_source_pattern(&mut self, pattern: &str) -> Result<()> {
+        let compiled =
+            regex::Regex::new(pattern).with_context(|| format!("the model-version source pattern `{pattern}` is not a regular expression"))?;
+        self.version_source_pattern = Some(compiled);
+        Ok(())
     }
 
     /// The plugin runtime, started the first time something runs a

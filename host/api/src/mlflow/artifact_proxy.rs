@@ -93,8 +93,13 @@ async fn store_artifact(app: &App, owner: &Owner, rel: &str, body: axum::body::B
 }
 
 /// A file path a UI route was given, under MLflow's message.
+/// MLflow answers exactly "Invalid path" (clients compare the whole
+/// message), so why it is invalid goes to the server's log.
 fn check_file_path(path: &str) -> Result<(), MlflowError> {
-    kiln_services::tracking::check_artifact_path(path).map_err(|e| invalid(format!("Invalid path: {e}")))
+    kiln_services::tracking::check_artifact_path(path).map_err(|e| {
+        tracing::info!(path, reason = %e, "refused an artifact path");
+        invalid("Invalid path")
+    })
 }
 
 /// `upload-artifact?run_uuid=…&path=…` with the file as the body: how
@@ -150,6 +155,23 @@ pub(super) async fn get_run_artifact(State(app): State<App>, Query(q): Query<Has
     send_file(&app, &Owner::Run(run_id.clone()), path).await
 }
 
+/// `/model-versions/get-artifact?name&version&path`: a file of a
+/// registered version, as MLflow's UI reads it, from wherever the
+/// version's download URI says its files are on this server.
+pub(super) async fn get_version_artifact(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Result<Response, MlflowError> {
+    let path = q.get("path").filter(|s| !s.is_empty()).ok_or_else(|| missing("path"))?;
+    check_file_path(path)?;
+    let name = q.get("name").filter(|s| !s.is_empty()).ok_or_else(|| missing("name"))?;
+    let version = super::model_registry::version_number(&json!({"version": q.get("version")}))?;
+    let v = app.store.version(name, version).await?;
+    let uri = super::model_registry::resolve_source(&app, &v.source).await?;
+    let Some(root) = uri.strip_prefix("mlflow-artifacts:") else {
+        return Err(invalid(format!("version {version} of '{name}' keeps its files at '{uri}', which this server does not serve")));
+    };
+    let (owner, rel) = split_artifact_path(&format!("{}/{path}", root.trim_start_matches('/')))?;
+    send_file(&app, &owner, &rel).await
+}
+
 /// `logged-models/{id}/artifacts/files?artifact_file_path=…`: a logged
 /// model's file, as MLflow's UI reads it.
 pub(super) async fn get_logged_model_artifact(
@@ -192,6 +214,9 @@ pub(super) async fn list_run_artifacts(State(app): State<App>, Query(q): Query<H
     let run_id = q.get("run_id").or(q.get("run_uuid")).filter(|s| !s.is_empty()).ok_or_else(|| missing("run_id"))?;
     let (experiment, _, _) = app.store.run_extras(run_id).await.map_err(|_| no_run(run_id))?;
     let path = q.get("path").cloned().unwrap_or_default();
+    if !path.trim_matches('/').is_empty() {
+        check_file_path(path.trim_matches('/'))?;
+    }
     let files: Vec<Value> = children(&app, run_id, path.trim_matches('/'))
         .await?
         .into_iter()

@@ -46,7 +46,10 @@ const MAX_BATCH_TOTAL: usize = 1000;
 /// `/ajax-api/` for its web UI, which scripts and MLflow's own REST tests
 /// call too (`ajax-api/2.0/mlflow/metrics/get-history`, ...).
 pub fn router() -> Router<App> {
-    routes("/api").merge(routes("/ajax-api")).route("/get-artifact", get(get_run_artifact))
+    routes("/api")
+        .merge(routes("/ajax-api"))
+        .route("/get-artifact", get(get_run_artifact))
+        .route("/model-versions/get-artifact", get(get_version_artifact))
 }
 
 fn routes(api: &str) -> Router<App> {

@@ -272,13 +272,25 @@ pub(super) async fn create_version(State(app): State<App>, Json(body): Json<Valu
         let source = app.store.logged_model_record(&model_id).await?.source_run_id;
         run_id = Some(source).filter(|r| !r.is_empty());
     }
+    if let Some(pattern) = &app.version_source_pattern
+        && !pattern.is_match(&source)
+    {
+        return Err(invalid(format!("Invalid model version source: '{source}'.")));
+    }
     let tags = entity_tags(&body)?;
     // A prompt's "source" is a placeholder, which MLflow does not check.
     if !tags.iter().any(|(k, v)| k == "mlflow.prompt.is_prompt" && v == "true") {
         version_source::check(&app, &source, run_id.as_deref(), &model_id).await?;
     }
     let description = text(&body, &["description"]).unwrap_or_default();
-    let new = crate::store::NewVersion { source: &source, run_id: run_id.as_deref(), description: &description, model_id: &model_id, tags: &tags };
+    let new = crate::store::NewVersion {
+        source: &source,
+        run_id: run_id.as_deref(),
+        description: &description,
+        model_id: &model_id,
+        tags: &tags,
+        ..Default::default()
+    };
     let v = app.store.create_version_from(&name, &new).await.map_err(model_missing(&name))?;
     if !model_id.is_empty() {
         app.store.record_model_versions_tag(&model_id).await?;

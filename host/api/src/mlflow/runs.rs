@@ -717,9 +717,12 @@ impl MetricsPage<'_> {
 /// `metrics/get-history-bulk-interval`: one metric of up to 100 runs,
 /// sampled for a chart (MLflow's rules: kiln_services::tracking::sample).
 pub(super) async fn metric_history_bulk(State(app): State<App>, Query(q): Query<Vec<(String, String)>>) -> Result<Response, MlflowError> {
-    use kiln_services::tracking::sample::{evenly_spaced, sample_steps};
+    use kiln_services::tracking::sample::sample_steps;
     const MAX_RUNS: usize = 100;
     const MAX_RESULTS_PER_RUN: i64 = 2500;
+    // Every point logged at a sampled step comes back, several per step
+    // when a step was logged more than once, up to MLflow's history cap.
+    const MAX_POINTS_PER_RUN: usize = 25_000;
     let body = query_body(&q);
     let run_ids: Vec<String> = match body.get("run_ids") {
         None => return Err(missing("run_ids")),
@@ -755,13 +758,10 @@ pub(super) async fn metric_history_bulk(State(app): State<App>, Query(q): Query<
     }
     let steps: Vec<Vec<i64>> = histories.iter().map(|h| h.iter().map(|p| p.step).collect()).collect();
     let sampled = sample_steps(&steps, max_results as usize, range);
-    let per_run = (max_results as usize).max(sampled.len());
     let mut metrics = Vec::new();
     for (id, history) in run_ids.iter().zip(&histories) {
-        let kept: Vec<&MetricPoint> = history.iter().filter(|p| sampled.binary_search(&p.step).is_ok()).collect();
-        for i in evenly_spaced(kept.len(), per_run) {
-            metrics.push(MetricJson { run_id: Some(id), ..MetricJson::from(kept[i]) });
-        }
+        let kept = history.iter().filter(|p| sampled.binary_search(&p.step).is_ok()).take(MAX_POINTS_PER_RUN);
+        metrics.extend(kept.map(|p| MetricJson { run_id: Some(id), ..MetricJson::from(p) }));
     }
     MetricsPage { metrics, next_page_token: None }.response()
 }

@@ -1,7 +1,7 @@
 //! Sampling metric histories for charts, as MLflow's
 //! `get-history-bulk-interval` does: at most `max_results` steps from the
 //! steps the runs logged in a range, keeping each run's first and last
-//! step, then at most that many points per run, evenly spaced.
+//! step. Every point logged at a sampled step is then shown.
 
 /// The steps to show: `runs` holds each run's logged steps; `range` is
 /// inclusive (both ends or neither; neither means from 0 to the last step).
@@ -33,24 +33,6 @@ pub fn sample_steps(runs: &[Vec<i64>], max_results: usize, range: Option<(i64, i
     steps
 }
 
-/// At most `max` indices into `total` items, evenly spaced, first and last
-/// included (Python's `round`, half to even, as MLflow computes them).
-pub fn evenly_spaced(total: usize, max: usize) -> Vec<usize> {
-    if total == 0 {
-        return Vec::new();
-    }
-    if total <= max {
-        return (0..total).collect();
-    }
-    if max <= 1 {
-        return vec![total - 1];
-    }
-    let step = (total - 1) as f64 / (max - 1) as f64;
-    let mut out: Vec<usize> = (0..max).map(|i| (i as f64 * step).round_ties_even() as usize).collect();
-    out.dedup();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,15 +47,5 @@ mod tests {
         assert_eq!(sample_steps(&[a], 3, Some((10, 20))), [10, 13, 17, 20]);
         assert_eq!(sample_steps(&[vec![3, 1, 2]], 10, None), [1, 2, 3]);
         assert!(sample_steps(&[], 10, None).is_empty());
-    }
-
-    #[test]
-    fn evenly_spaced_indices_match_pythons_rounding() {
-        assert_eq!(evenly_spaced(10, 4), [0, 3, 6, 9]);
-        // 2.5 rounds to 2, as Python's round does.
-        assert_eq!(evenly_spaced(6, 3), [0, 2, 5]);
-        assert_eq!(evenly_spaced(3, 5), [0, 1, 2]);
-        assert_eq!(evenly_spaced(5, 1), [4]);
-        assert!(evenly_spaced(0, 5).is_empty());
     }
 }
