@@ -17,5 +17,6 @@ mod reference;
 mod s3;
 mod sandbox;
 mod server;
+mod serving;
 mod support;
 mod tracking;

@@ -4,15 +4,17 @@
 
 mod artifacts;
 mod datasets;
+mod deployments;
 mod error;
 mod guard;
 mod mlflow;
 mod pipelines;
+mod scoring;
 mod server;
 mod tracking;
 
 // The services, under the paths the handlers name them by.
-use kiln_services::{app, blobs, data, dataset, invalid, pipeline, records, registry, store, views};
+use kiln_services::{app, blobs, data, dataset, invalid, pipeline, records, registry, serving, store, views};
 
 use crate::app::App;
 use axum::Router;
@@ -51,6 +53,15 @@ pub fn router(app: App, hosts: AllowedHosts) -> Router {
         .route("/api/v1/datasets/{name}/versions", post(datasets::upload))
         .route("/api/v1/datasets/{name}/versions/{version}", get(datasets::show))
         .route("/api/v1/datasets/{name}/versions/{version}/content", get(datasets::download))
+        .route("/api/v1/models", get(deployments::models))
+        .route("/api/v1/models/{name}", get(deployments::model))
+        .route("/api/v1/models/{name}/versions", post(deployments::register))
+        .route("/api/v1/models/{name}/versions/{version}/stage", post(deployments::set_stage))
+        .route("/api/v1/models/{name}/aliases/{alias}", axum::routing::put(deployments::set_alias))
+        .route("/api/v1/deployments", post(deployments::create).get(deployments::list))
+        .route("/api/v1/deployments/{name}", get(deployments::show).delete(deployments::delete))
+        // MLflow's scoring protocol, one endpoint per deployment.
+        .route("/deployments/{name}/invocations", post(deployments::invocations))
         .merge(mlflow::router())
         .with_state(app)
         .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(hosts), guard::guard))

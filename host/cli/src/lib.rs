@@ -4,6 +4,7 @@
 //! rebuilds the API crate and the binary, not this one.
 
 mod data;
+mod deploy;
 mod experiments;
 mod models;
 mod pipeline;
@@ -39,6 +40,12 @@ enum Command {
     /// The model registry: registered models, versions, stages, aliases.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Serve a registered model version under a name (`kiln serve` answers
+    /// predictions at /deployments/NAME/invocations).
+    Deploy(deploy::DeployArgs),
+    /// List and delete deployments.
+    #[command(subcommand)]
+    Deployments(deploy::DeploymentsCommand),
     /// List, search, compare and inspect tracked runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -110,6 +117,8 @@ pub async fn main(serve: Serve) -> Result<i32> {
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Experiments(cmd) => experiments::run(cmd).await,
         Command::Models(cmd) => models::run(cmd).await,
+        Command::Deploy(args) => deploy::deploy(args).await,
+        Command::Deployments(cmd) => deploy::run(cmd).await,
         Command::Data(cmd) => data::run(cmd).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,

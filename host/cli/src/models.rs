@@ -16,6 +16,30 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Register the model a run's trainer stage made as the next version
+    /// of NAME (creating the model); the run must have finished.
+    Register {
+        run_id: String,
+        stage: String,
+        name: String,
+        /// Also point this alias at the new version.
+        #[arg(long)]
+        alias: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point ALIAS of model NAME at VERSION (`champion`, `challenger`, …).
+    Alias { name: String, version: i64, alias: String },
+    /// Move VERSION of model NAME to a stage (None, Staging, Production,
+    /// Archived), as MLflow's stages.
+    Stage {
+        name: String,
+        version: i64,
+        stage: String,
+        /// Archive the versions already in that stage.
+        #[arg(long)]
+        archive_existing: bool,
+    },
     /// Models logged by MLflow 3 clients (`log_model`): the run that made
     /// each, its status, and the registered versions made from it.
     Logged {
@@ -55,12 +79,7 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
             let versions = app.store.versions(&name).await?;
             let aliases = app.store.aliases(&name).await?;
             if json {
-                kiln_services::outln!(
-                    "{}",
-                    output::json(
-                        &serde_json::json!({"model": views::Model::from(&model), "versions": views::all::<_, views::ModelVersion>(&versions), "aliases": aliases})
-                    )
-                );
+                kiln_services::outln!("{}", output::json(&views::ModelDetail::new(&model, &versions, &aliases)));
             } else {
                 kiln_services::outln!("model  {}\n", model.name);
                 let rows = versions
@@ -72,6 +91,24 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
                     .collect();
                 kiln_services::outln!("{}", output::table(&["version", "stage", "aliases", "run", "source"], rows));
             }
+        }
+        ModelsCommand::Register { run_id, stage, name, alias, json } => {
+            let v = kiln_services::serving::register(&app, &run_id, &stage, &name, alias.as_deref()).await?;
+            if json {
+                kiln_services::outln!("{}", output::json(&views::ModelVersion::from(&v)));
+            } else {
+                let also = alias.map(|a| format!(" (alias {a})")).unwrap_or_default();
+                kiln_services::outln!("Registered {name} version {}{also} from stage `{stage}` of run {run_id}", v.version);
+            }
+        }
+        ModelsCommand::Alias { name, version, alias } => {
+            registry::check_alias(&alias).map_err(|e| anyhow::anyhow!(e))?;
+            app.store.set_alias(&name, &alias, version).await?;
+            kiln_services::outln!("{name}@{alias} is version {version}");
+        }
+        ModelsCommand::Stage { name, version, stage, archive_existing } => {
+            let v = app.store.transition_stage(&name, version, &stage, archive_existing).await?;
+            kiln_services::outln!("{name} version {version} is in stage {}", v.stage);
         }
         ModelsCommand::Logged { experiment, json } => {
             let ids = match experiment {

@@ -82,7 +82,7 @@ async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i
     if human {
         kiln_services::outln!("Running pipeline `{name}` ({} stages)", prepared.pipeline.stages.len());
     }
-    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
+    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect(), ..Default::default() };
     let bars = live.then(Bars::new);
     let run = pipeline::execute(app, prepared, options, None, |event| match (event, &bars) {
         (Event::Run(id), Some(bars)) => bars.follow(app, id),
@@ -109,7 +109,12 @@ async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i
                 })
             })
             .collect();
-        kiln_services::outln!("{}", output::json(&serde_json::json!({"run_id": run.run_id, "pipeline": name, "succeeded": ok, "stages": stages})));
+        kiln_services::outln!(
+            "{}",
+            output::json(
+                &serde_json::json!({"run_id": run.run_id, "pipeline": name, "succeeded": ok, "stages": stages, "registered": run.registered})
+            )
+        );
     } else {
         print_summary(&run.results);
         let ran = run.results.iter().filter(|r| r.status == StageStatus::Ran).count();
@@ -120,6 +125,10 @@ async fn run_pipeline(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i
             if ok { "succeeded" } else { "FAILED" },
             output::short(&run.run_id, 12)
         );
+        for r in &run.registered {
+            let alias = r.alias.as_ref().map(|a| format!(" (alias {a})")).unwrap_or_default();
+            kiln_services::outln!("Registered {} version {}{alias} from stage `{}`.", r.model, r.version, r.stage);
+        }
     }
     Ok(if ok { 0 } else { 1 })
 }
@@ -159,7 +168,7 @@ fn print_summary(results: &[StageResult]) {
 
 async fn sweep(app: &App, pipeline: Pipeline, args: &RunArgs) -> Result<i32> {
     let name = pipeline.name.clone();
-    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect() };
+    let options = RunOptions { jobs: args.jobs, no_cache: args.no_cache, force: args.force.iter().cloned().collect(), ..Default::default() };
     let human = !args.json;
     if human {
         kiln_services::outln!("Sweeping pipeline `{name}`");

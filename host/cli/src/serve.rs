@@ -110,6 +110,24 @@ async fn listen(addr: &str) -> Result<tokio::net::TcpListener> {
     Err(last.map_or_else(|| anyhow::anyhow!("the address resolves to nothing"), anyhow::Error::from))
 }
 
+/// Load every deployment's instances, so the first predictions are warm;
+/// one that cannot load is logged and answers 503 until it is fixed.
+async fn warm_deployments(app: &App) {
+    let deployments = match app.store.deployments().await {
+        Ok(d) => d,
+        Err(e) => return tracing::error!("listing deployments: {e}"),
+    };
+    for d in deployments {
+        let warmed = match kiln_services::serving::pool_for(app, &d.name).await {
+            Ok(pool) => pool.warm_up(app).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = warmed {
+            tracing::warn!(deployment = %d.name, "not serving yet: {e}");
+        }
+    }
+}
+
 pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
     let fd_limit = listen::raise_fd_limit();
     let mut app = App::open(true).await?;
@@ -144,6 +162,7 @@ pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
             if let Err(e) = kiln_services::plugins::ensure_bundled(&app).await {
                 tracing::error!("registering the bundled plugins: {e:#}");
             }
+            warm_deployments(&app).await;
             let mut tasks = Vec::new();
             for _ in 0..workers {
                 tasks.push(tokio::spawn(worker::run(app.clone(), WorkerOptions::new(lease), rx.clone())));

@@ -114,6 +114,14 @@ impl Events {
         }
     }
 
+    /// A warm instance's next call starts with the whole per-call caps.
+    pub fn reset_for_call(&mut self) {
+        self.kept.clear();
+        self.count = 0;
+        self.bytes = 0;
+        self.dropped = 0;
+    }
+
     /// After the call: wait for room for whatever is still queued.
     pub async fn flush(sink: Option<EventSender>, overflow: VecDeque<HostEvent>) {
         let Some(sink) = sink else { return };

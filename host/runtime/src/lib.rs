@@ -4,7 +4,9 @@
 //! preview 2 (with no capability granted) and `kiln:plugin/host`, an on-disk
 //! cache of compiled components, and an `InstancePre` per loaded plugin.
 //! Every call gets a fresh `Store` with a deadline and a memory cap, so one
-//! call can neither see another's state nor take the host down.
+//! call can neither see another's state nor take the host down; the one
+//! exception is a served model ([`WarmModel`]), whose instance serves one
+//! deployment's predictions, each with its own deadline.
 
 mod bindings;
 mod cache;
@@ -14,6 +16,7 @@ mod error;
 mod host;
 mod inspect;
 mod limits;
+mod warm;
 
 pub use error::RuntimeError;
 pub use inspect::{ComponentInfo, SUPPORTED_WIT};
@@ -33,6 +36,7 @@ use wasmtime::{Config, Engine};
 
 pub use call::{CallReport, EventSender, HostEvent, LogLine, ReportedMetric};
 pub use host::{MAX_EVENT_BYTES, MAX_EVENTS, PROGRESS_INTERVAL};
+pub use warm::{WarmModel, WarmReport};
 
 /// How often the epoch ticks. A deadline is enforced to within one tick,
 /// and a running plugin yields to the async executor once per tick.

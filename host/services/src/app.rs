@@ -23,6 +23,8 @@ pub struct App {
     /// Model versions MLflow clients create must have a source this
     /// matches ([`App::set_version_source_pattern`]).
     pub version_source_pattern: Option<regex::Regex>,
+    /// Warm instances of the deployments this process serves.
+    pub pools: Arc<crate::serving::pool::Pools>,
     /// Started on first use (see [`App::runtime`]).
     runtime: Arc<OnceLock<Runtime>>,
 }
@@ -45,6 +47,7 @@ impl App {
             limits,
             default_artifact_root: None,
             version_source_pattern: None,
+            pools: Default::default(),
             runtime: Arc::new(OnceLock::new()),
         })
     }

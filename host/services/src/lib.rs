@@ -23,6 +23,7 @@ pub mod plugins;
 pub mod records;
 pub mod registry;
 pub mod scheduler;
+pub mod serving;
 /// Metadata in SQL, a crate of its own: only it knows SQL.
 pub use kiln_store as store;
 pub mod tracking;

@@ -332,6 +332,12 @@ pub struct ModelVersion {
     pub model_id: Option<String>,
     pub stage: String,
     pub description: String,
+    /// The trainer plugin that loads a Kiln-trained model (`sha256:…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_digest: Option<String>,
+    /// The input it was trained on: columns and kinds, target, data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<serde_json::Value>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -346,8 +352,59 @@ impl From<&store::VersionRecord> for ModelVersion {
             model_id: Some(v.model_id.clone()).filter(|m| !m.is_empty()),
             stage: v.stage.clone(),
             description: v.description.clone(),
+            plugin_digest: Some(v.plugin_digest.clone()).filter(|d| !d.is_empty()),
+            signature: serde_json::from_str(&v.signature).ok().filter(|s: &serde_json::Value| s.as_object().is_some_and(|o| !o.is_empty())),
             created_at: v.created_at,
             updated_at: v.updated_at,
+        }
+    }
+}
+
+/// A model with its versions and aliases (`kiln models show`,
+/// `GET /api/v1/models/{name}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelDetail {
+    pub model: Model,
+    pub versions: Vec<ModelVersion>,
+    pub aliases: Vec<(String, i64)>,
+}
+
+impl ModelDetail {
+    pub fn new(model: &store::ModelRecord, versions: &[store::VersionRecord], aliases: &[(String, i64)]) -> Self {
+        ModelDetail { model: model.into(), versions: all(versions), aliases: aliases.to_vec() }
+    }
+}
+
+/// A deployment: the name it is served under and what answers there.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub name: String,
+    pub model: String,
+    /// What was deployed, as given (`3`, `champion`, `Production`).
+    pub model_ref: String,
+    pub version: i64,
+    pub instances: i64,
+    pub timeout_ms: Option<i64>,
+    pub max_rows: Option<i64>,
+    /// Where clients send predictions.
+    pub invocations: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&store::DeploymentRecord> for Deployment {
+    fn from(d: &store::DeploymentRecord) -> Self {
+        Deployment {
+            name: d.name.clone(),
+            model: d.model_name.clone(),
+            model_ref: d.model_ref.clone(),
+            version: d.version,
+            instances: d.instances,
+            timeout_ms: d.timeout_ms,
+            max_rows: d.max_rows,
+            invocations: format!("/deployments/{}/invocations", d.name),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
         }
     }
 }

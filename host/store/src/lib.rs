@@ -23,6 +23,7 @@
 
 mod catalog;
 mod datasets;
+mod deployments;
 mod experiments;
 mod feed;
 mod group;
@@ -36,6 +37,7 @@ mod runs;
 mod search;
 
 pub use datasets::{DatasetVersion, NewDatasetVersion};
+pub use deployments::DeploymentRecord;
 pub use experiments::ExperimentRecord;
 pub use feed::{Change, SQLITE_PROBE};
 pub use history::HistoryPoint;
@@ -126,6 +128,7 @@ pub(crate) fn migrator() -> Migrator {
         migration(6, "metric chunks", include_str!("../migrations/0006_metric_chunks.sql")),
         migration(7, "registry and logged models", include_str!("../migrations/0007_registry_and_logged_models.sql")),
         migration(8, "model last version", include_str!("../migrations/0008_model_last_version.sql")),
+        migration(9, "deployments", include_str!("../migrations/0009_deployments.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -24,6 +24,14 @@ pub struct VersionRecord {
     pub model_id: String,
     pub stage: String,
     pub description: String,
+    /// A model a Kiln trainer made: its bytes (a blob id) and the digest of
+    /// the plugin that loads them. Empty for versions made through
+    /// MLflow's API, whose files are at `source`.
+    pub blob: String,
+    pub plugin_digest: String,
+    /// The input the model was trained on, as JSON (`{"inputs": [...]}`),
+    /// `{}` when unknown.
+    pub signature: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -43,12 +51,31 @@ fn version_from_row(r: &sqlx::any::AnyRow) -> Result<VersionRecord> {
         model_id: r.try_get("model_id")?,
         stage: r.try_get("stage")?,
         description: r.try_get("description")?,
+        blob: r.try_get("blob")?,
+        plugin_digest: r.try_get("plugin_digest")?,
+        signature: r.try_get("signature")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
 }
 
-const VERSION_COLUMNS: &str = "name, version, run_id, external_run_id, model_id, source, stage, description, created_at, updated_at";
+const VERSION_COLUMNS: &str =
+    "name, version, run_id, external_run_id, model_id, source, stage, description, blob, plugin_digest, signature, created_at, updated_at";
+
+/// A model (or one version of it) that a deployment serves is not
+/// deleted: the endpoint would start failing with nothing to show why.
+async fn refuse_if_served(tx: &mut sqlx::Transaction<'static, sqlx::Any>, name: &str, version: Option<i64>) -> Result<()> {
+    let row = sqlx::query("SELECT name, version FROM deployments WHERE model_name = $1 AND ($2 < 0 OR version = $2) ORDER BY name LIMIT 1")
+        .bind(name)
+        .bind(version.unwrap_or(-1))
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let (deployment, served): (String, i64) = (row.try_get("name")?, row.try_get("version")?);
+    Err(StoreError::Conflict(format!(
+        "version {served} of model `{name}` is served by deployment `{deployment}`: point the deployment at another model or delete it first"
+    )))
+}
 
 /// What a new version is made from.
 #[derive(Debug, Default, Clone)]
@@ -58,6 +85,11 @@ pub struct NewVersion<'a> {
     pub description: &'a str,
     pub model_id: &'a str,
     pub tags: &'a [(String, String)],
+    /// A Kiln-trained model's blob, loading plugin and signature
+    /// ([`VersionRecord::blob`]); empty for MLflow's.
+    pub blob: &'a str,
+    pub plugin_digest: &'a str,
+    pub signature: &'a str,
 }
 
 fn model_from_row(r: &sqlx::any::AnyRow) -> Result<ModelRecord> {
@@ -113,6 +145,7 @@ impl Store {
 
     pub async fn delete_model(&self, name: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        refuse_if_served(&mut tx, name, None).await?;
         sqlx::query("DELETE FROM model_version_tags WHERE name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM model_aliases WHERE name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM registered_model_tags WHERE name = $1").bind(name).execute(&mut *tx).await?;
@@ -151,14 +184,17 @@ impl Store {
         let version: i64 = row.try_get("last_version")?;
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO model_versions (name, version, run_id, external_run_id, model_id, blob, plugin_digest, stage, description, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, '', '', 'None', $6, $7, $8, $9)",
+            "INSERT INTO model_versions (name, version, run_id, external_run_id, model_id, blob, plugin_digest, signature, stage, description, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'None', $9, $10, $11, $12)",
         )
         .bind(name)
         .bind(version)
         .bind(local)
         .bind(external)
         .bind(new.model_id)
+        .bind(new.blob)
+        .bind(new.plugin_digest)
+        .bind(if new.signature.is_empty() { "{}" } else { new.signature })
         .bind(new.description)
         .bind(new.source)
         .bind(now)
@@ -299,6 +335,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Deployments serve the model under its new name.
+        sqlx::query("UPDATE deployments SET model_name = $1 WHERE model_name = $2").bind(new_name).bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM registered_models WHERE name = $1").bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         self.changed(Change::Model { name: name.into() });
@@ -338,6 +376,7 @@ impl Store {
     /// Delete one version, its tags and the aliases that point at it.
     pub async fn delete_version(&self, name: &str, version: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        refuse_if_served(&mut tx, name, Some(version)).await?;
         let done = sqlx::query("DELETE FROM model_versions WHERE name = $1 AND version = $2").bind(name).bind(version).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("Model Version (name={name}, version={version})")));

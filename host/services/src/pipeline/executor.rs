@@ -28,6 +28,10 @@ pub struct Outputs {
     /// Blob id of a JSON report (evaluation details, drift per feature).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_blob: Option<String>,
+    /// A trained model's input columns and training data
+    /// (`serving::signature::Signature`), for registering and serving it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<serde_json::Value>,
 }
 
 pub struct PluginExecutor {
@@ -214,6 +218,8 @@ impl PluginExecutor {
                 outputs.metrics.extend(live.latest);
                 outputs.model_blob = Some(blob);
                 outputs.model_plugin = Some(record.digest.clone());
+                let signature = crate::serving::signature::Signature::of(&data.features, data.target.as_ref(), Some(data.path.clone()));
+                outputs.signature = Some(serde_json::to_value(signature)?);
             }
             PluginKind::Evaluator => {
                 let data = self.data(&slots.data)?;

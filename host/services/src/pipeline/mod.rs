@@ -3,7 +3,7 @@
 //! as one tracked run.
 
 pub mod engine;
-mod executor;
+pub(crate) mod executor;
 pub mod gate;
 mod inputs;
 pub mod spec;
@@ -12,7 +12,7 @@ pub mod sweep;
 use crate::app::App;
 use crate::plugins;
 use crate::store::{LineageEdge, NewRun, PluginRecord, RunStatus, StageRecord};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use engine::{Event, StageResult, StageStatus};
 use executor::PluginExecutor;
 use kiln_types::PluginKind;
@@ -27,6 +27,9 @@ pub struct RunOptions {
     pub jobs: usize,
     pub no_cache: bool,
     pub force: BTreeSet<String>,
+    /// Leave the stages' `register` undone (a sweep registers only its
+    /// best run's models).
+    pub skip_register: bool,
 }
 
 /// A pipeline whose plugins, params and inputs have all been checked.
@@ -39,6 +42,31 @@ pub struct Prepared {
 pub struct PipelineRun {
     pub run_id: String,
     pub results: Vec<StageResult>,
+    /// The model versions the run's `register` stages made.
+    pub registered: Vec<Registered>,
+}
+
+/// A model version a stage's `register` made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Registered {
+    pub stage: String,
+    pub model: String,
+    pub version: i64,
+    pub alias: Option<String>,
+}
+
+/// Register the models of `run_id`'s stages that say `register`; the run
+/// has finished with every gate passed.
+pub async fn register_models(app: &App, pipeline: &Pipeline, run_id: &str) -> Result<Vec<Registered>> {
+    let mut out = Vec::new();
+    for stage in &pipeline.stages {
+        let Some(r) = &stage.register else { continue };
+        let v = crate::serving::register(app, run_id, &stage.name, &r.model, r.alias.as_deref())
+            .await
+            .with_context(|| format!("run {run_id} finished, but registering stage `{}`'s model as `{}` failed", stage.name, r.model))?;
+        out.push(Registered { stage: stage.name.clone(), model: r.model.clone(), version: v.version, alias: r.alias.clone() });
+    }
+    Ok(out)
 }
 
 impl PipelineRun {
@@ -99,6 +127,13 @@ async fn resolve_stages(app: &App, pipeline: &Pipeline) -> Result<(BTreeMap<Stri
                 }
                 if kind == PluginKind::Trainer && slots.model.is_some() {
                     return Err(forbid("model").into());
+                }
+                if kind != PluginKind::Trainer
+                    && let Some(r) = &stage.register
+                {
+                    return Err(pipeline
+                        .error(r.line, format!("stage `{}`: a {kind} plugin ({uses}) makes no model to `register`", stage.name))
+                        .into());
                 }
                 if kind == PluginKind::Evaluator {
                     let (model, line) = slots.model.as_ref().ok_or_else(|| need("model"))?;
@@ -236,11 +271,14 @@ pub async fn execute(
                 .await?;
         }
     }
-    let run = PipelineRun { run_id, results };
+    let mut run = PipelineRun { run_id, results, registered: Vec::new() };
     let error = run.results.iter().find(|r| !r.status.ok()).map(|r| format!("stage `{}` {}", r.name, r.status.word()));
     let status = if run.succeeded() { RunStatus::Finished } else { RunStatus::Failed };
     app.store.finish_run(&run.run_id, status, error.as_deref()).await?;
     live(&run.run_id, false);
+    if run.succeeded() && !options.skip_register {
+        run.registered = register_models(app, &pipeline, &run.run_id).await?;
+    }
     Ok(run)
 }
 
@@ -264,6 +302,8 @@ pub struct SweepOutcome {
     pub children: Vec<SweepChild>,
     /// Index into `children`.
     pub best: Option<usize>,
+    /// The versions the best run's `register` stages made.
+    pub registered: Vec<Registered>,
 }
 
 /// Run every combination of the pipeline's `[sweep]` as a child run of one
@@ -311,7 +351,7 @@ pub async fn run_sweep(
         child.name = format!("{} #{}", prep.pipeline.name, i + 1);
         child.parent = Some(parent_id.clone());
         let child_id = app.store.create_run(child).await?;
-        let run = execute(app, prep, options.clone(), Some(child_id.clone()), |_| {}).await?;
+        let run = execute(app, prep, RunOptions { skip_register: true, ..options.clone() }, Some(child_id.clone()), |_| {}).await?;
         let metric = run.results.iter().find(|r| r.name == metric_stage).and_then(|r| r.metrics.get(metric_name).copied());
         let c = SweepChild { run_id: child_id, params: combo, metric, succeeded: run.succeeded() };
         on_child(&c);
@@ -351,7 +391,11 @@ pub async fn run_sweep(
     let status = if best.is_some() { RunStatus::Finished } else { RunStatus::Failed };
     app.store.finish_run(&parent_id, status, if best.is_some() { None } else { Some("no combination succeeded") }).await?;
     live(&parent_id, false);
-    Ok(SweepOutcome { parent_id, metric: sweep.metric, children, best })
+    let registered = match best {
+        Some(b) if !options.skip_register => register_models(app, &pipeline, &children[b].run_id).await?,
+        _ => Vec::new(),
+    };
+    Ok(SweepOutcome { parent_id, metric: sweep.metric, children, best, registered })
 }
 
 /// What a queued pipeline run asks for (the job's payload).
@@ -445,7 +489,7 @@ pub async fn run_job(app: &App, job: &crate::store::Job) -> Result<PipelineRun> 
     let request: RunRequest = serde_json::from_str(&job.payload)?;
     let pipeline = load_registered(app, &request).await?;
     let prepared = prepare(app, pipeline).await?;
-    let options = RunOptions { jobs: 4, no_cache: request.no_cache, force: request.force.iter().cloned().collect() };
+    let options = RunOptions { jobs: 4, no_cache: request.no_cache, force: request.force.iter().cloned().collect(), ..Default::default() };
     execute(app, prepared, options, job.run_id.clone(), |_| {}).await
 }
 

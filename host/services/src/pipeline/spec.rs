@@ -131,6 +131,17 @@ pub struct Stage {
     pub timeout: Option<Duration>,
     pub memory: Option<u64>,
     pub retries: u32,
+    /// `register = "MODEL"` (and `alias`): a trainer stage's model becomes
+    /// the next version of MODEL when the run finishes with every gate
+    /// passed.
+    pub register: Option<Register>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Register {
+    pub model: String,
+    pub alias: Option<String>,
+    pub line: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +206,8 @@ struct RawStage {
     memory: Option<Spanned<String>>,
     #[serde(default)]
     retries: u32,
+    register: Option<Spanned<String>>,
+    alias: Option<Spanned<String>>,
 }
 
 fn line_at(source: &str, offset: usize) -> usize {
@@ -377,7 +390,25 @@ impl Pipeline {
             if s.retries > MAX_RETRIES {
                 return Err(err(line, format!("stage `{name}`: retries is at most {MAX_RETRIES}, got {}", s.retries)));
             }
-            stages.push(Stage { name, line, action, needs, timeout, memory, retries: s.retries });
+            let register = match (&s.register, &s.alias) {
+                (None, None) => None,
+                (None, Some(a)) => return Err(err(line_at(source, a.span().start), format!("stage `{name}`: `alias` needs `register = \"MODEL\"`"))),
+                (Some(model), alias) => {
+                    let l = line_at(source, model.span().start);
+                    if !matches!(action, Action::Plugin { .. }) {
+                        return Err(err(l, format!("stage `{name}`: a gate has no model to `register`")));
+                    }
+                    if model.get_ref().trim().is_empty() {
+                        return Err(err(l, format!("stage `{name}`: `register` names the model to register, and is empty")));
+                    }
+                    if let Some(a) = alias {
+                        crate::registry::check_alias(a.get_ref())
+                            .map_err(|m| err(line_at(source, a.span().start), format!("stage `{name}`: alias: {m}")))?;
+                    }
+                    Some(Register { model: model.get_ref().clone(), alias: alias.as_ref().map(|a| a.get_ref().clone()), line: l })
+                }
+            };
+            stages.push(Stage { name, line, action, needs, timeout, memory, retries: s.retries, register });
         }
         stages.sort_by_key(|s| s.line);
         let sweep = match raw.sweep {

@@ -1,0 +1,157 @@
+//! Warm instances per deployment: each holds the deployed model already
+//! loaded ([`WarmModel`]), so a request pays for `predict` only.
+//!
+//! A pool has `instances` permits. A request takes a permit (waiting at
+//! most [`QUEUE_WAIT`]), then an idle instance or a new one, and gives the
+//! instance back unless it is spent (it trapped, timed out, ran out of
+//! memory or broke the output contract): a spent instance is dropped and a
+//! fresh one is made on a later request, so one bad request costs one
+//! instance, never the others' answers. A request dropped mid-call (the
+//! client went away) drops the instance it held, for the same reason.
+
+use super::signature::Signature;
+use super::{ServeError, Served};
+use crate::app::App;
+use crate::dataset::Table;
+use crate::runtime::{Limits, LoadedPlugin, WarmModel};
+use crate::store::DeploymentRecord;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How long a request waits for a free instance before a 503.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// One deployment's instances of one version.
+pub struct Pool {
+    pub deployment: DeploymentRecord,
+    pub signature: Signature,
+    plugin: Arc<LoadedPlugin>,
+    model: Arc<Vec<u8>>,
+    limits: Limits,
+    permits: Semaphore,
+    idle: Mutex<Vec<WarmModel>>,
+    /// Instances thrown away after a failure.
+    replaced: AtomicU64,
+}
+
+impl Pool {
+    pub fn new(deployment: DeploymentRecord, signature: Signature, plugin: Arc<LoadedPlugin>, model: Vec<u8>, limits: Limits) -> Self {
+        let size = deployment.instances.max(1) as usize;
+        Pool {
+            deployment,
+            signature,
+            plugin,
+            model: Arc::new(model),
+            limits,
+            permits: Semaphore::new(size),
+            idle: Mutex::new(Vec::with_capacity(size)),
+            replaced: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this pool still serves what `current` says.
+    pub fn serves(&self, current: &DeploymentRecord) -> bool {
+        let d = &self.deployment;
+        (d.model_name.as_str(), d.version, d.instances, d.timeout_ms, d.max_rows)
+            == (current.model_name.as_str(), current.version, current.instances, current.timeout_ms, current.max_rows)
+    }
+
+    /// Fill the pool with loaded instances up to its size (at start-up and
+    /// after a deploy, so the first requests do not pay for loading).
+    pub async fn warm_up(&self, app: &App) -> Result<(), ServeError> {
+        let size = self.deployment.instances.max(1) as usize;
+        let missing = size.saturating_sub(self.idle.lock().unwrap().len());
+        for _ in 0..missing {
+            let instance = self.instantiate(app).await?;
+            self.idle.lock().unwrap().push(instance);
+        }
+        Ok(())
+    }
+
+    async fn instantiate(&self, app: &App) -> Result<WarmModel, ServeError> {
+        let runtime = app.runtime().map_err(|e| ServeError::Unavailable(format!("{e:#}")))?;
+        runtime.warm(&self.plugin, &self.model, &self.limits).await.map_err(|e| ServeError::Load(self.label(), e))
+    }
+
+    fn label(&self) -> String {
+        format!("{} version {}", self.deployment.model_name, self.deployment.version)
+    }
+
+    /// Predict `features` (already checked against the signature) on a
+    /// warm instance.
+    pub async fn predict(&self, app: &App, features: Table) -> Result<Served, ServeError> {
+        let _permit = match tokio::time::timeout(QUEUE_WAIT, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return Err(ServeError::Busy(format!(
+                    "all {} instances of deployment `{}` stayed busy for {QUEUE_WAIT:?}",
+                    self.deployment.instances, self.deployment.name
+                )));
+            }
+        };
+        let idle = self.idle.lock().unwrap().pop();
+        let mut instance = match idle {
+            Some(i) => i,
+            None => self.instantiate(app).await?,
+        };
+        let outcome = instance.predict(features).await;
+        if instance.is_spent() {
+            let replaced = self.replaced.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(deployment = %self.deployment.name, replaced, "a served instance failed and was thrown away; a fresh one takes its place");
+        } else {
+            self.idle.lock().unwrap().push(instance);
+        }
+        match outcome {
+            Ok((predictions, report)) => Ok(Served {
+                model_name: self.deployment.model_name.clone(),
+                version: self.deployment.version,
+                predictions,
+                elapsed_ms: report.elapsed_ms,
+                instance_calls: report.calls,
+            }),
+            Err(e) => Err(ServeError::Predict(self.label(), e)),
+        }
+    }
+
+    /// Instances thrown away after a failure, since the pool was made.
+    pub fn replaced(&self) -> u64 {
+        self.replaced.load(Ordering::Relaxed)
+    }
+
+    /// Instances loaded and waiting.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().unwrap().len()
+    }
+}
+
+/// The pools of every deployment this process serves, by name.
+#[derive(Default)]
+pub struct Pools {
+    by_name: Mutex<HashMap<String, Arc<Pool>>>,
+}
+
+impl Pools {
+    /// The pool serving `current`, if one is made and still up to date.
+    pub fn get(&self, current: &DeploymentRecord) -> Option<Arc<Pool>> {
+        self.by_name.lock().unwrap().get(&current.name).filter(|p| p.serves(current)).cloned()
+    }
+
+    /// Keep `pool` for its deployment; the pool it replaces is dropped once
+    /// its last request ends.
+    pub fn put(&self, pool: Arc<Pool>) -> Arc<Pool> {
+        let mut map = self.by_name.lock().unwrap();
+        // Two requests raced to make it: keep the first.
+        if let Some(held) = map.get(&pool.deployment.name).filter(|p| p.serves(&pool.deployment)) {
+            return held.clone();
+        }
+        map.insert(pool.deployment.name.clone(), pool.clone());
+        pool
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.by_name.lock().unwrap().remove(name);
+    }
+}
