@@ -31,6 +31,10 @@ if [ ! -x "$mlflow_venv/bin/mlflow" ]; then
     python3 -m venv "$mlflow_venv"
     "$mlflow_venv/bin/pip" install -q mlflow
 fi
+if ! "$mlflow_venv/bin/python" -c 'import sklearn, pandas' 2>/dev/null; then
+    say "installing scikit-learn into $mlflow_venv (the serving benchmark's model)"
+    "$mlflow_venv/bin/pip" install -q scikit-learn pandas
+fi
 ensure_postgres
 say "building the release kiln binary (the CLI benchmark runs it)"
 cargo build --release -p kiln
@@ -40,5 +44,7 @@ cargo bench -p kiln --bench pipelines
 cargo bench -p kiln --bench inputs
 say "tracking server beside MLflow's (host/benches/tracking.py)"
 KILN_BIN="$KILN_ROOT/target/release/kiln" "$mlflow_venv/bin/python" host/benches/tracking.py
+say "a served model beside mlflow models serve (host/benches/serving.py)"
+KILN_BIN="$KILN_ROOT/target/release/kiln" "$mlflow_venv/bin/python" host/benches/serving.py
 say "kiln data beside DVC (host/benches/data.py)"
 KILN_BIN="$KILN_ROOT/target/release/kiln" "$venv/bin/python" host/benches/data.py

@@ -66,9 +66,19 @@ impl Pool {
         let missing = size.saturating_sub(self.idle.lock().unwrap().len());
         for _ in 0..missing {
             let instance = self.instantiate(app).await?;
-            self.idle.lock().unwrap().push(instance);
+            self.give_back(instance);
         }
         Ok(())
+    }
+
+    /// Keep an instance for the next request, unless the pool already
+    /// holds as many as it may (requests that came while it was filling
+    /// made their own).
+    fn give_back(&self, instance: WarmModel) {
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() < self.deployment.instances.max(1) as usize {
+            idle.push(instance);
+        }
     }
 
     async fn instantiate(&self, app: &App) -> Result<WarmModel, ServeError> {
@@ -102,7 +112,7 @@ impl Pool {
             let replaced = self.replaced.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(deployment = %self.deployment.name, replaced, "a served instance failed and was thrown away; a fresh one takes its place");
         } else {
-            self.idle.lock().unwrap().push(instance);
+            self.give_back(instance);
         }
         match outcome {
             Ok((predictions, report)) => Ok(Served {
