@@ -73,6 +73,7 @@ fn a_trained_model_is_registered_deployed_and_answers_mlflows_scoring_protocol()
     assert_eq!(v["version"], 1);
     assert_eq!(v["signature"]["inputs"].as_array().unwrap().len(), 30, "{v}");
     assert_eq!(v["signature"]["target"], "benign");
+    assert!(v["signature"]["trained_on"].as_str().unwrap().ends_with("breast_cancer.csv, train split"), "{v}");
     assert!(v["plugin_digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(v["source"], format!("runs:/{run_id}/train"));
 
@@ -225,9 +226,10 @@ fn a_served_instance_that_traps_hangs_or_runs_out_of_memory_is_replaced_and_the_
 fn a_pipeline_registers_its_model_only_when_every_gate_passes() {
     let k = Kiln::new();
     k.write("d.csv", &crate::support::tiny_csv());
+    k.run(&["data", "add", "d.csv", "--name", "tinyd"]).ok();
     let pipeline = |gate: &str, extra: &str| {
         format!(
-            "name = \"reg\"\n[inputs.d]\npath = \"d.csv\"\ntarget = \"y\"\n\
+            "name = \"reg\"\n[inputs.d]\ndataset = \"tinyd\"\ntarget = \"y\"\n\
              [stages.train]\nuses = \"linear\"\ndata = \"d\"\nwith = {{ model = \"logistic\" }}\nregister = \"tiny\"\n{extra}\n\
              [stages.evaluate]\nuses = \"metrics\"\nmodel = \"train\"\ndata = \"d\"\n\
              [stages.gate]\ncheck = \"evaluate.accuracy >= {gate}\"\n"
@@ -243,6 +245,7 @@ fn a_pipeline_registers_its_model_only_when_every_gate_passes() {
     assert_eq!(shown["versions"].as_array().unwrap().len(), 1, "{shown}");
     assert_eq!(shown["aliases"], json!([["challenger", 1]]));
     assert_eq!(shown["versions"][0]["signature"]["inputs"], json!([{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}]));
+    assert_eq!(shown["versions"][0]["signature"]["trained_on"], "dataset tinyd@1", "the dataset version it was trained on");
 
     // Mistakes are reported with their line, before anything runs.
     let alias_alone = k.write("a.toml", &pipeline("0", "").replace("register = \"tiny\"", "alias = \"x\""));

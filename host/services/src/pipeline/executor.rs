@@ -218,7 +218,7 @@ impl PluginExecutor {
                 outputs.metrics.extend(live.latest);
                 outputs.model_blob = Some(blob);
                 outputs.model_plugin = Some(record.digest.clone());
-                let signature = crate::serving::signature::Signature::of(&data.features, data.target.as_ref(), Some(data.path.clone()));
+                let signature = crate::serving::signature::Signature::of(&data.features, data.target.as_ref(), Some(data.origin.clone()));
                 outputs.signature = Some(serde_json::to_value(signature)?);
             }
             PluginKind::Evaluator => {

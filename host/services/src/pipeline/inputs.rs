@@ -18,6 +18,10 @@ pub struct Dataset {
     pub hash: String,
     /// Where it came from, for lineage.
     pub path: String,
+    /// What a model trained on it records as its training data: the
+    /// dataset version (`dataset cancer@2`) when the input names or
+    /// matches one, else the file, and the split part.
+    pub origin: String,
 }
 
 pub type Inputs = BTreeMap<DataRef, Arc<Dataset>>;
@@ -101,7 +105,19 @@ pub fn load(pipeline: &Pipeline, wanted: &BTreeSet<DataRef>, limit: u64) -> Resu
             let mut whole = f.clone();
             whole.columns.extend(t.clone());
             let hash = dataset::content_hash(&whole);
-            out.insert(DataRef { input: name.clone(), part }, Arc::new(Dataset { features: f, target: t, hash, path: shown.display().to_string() }));
+            let source = match &spec.version {
+                Some((dataset, version)) => format!("dataset {dataset}@{version}"),
+                None => shown.display().to_string(),
+            };
+            let origin = match part {
+                Part::All => source,
+                Part::Train => format!("{source}, train split"),
+                Part::Test => format!("{source}, test split"),
+            };
+            out.insert(
+                DataRef { input: name.clone(), part },
+                Arc::new(Dataset { features: f, target: t, hash, path: shown.display().to_string(), origin }),
+            );
         }
     }
     Ok(out)
