@@ -83,6 +83,14 @@ fn a_trained_model_is_registered_deployed_and_answers_mlflows_scoring_protocol()
     assert_eq!((d["version"].as_i64(), d["model_ref"].as_str()), (Some(1), Some("champion")));
     let listed = k.run(&["deployments", "list", "--json"]).ok().json();
     assert_eq!(listed[0]["name"], "web");
+    let shown = k.run(&["deployments", "show", "web", "--json"]).ok().json();
+    assert_eq!(
+        (shown["deployment"]["version"].as_i64(), shown["version"]["signature"]["inputs"][0]["name"].as_str()),
+        (Some(1), Some("mean_radius")),
+        "{shown}"
+    );
+    let text = k.run(&["deployments", "show", "web"]).ok().stdout;
+    assert!(text.contains("cancer version 1 (deployed as cancer@champion)") && text.contains("mean_radius"), "{text}");
 
     let server = k.serve(&["--workers", "0", "--no-scheduler"]);
     let (split, labels) = cancer_rows(40);

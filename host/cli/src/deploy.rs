@@ -35,6 +35,13 @@ pub enum DeploymentsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One deployment: the version it serves and the input that version
+    /// takes (its columns and kinds).
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop serving a deployment.
     Delete { name: String },
 }
@@ -79,6 +86,28 @@ pub async fn run(cmd: DeploymentsCommand) -> Result<i32> {
                     })
                     .collect();
                 kiln_services::outln!("{}", output::table(&["name", "deployed", "version", "instances", "updated (UTC)"], rows));
+            }
+        }
+        DeploymentsCommand::Show { name, json } => {
+            let d = app.store.deployment(&name).await?;
+            let v = app.store.version(&d.model_name, d.version).await?;
+            let version = views::ModelVersion::from(&v);
+            if json {
+                kiln_services::outln!("{}", output::json(&serde_json::json!({"deployment": views::Deployment::from(&d), "version": version})));
+            } else {
+                kiln_services::outln!(
+                    "deployment  {}\nserves      {} version {} (deployed as {}@{})",
+                    d.name,
+                    d.model_name,
+                    d.version,
+                    d.model_name,
+                    d.model_ref
+                );
+                kiln_services::outln!("instances   {}\nendpoint    POST /deployments/{}/invocations", d.instances, d.name);
+                let inputs = version.signature.as_ref().and_then(|s| s["inputs"].as_array().cloned()).unwrap_or_default();
+                let rows =
+                    inputs.iter().map(|i| vec![i["name"].as_str().unwrap_or("").to_string(), i["type"].as_str().unwrap_or("").to_string()]).collect();
+                kiln_services::outln!("\n{}", output::table(&["input", "type"], rows));
             }
         }
         DeploymentsCommand::Delete { name } => {
