@@ -169,12 +169,7 @@ pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> R {
 }
 
 pub async fn models(State(app): State<App>) -> R {
-    let mut out = Vec::new();
-    for m in app.store.list_models().await? {
-        let latest = crate::registry::latest(&app.store, &m.name).await?.map(|v| v.version);
-        out.push(json!({"model": views::Model::from(&m), "latest_version": latest, "aliases": app.store.aliases(&m.name).await?}));
-    }
-    Ok(Json(json!(out)))
+    Ok(Json(json!(crate::registry::summaries(&app.store).await?)))
 }
 
 pub async fn model(State(app): State<App>, Path(name): Path<String>) -> R {

@@ -55,19 +55,18 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
     let app = App::open(true).await?;
     match cmd {
         ModelsCommand::List { json } => {
-            let mut rows = Vec::new();
-            let mut out = Vec::new();
-            for m in app.store.list_models().await? {
-                let aliases = app.store.aliases(&m.name).await?;
-                let latest = registry::latest(&app.store, &m.name).await?.map(|v| v.version);
-                rows.push(vec![
-                    m.name.clone(),
-                    latest.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                    aliases.iter().map(|(a, v)| format!("{a}=v{v}")).collect::<Vec<_>>().join(" "),
-                    output::time_ms(m.updated_at),
-                ]);
-                out.push(serde_json::json!({"name": m.name, "latest_version": latest, "aliases": aliases, "updated_at": m.updated_at}));
-            }
+            let out = registry::summaries(&app.store).await?;
+            let rows = out
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.name.clone(),
+                        m.latest_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                        m.aliases.iter().map(|(a, v)| format!("{a}=v{v}")).collect::<Vec<_>>().join(" "),
+                        output::time_ms(m.updated_at),
+                    ]
+                })
+                .collect();
             if json {
                 kiln_services::outln!("{}", output::json(&out));
             } else {

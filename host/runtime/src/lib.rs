@@ -36,7 +36,7 @@ use wasmtime::{Config, Engine};
 
 pub use call::{CallReport, EventSender, HostEvent, LogLine, ReportedMetric};
 pub use host::{MAX_EVENT_BYTES, MAX_EVENTS, PROGRESS_INTERVAL};
-pub use warm::{WarmModel, WarmReport};
+pub use warm::WarmModel;
 
 /// How often the epoch ticks. A deadline is enforced to within one tick,
 /// and a running plugin yields to the async executor once per tick.

@@ -33,18 +33,7 @@ pub struct WarmModel {
     limits: Limits,
     /// How much of stdout and stderr earlier calls already logged.
     printed: [usize; 2],
-    calls: u64,
     spent: bool,
-}
-
-/// What one warm prediction left besides its result.
-#[derive(Debug, Clone, Default)]
-pub struct WarmReport {
-    pub elapsed_ms: u64,
-    /// Largest linear memory the instance has reached so far, in bytes.
-    pub peak_memory: u64,
-    /// Predictions this instance has made, this one included.
-    pub calls: u64,
 }
 
 impl Runtime {
@@ -62,7 +51,7 @@ impl Runtime {
         .await;
         let (instance, loaded) = call::finish(&mut store, result)?;
         let model = loaded.map_err(convert::plugin_error)?;
-        let mut warm = WarmModel { store, instance, model, limits: *limits, printed: [0, 0], calls: 0, spent: false };
+        let mut warm = WarmModel { store, instance, model, limits: *limits, printed: [0, 0], spent: false };
         warm.drain_output();
         Ok(warm)
     }
@@ -72,7 +61,7 @@ impl WarmModel {
     /// Predict a batch with the loaded model. The result is checked as
     /// [`Runtime::predict`] checks it. On an error other than the
     /// plugin's own the instance is spent ([`WarmModel::is_spent`]).
-    pub async fn predict(&mut self, features: Table) -> Result<(Table, WarmReport), RuntimeError> {
+    pub async fn predict(&mut self, features: Table) -> Result<Table, RuntimeError> {
         if self.spent {
             return Err(RuntimeError::Trap("this instance failed earlier and cannot be called again".into()));
         }
@@ -89,7 +78,6 @@ impl WarmModel {
         let result = self.instance.kiln_plugin_trainer().model().call_predict(&mut self.store, self.model, &features).await;
         let outcome = call::finish(&mut self.store, result);
         self.drain_output();
-        self.calls += 1;
         let checked = match outcome {
             Ok(Ok(table)) => convert::predictions(table, rows),
             Ok(Err(e)) => Err(convert::plugin_error(e)),
@@ -105,18 +93,12 @@ impl WarmModel {
         if self.printed.iter().any(|n| *n > OUTPUT_CAP / 2) {
             self.spent = true;
         }
-        let report = WarmReport { elapsed_ms: now.elapsed().as_millis() as u64, peak_memory: self.store.data().limiter.peak, calls: self.calls };
-        checked.map(|t| (t, report))
+        checked
     }
 
     /// Whether the instance must be dropped rather than called again.
     pub fn is_spent(&self) -> bool {
         self.spent
-    }
-
-    /// Predictions made so far.
-    pub fn calls(&self) -> u64 {
-        self.calls
     }
 
     /// Send what the plugin logged or printed since the last call to the

@@ -83,6 +83,16 @@ pub async fn latest_per_stage(store: &Store, name: &str, stages: &[String]) -> R
     Ok(latest.into_values().collect())
 }
 
+/// Every registered model with its latest version and aliases.
+pub async fn summaries(store: &Store) -> Result<Vec<crate::views::ModelSummary>, StoreError> {
+    let mut out = Vec::new();
+    for m in store.list_models().await? {
+        let latest_version = latest(store, &m.name).await?.map(|v| v.version);
+        out.push(crate::views::ModelSummary { aliases: store.aliases(&m.name).await?, name: m.name, latest_version, updated_at: m.updated_at });
+    }
+    Ok(out)
+}
+
 /// The version `r` names.
 pub async fn resolve(store: &Store, name: &str, r: &VersionRef) -> Result<VersionRecord, StoreError> {
     match r {

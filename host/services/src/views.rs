@@ -360,6 +360,16 @@ impl From<&store::VersionRecord> for ModelVersion {
     }
 }
 
+/// A model in a listing: its latest version and aliases (`kiln models
+/// list --json`, `GET /api/v1/models`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub latest_version: Option<i64>,
+    pub aliases: Vec<(String, i64)>,
+    pub updated_at: i64,
+}
+
 /// A model with its versions and aliases (`kiln models show`,
 /// `GET /api/v1/models/{name}`).
 #[derive(Debug, Clone, Serialize)]

@@ -36,9 +36,6 @@ pub struct Served {
     pub model_name: String,
     pub version: i64,
     pub predictions: Table,
-    pub elapsed_ms: u64,
-    /// Predictions the answering instance has made, this one included.
-    pub instance_calls: u64,
 }
 
 /// Why a prediction was not made; the API maps each to a status.

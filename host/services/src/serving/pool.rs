@@ -31,6 +31,8 @@ pub struct Pool {
     plugin: Arc<LoadedPlugin>,
     model: Arc<Vec<u8>>,
     limits: Limits,
+    /// Instances at most, busy and idle: the deployment's `instances`.
+    size: usize,
     permits: Semaphore,
     idle: Mutex<Vec<WarmModel>>,
     /// Instances thrown away after a failure.
@@ -46,6 +48,7 @@ impl Pool {
             plugin,
             model: Arc::new(model),
             limits,
+            size,
             permits: Semaphore::new(size),
             idle: Mutex::new(Vec::with_capacity(size)),
             replaced: AtomicU64::new(0),
@@ -62,8 +65,7 @@ impl Pool {
     /// Fill the pool with loaded instances up to its size (at start-up and
     /// after a deploy, so the first requests do not pay for loading).
     pub async fn warm_up(&self, app: &App) -> Result<(), ServeError> {
-        let size = self.deployment.instances.max(1) as usize;
-        let missing = size.saturating_sub(self.idle.lock().unwrap().len());
+        let missing = self.size.saturating_sub(self.idle.lock().unwrap().len());
         for _ in 0..missing {
             let instance = self.instantiate(app).await?;
             self.give_back(instance);
@@ -76,7 +78,7 @@ impl Pool {
     /// made their own).
     fn give_back(&self, instance: WarmModel) {
         let mut idle = self.idle.lock().unwrap();
-        if idle.len() < self.deployment.instances.max(1) as usize {
+        if idle.len() < self.size {
             idle.push(instance);
         }
     }
@@ -115,13 +117,7 @@ impl Pool {
             self.give_back(instance);
         }
         match outcome {
-            Ok((predictions, report)) => Ok(Served {
-                model_name: self.deployment.model_name.clone(),
-                version: self.deployment.version,
-                predictions,
-                elapsed_ms: report.elapsed_ms,
-                instance_calls: report.calls,
-            }),
+            Ok(predictions) => Ok(Served { model_name: self.deployment.model_name.clone(), version: self.deployment.version, predictions }),
             Err(e) => Err(ServeError::Predict(self.label(), e)),
         }
     }
