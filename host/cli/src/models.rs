@@ -29,11 +29,18 @@ pub enum ModelsCommand {
         json: bool,
     },
     /// Point ALIAS of model NAME at VERSION (`champion`, `challenger`, …).
-    Alias { name: String, version: i64, alias: String },
+    Alias {
+        name: String,
+        // Not `version`: every command has clap's `--version` flag.
+        #[arg(id = "model_version", value_name = "VERSION")]
+        version: i64,
+        alias: String,
+    },
     /// Move VERSION of model NAME to a stage (None, Staging, Production,
     /// Archived), as MLflow's stages.
     Stage {
         name: String,
+        #[arg(id = "model_version", value_name = "VERSION")]
         version: i64,
         stage: String,
         /// Archive the versions already in that stage.
