@@ -102,16 +102,20 @@ def latencies(port: int, path: str, body: bytes, calls: int) -> list[float]:
     return out
 
 
-def throughput(port: int, path: str, body: bytes) -> float:
-    """Requests per second with CLIENTS keep-alive connections for LOAD_SECONDS."""
-    counts = [0] * CLIENTS
+def throughput(port: int, path: str, body: bytes) -> tuple[float, float]:
+    """Requests per second, and the p99 latency (ms) of those requests, with
+    CLIENTS keep-alive connections for LOAD_SECONDS."""
+    times: list[list[float]] = [[] for _ in range(CLIENTS)]
     stop = time.perf_counter() + LOAD_SECONDS
 
     def client(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port)
-        while time.perf_counter() < stop:
+        while True:
+            t = time.perf_counter()
+            if t >= stop:
+                break
             post(conn, path, body)
-            counts[i] += 1
+            times[i].append((time.perf_counter() - t) * 1000)
         conn.close()
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
@@ -120,7 +124,8 @@ def throughput(port: int, path: str, body: bytes) -> float:
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.perf_counter() - start)
+    every = [x for ts in times for x in ts]
+    return len(every) / (time.perf_counter() - start), p99(every)
 
 
 def p99(values: list[float]) -> float:
@@ -178,13 +183,24 @@ def main() -> None:
             log(f"{name}: {CALLS} one-row calls, {BATCH_CALLS} 1,000-row calls, {CLIENTS} clients for {LOAD_SECONDS}s")
             single = latencies(port, path, one, CALLS)
             thousand = latencies(port, path, batch, BATCH_CALLS)
+            rate, loaded_p99 = throughput(port, path, one)
             results[name] = {
                 "one_row_median_ms": statistics.median(single),
                 "one_row_p99_ms": p99(single),
                 "batch_median_ms": statistics.median(thousand),
                 "rows_per_s_batched": 1000 / (statistics.median(thousand) / 1000),
-                "requests_per_s_8_clients": throughput(port, path, one),
+                "requests_per_s_8_clients": rate,
+                "p99_ms_8_clients": loaded_p99,
             }
+        # The same load on Kiln while a canary takes 10% of it (a second
+        # version of the same model, judged by hand so it stays put): what
+        # routing and counting per version cost.
+        subprocess.run([kiln, "models", "register", run["run_id"], "train", "cancer"], env=env, cwd=work, check=True, capture_output=True)
+        subprocess.run([kiln, "deploy", "web", "--canary", "cancer@2", "--percent", "10", "--manual"], env=env, cwd=work, check=True, capture_output=True)
+        log(f"kiln with a 10% canary: {CLIENTS} clients for {LOAD_SECONDS}s")
+        latencies(kiln_port, servers["kiln"][1], one, 200)  # load the canary's instances
+        canary_rate, canary_p99 = throughput(kiln_port, servers["kiln"][1], one)
+        results["kiln_canary"] = {"requests_per_s_8_clients": canary_rate, "p99_ms_8_clients": canary_p99}
         print(f"\nServing ({len(data)} rows, 30 features; kiln = linear plugin in its sandbox, mlflow = scikit-learn {__import__('sklearn').__version__} under mlflow {__import__('mlflow').__version__})")
         print(f"answers agree on {agree:.1%} of rows; accuracy on them: kiln {right['kiln']:.3f}, mlflow {right['mlflow']:.3f}\n")
         print(f"{'measure':<36} {'kiln':>10} {'mlflow':>10} {'ratio':>8}")
@@ -194,11 +210,16 @@ def main() -> None:
             ("batch_median_ms", "1,000 rows, median latency (ms)", True),
             ("rows_per_s_batched", "rows/s in 1,000-row requests", False),
             ("requests_per_s_8_clients", f"one-row requests/s, {CLIENTS} clients", False),
+            ("p99_ms_8_clients", f"one-row p99 (ms), {CLIENTS} clients", True),
         ]:
             k, m = results["kiln"][key], results["mlflow"][key]
             ratio = m / k if lower_better else k / m
             print(f"{label:<36} {fmt(k):>10} {fmt(m):>10} {ratio:>7.1f}x")
         print("\n(ratio: how many times better Kiln is; below 1 means worse)")
+        print(f"\n{'kiln, one-row requests, ' + str(CLIENTS) + ' clients':<36} {'stable':>10} {'+10% canary':>12} {'change':>8}")
+        for key, label in [("requests_per_s_8_clients", "requests/s"), ("p99_ms_8_clients", "p99 (ms)")]:
+            before, after = results["kiln"][key], results["kiln_canary"][key]
+            print(f"{label:<36} {fmt(before):>10} {fmt(after):>12} {(after - before) / before:>+8.1%}")
         print(json.dumps({"agree": agree, "accuracy": right, "results": results}))
     finally:
         for p in procs:

@@ -14,6 +14,7 @@ mod plugins;
 mod postgres;
 mod quickstart;
 mod reference;
+mod rollouts;
 mod s3;
 mod sandbox;
 mod server;

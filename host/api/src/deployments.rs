@@ -6,6 +6,8 @@
 use super::ApiError;
 use crate::app::App;
 use crate::scoring;
+use crate::serving::rollout::{self, Policy};
+use crate::serving::stats::Role;
 use crate::serving::{self, DeployOptions, ServeError};
 use crate::views;
 use axum::Json;
@@ -21,6 +23,10 @@ type R = Result<Json<Value>, ApiError>;
 /// A request body larger than this is refused with 413 before it is read
 /// whole: 10,000 rows of 100 columns of numbers fit.
 pub const MAX_BODY: usize = 32 << 20;
+
+/// A client's key for a canary split: requests with the same key are
+/// answered by the same version (an A/B test's arm).
+pub const ROUTE_KEY: &str = "x-kiln-route-key";
 
 /// An error as `mlflow models serve` shapes it, with the column when the
 /// input was wrong, and the status it maps to.
@@ -66,16 +72,18 @@ pub async fn invocations(State(app): State<App>, Path(name): Path<String>, heade
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
-    let pool = match serving::pool_for(&app, &name).await {
-        Ok(p) => p,
+    let key = headers.get(ROUTE_KEY).and_then(|v| v.to_str().ok());
+    let routed = match serving::route(&app, &name, key).await {
+        Ok(r) => r,
         Err(e) => return serve_failure(e),
     };
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else { return too_large() };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let signature = &routed.pool.signature;
     let parsed = match essence.as_str() {
-        "application/json" => scoring::from_json(&bytes, &pool.signature),
-        "text/csv" => scoring::from_csv(&bytes, &pool.signature),
+        "application/json" => scoring::from_json(&bytes, signature),
+        "text/csv" => scoring::from_csv(&bytes, signature),
         _ => {
             let shown = if content_type.is_empty() { "none".to_string() } else { format!("`{content_type}`") };
             return failure(
@@ -90,11 +98,7 @@ pub async fn invocations(State(app): State<App>, Path(name): Path<String>, heade
         Ok(t) => t,
         Err(e) => return failure(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.message, e.column),
     };
-    let checked = match serving::check_input(&pool, table) {
-        Ok(t) => t,
-        Err(e) => return serve_failure(e),
-    };
-    match pool.predict(&app, checked).await {
+    match serving::predict(&app, routed, table).await {
         Ok(served) => {
             let mut response = Json(scoring::response(&served.predictions)).into_response();
             let h = response.headers_mut();
@@ -102,6 +106,7 @@ pub async fn invocations(State(app): State<App>, Path(name): Path<String>, heade
                 h.insert("x-kiln-model", v);
             }
             h.insert("x-kiln-model-version", HeaderValue::from(served.version));
+            h.insert("x-kiln-route", HeaderValue::from_static(served.role.as_str()));
             response
         }
         Err(e) => serve_failure(e),
@@ -139,24 +144,27 @@ pub async fn create(State(app): State<App>, Json(body): Json<DeployBody>) -> Res
         body.timeout.as_deref().map(kiln_services::runtime::parse_duration).transpose().map_err(|e| bad_request(format!("timeout: {e}")))?;
     let options = DeployOptions { instances: body.instances, timeout, max_rows: body.max_rows };
     let d = serving::deploy(&app, &body.name, &body.model, &options).await.map_err(deploy_error)?;
-    if let Ok(pool) = serving::pool_for(&app, &d.name).await
-        && let Err(e) = pool.warm_up(&app).await
-    {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("deployed, but its model does not load: {e}")));
-    }
+    warm(&app, &d.name).await?;
     Ok((StatusCode::CREATED, Json(json!(views::Deployment::from(&d)))))
+}
+
+async fn warm(app: &App, name: &str) -> Result<(), ApiError> {
+    serving::warm(app, name).await.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("deployed, but a version does not load: {e}")))
 }
 
 pub async fn list(State(app): State<App>) -> R {
     Ok(Json(json!(views::all::<_, views::Deployment>(&app.store.deployments().await?))))
 }
 
-/// `GET /api/v1/deployments/{name}`: the deployment and, when this
-/// process serves it, its instances.
+/// `GET /api/v1/deployments/{name}`: the deployment, what each of its
+/// versions served in the current rollout (over every process), and, when
+/// this process serves it, its instances.
 pub async fn show(State(app): State<App>, Path(name): Path<String>) -> R {
     let d = app.store.deployment(&name).await?;
     let mut out = json!(views::Deployment::from(&d));
-    if let Some(pool) = app.pools.get(&d) {
+    app.rollout_stats.flush(&app.store).await?;
+    out["traffic"] = json!(views::RoleTraffic::of(&app.store.rollout_stats(&name, d.rollout).await?));
+    if let Some(pool) = app.pools.of_role(&d, Role::Stable) {
         out["serving"] = json!({"idle_instances": pool.idle(), "replaced_instances": pool.replaced()});
     }
     Ok(Json(out))
@@ -166,6 +174,76 @@ pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> R {
     app.store.delete_deployment(&name).await?;
     app.pools.remove(&name);
     Ok(Json(json!({})))
+}
+
+/// `GET /api/v1/deployments/{name}/history`: every change, oldest first.
+pub async fn history(State(app): State<App>, Path(name): Path<String>) -> R {
+    let events = app.store.deployment_events(&name).await?;
+    if events.is_empty() {
+        app.store.deployment(&name).await?;
+    }
+    Ok(Json(json!(views::all::<_, views::DeploymentEvent>(&events))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryBody {
+    /// `MODEL@VERSION` or `MODEL@ALIAS`.
+    model: String,
+    percent: f64,
+    #[serde(default)]
+    policy: Option<Policy>,
+}
+
+/// `POST /api/v1/deployments/{name}/canary`: start a rollout.
+pub async fn canary(State(app): State<App>, Path(name): Path<String>, Json(body): Json<CanaryBody>) -> R {
+    let policy = body.policy.unwrap_or_default();
+    let d = rollout::start_canary(&app, &name, &body.model, body.percent, &policy).await.map_err(deploy_error)?;
+    warm(&app, &name).await?;
+    Ok(Json(json!(views::Deployment::from(&d))))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    reason: Option<String>,
+}
+
+fn no_canary(name: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, format!("deployment `{name}` has no canary to decide on"))
+}
+
+/// `POST /api/v1/deployments/{name}/promote`.
+pub async fn promote(State(app): State<App>, Path(name): Path<String>, body: Option<Json<DecisionBody>>) -> R {
+    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "promoted by hand".into());
+    let d = rollout::promote(&app, &name, None, &reason).await.map_err(deploy_error)?.ok_or_else(|| no_canary(&name))?;
+    Ok(Json(json!(views::Deployment::from(&d))))
+}
+
+/// `POST /api/v1/deployments/{name}/rollback`.
+pub async fn rollback(State(app): State<App>, Path(name): Path<String>, body: Option<Json<DecisionBody>>) -> R {
+    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "rolled back by hand".into());
+    let d = rollout::roll_back(&app, &name, None, &reason).await.map_err(deploy_error)?.ok_or_else(|| no_canary(&name))?;
+    Ok(Json(json!(views::Deployment::from(&d))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowBody {
+    model: String,
+}
+
+/// `PUT /api/v1/deployments/{name}/shadow`: mirror every request there.
+pub async fn set_shadow(State(app): State<App>, Path(name): Path<String>, Json(body): Json<ShadowBody>) -> R {
+    let d = rollout::set_shadow(&app, &name, Some(&body.model)).await.map_err(deploy_error)?;
+    warm(&app, &name).await?;
+    Ok(Json(json!(views::Deployment::from(&d))))
+}
+
+/// `DELETE /api/v1/deployments/{name}/shadow`.
+pub async fn stop_shadow(State(app): State<App>, Path(name): Path<String>) -> R {
+    let d = rollout::set_shadow(&app, &name, None).await.map_err(deploy_error)?;
+    Ok(Json(json!(views::Deployment::from(&d))))
 }
 
 pub async fn models(State(app): State<App>) -> R {

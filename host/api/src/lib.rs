@@ -60,6 +60,11 @@ pub fn router(app: App, hosts: AllowedHosts) -> Router {
         .route("/api/v1/models/{name}/aliases/{alias}", axum::routing::put(deployments::set_alias))
         .route("/api/v1/deployments", post(deployments::create).get(deployments::list))
         .route("/api/v1/deployments/{name}", get(deployments::show).delete(deployments::delete))
+        .route("/api/v1/deployments/{name}/history", get(deployments::history))
+        .route("/api/v1/deployments/{name}/canary", post(deployments::canary))
+        .route("/api/v1/deployments/{name}/promote", post(deployments::promote))
+        .route("/api/v1/deployments/{name}/rollback", post(deployments::rollback))
+        .route("/api/v1/deployments/{name}/shadow", axum::routing::put(deployments::set_shadow).delete(deployments::stop_shadow))
         // MLflow's scoring protocol, one endpoint per deployment.
         .route("/deployments/{name}/invocations", post(deployments::invocations))
         .merge(mlflow::router())

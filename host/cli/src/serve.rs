@@ -118,11 +118,7 @@ async fn warm_deployments(app: &App) {
         Err(e) => return tracing::error!("listing deployments: {e}"),
     };
     for d in deployments {
-        let warmed = match kiln_services::serving::pool_for(app, &d.name).await {
-            Ok(pool) => pool.warm_up(app).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = warmed {
+        if let Err(e) = kiln_services::serving::warm(app, &d.name).await {
             tracing::warn!(deployment = %d.name, "not serving yet: {e}");
         }
     }
@@ -170,6 +166,9 @@ pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
             if scheduler {
                 tasks.push(tokio::spawn(kiln_services::scheduler::run(app.clone(), rx.clone())));
             }
+            // Every serving process counts what it served and judges
+            // canaries; the store lets one decision through.
+            tasks.push(tokio::spawn(kiln_services::serving::rollout::supervise(app.clone(), rx.clone())));
             for t in tasks {
                 let _ = t.await;
             }

@@ -25,6 +25,8 @@ pub struct App {
     pub version_source_pattern: Option<regex::Regex>,
     /// Warm instances of the deployments this process serves.
     pub pools: Arc<crate::serving::pool::Pools>,
+    /// What this process served, per deployment version, for rollouts.
+    pub rollout_stats: Arc<crate::serving::stats::Recorder>,
     /// Started on first use (see [`App::runtime`]).
     runtime: Arc<OnceLock<Runtime>>,
 }
@@ -48,6 +50,7 @@ impl App {
             default_artifact_root: None,
             version_source_pattern: None,
             pools: Default::default(),
+            rollout_stats: Default::default(),
             runtime: Arc::new(OnceLock::new()),
         })
     }

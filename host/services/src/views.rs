@@ -400,6 +400,27 @@ pub struct Deployment {
     pub invocations: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The version taking a share of the traffic, while a rollout runs.
+    pub canary: Option<Canary>,
+    /// The version every request is mirrored to.
+    pub shadow: Option<VersionOf>,
+    /// Rollouts this deployment has had.
+    pub rollout: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionOf {
+    pub model: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Canary {
+    pub model: String,
+    pub version: i64,
+    pub percent: f64,
+    pub started_at: Option<i64>,
+    pub policy: crate::serving::rollout::Policy,
 }
 
 impl From<&store::DeploymentRecord> for Deployment {
@@ -415,7 +436,69 @@ impl From<&store::DeploymentRecord> for Deployment {
             invocations: format!("/deployments/{}/invocations", d.name),
             created_at: d.created_at,
             updated_at: d.updated_at,
+            canary: d.canary.as_ref().map(|c| Canary {
+                model: c.model_name.clone(),
+                version: c.version,
+                percent: d.canary_percent,
+                started_at: d.rollout_started_at,
+                policy: crate::serving::rollout::Policy::of(d),
+            }),
+            shadow: d.shadow.as_ref().map(|s| VersionOf { model: s.model_name.clone(), version: s.version }),
+            rollout: d.rollout,
         }
+    }
+}
+
+/// One change in a deployment's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentEvent {
+    pub seq: i64,
+    pub at: i64,
+    pub action: String,
+    pub model: String,
+    pub version: i64,
+    pub reason: String,
+}
+
+impl From<&store::DeploymentEvent> for DeploymentEvent {
+    fn from(e: &store::DeploymentEvent) -> Self {
+        DeploymentEvent { seq: e.seq, at: e.at, action: e.action.clone(), model: e.model_name.clone(), version: e.version, reason: e.reason.clone() }
+    }
+}
+
+/// What one role of the current rollout served, over every process.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleTraffic {
+    pub role: &'static str,
+    pub version: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Shadow only: answers equal to the ones returned.
+    pub agreed: Option<u64>,
+}
+
+impl RoleTraffic {
+    /// The roles of `rows` (one rollout's counts) that served anything.
+    pub fn of(rows: &[store::RolloutStat]) -> Vec<RoleTraffic> {
+        use crate::serving::stats::{Counts, Role};
+        [Role::Stable, Role::Canary, Role::Shadow]
+            .into_iter()
+            .map(|role| (role, Counts::sum(rows, role)))
+            .filter(|(_, c)| c.requests > 0)
+            .map(|(role, c)| RoleTraffic {
+                role: role.as_str(),
+                version: c.version,
+                requests: c.requests,
+                errors: c.errors,
+                error_rate: c.error_rate(),
+                p50_ms: c.latency.quantile_ms(0.5),
+                p99_ms: c.p99_ms(),
+                agreed: (role == Role::Shadow).then_some(c.agreed),
+            })
+            .collect()
     }
 }
 

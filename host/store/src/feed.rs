@@ -62,6 +62,10 @@ pub enum Change {
     Pipeline {
         name: String,
     },
+    /// A deployment's row: its versions, rollout and settings.
+    Deployment {
+        name: String,
+    },
     Progress {
         run: String,
         stage: String,

@@ -37,7 +37,7 @@ mod runs;
 mod search;
 
 pub use datasets::{DatasetVersion, NewDatasetVersion};
-pub use deployments::DeploymentRecord;
+pub use deployments::{DeploymentEvent, DeploymentRecord, RolloutChange, RolloutStat, Target};
 pub use experiments::ExperimentRecord;
 pub use feed::{Change, SQLITE_PROBE};
 pub use history::HistoryPoint;
@@ -129,6 +129,7 @@ pub(crate) fn migrator() -> Migrator {
         migration(7, "registry and logged models", include_str!("../migrations/0007_registry_and_logged_models.sql")),
         migration(8, "model last version", include_str!("../migrations/0008_model_last_version.sql")),
         migration(9, "deployments", include_str!("../migrations/0009_deployments.sql")),
+        migration(10, "rollouts", include_str!("../migrations/0010_rollouts.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

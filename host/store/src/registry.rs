@@ -65,11 +65,17 @@ const VERSION_COLUMNS: &str =
 /// A model (or one version of it) that a deployment serves is not
 /// deleted: the endpoint would start failing with nothing to show why.
 async fn refuse_if_served(tx: &mut sqlx::Transaction<'static, sqlx::Any>, name: &str, version: Option<i64>) -> Result<()> {
-    let row = sqlx::query("SELECT name, version FROM deployments WHERE model_name = $1 AND ($2 < 0 OR version = $2) ORDER BY name LIMIT 1")
-        .bind(name)
-        .bind(version.unwrap_or(-1))
-        .fetch_optional(&mut **tx)
-        .await?;
+    // The stable version, the canary or the shadow.
+    let row = sqlx::query(
+        "SELECT name, version FROM deployments WHERE model_name = $1 AND ($2 < 0 OR version = $2) \
+         UNION ALL SELECT name, canary_version FROM deployments WHERE canary_model = $1 AND ($2 < 0 OR canary_version = $2) \
+         UNION ALL SELECT name, shadow_version FROM deployments WHERE shadow_model = $1 AND ($2 < 0 OR shadow_version = $2) \
+         ORDER BY name LIMIT 1",
+    )
+    .bind(name)
+    .bind(version.unwrap_or(-1))
+    .fetch_optional(&mut **tx)
+    .await?;
     let Some(row) = row else { return Ok(()) };
     let (deployment, served): (String, i64) = (row.try_get("name")?, row.try_get("version")?);
     Err(StoreError::Conflict(format!(
@@ -336,7 +342,10 @@ impl Store {
                 .await?;
         }
         // Deployments serve the model under its new name.
-        sqlx::query("UPDATE deployments SET model_name = $1 WHERE model_name = $2").bind(new_name).bind(name).execute(&mut *tx).await?;
+        for column in ["model_name", "canary_model", "shadow_model"] {
+            let sql = sqlx::AssertSqlSafe(format!("UPDATE deployments SET {column} = $1 WHERE {column} = $2"));
+            sqlx::query(sql).bind(new_name).bind(name).execute(&mut *tx).await?;
+        }
         sqlx::query("DELETE FROM registered_models WHERE name = $1").bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         self.changed(Change::Model { name: name.into() });

@@ -5,7 +5,9 @@
 //! against the model's [`signature`].
 
 pub mod pool;
+pub mod rollout;
 pub mod signature;
+pub mod stats;
 
 use crate::app::App;
 use crate::dataset::{ColumnData, Table};
@@ -17,8 +19,9 @@ use crate::store::{DeploymentRecord, LineageEdge, NewVersion, RunStatus, StoreEr
 use anyhow::{Context, Result, anyhow, bail};
 use pool::Pool;
 use signature::Signature;
+use stats::{Outcome, Role};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request's deadline unless the deployment sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +38,8 @@ pub const MAX_INSTANCES: i64 = 32;
 pub struct Served {
     pub model_name: String,
     pub version: i64,
+    /// The part that version plays in the deployment.
+    pub role: Role,
     pub predictions: Table,
 }
 
@@ -63,6 +68,22 @@ pub enum ServeError {
 impl ServeError {
     fn bad(column: Option<&str>, message: String) -> Self {
         ServeError::BadInput { column: column.map(String::from), message }
+    }
+
+    /// The version failed, not the request: it counts against a canary.
+    pub fn is_version_failure(&self) -> bool {
+        match self {
+            ServeError::NoDeployment(_) | ServeError::BadInput { .. } => false,
+            ServeError::Predict(_, RuntimeError::Plugin { code, .. }) => code == "plugin error",
+            _ => true,
+        }
+    }
+
+    /// The version is broken (it trapped, hung, ran out of memory or does
+    /// not load), as opposed to busy: a canary doing this is rolled back at
+    /// once.
+    pub fn is_breakage(&self) -> bool {
+        matches!(self, ServeError::Load(..) | ServeError::Unavailable(_) | ServeError::Predict(..)) && self.is_version_failure()
     }
 }
 
@@ -111,17 +132,12 @@ pub async fn deploy(app: &App, name: &str, model_ref: &str, options: &DeployOpti
         bail!("max rows must be at least 1, not {rows}");
     }
     let record = DeploymentRecord {
-        name: name.to_string(),
-        model_name: model,
-        model_ref: given,
-        version: version.version,
-        instances,
         timeout_ms: options.timeout.map(|t| t.as_millis() as i64),
         max_rows: options.max_rows,
-        created_at: 0,
-        updated_at: 0,
+        ..DeploymentRecord::new(name, &model, &given, version.version, instances)
     };
-    Ok(app.store.put_deployment(&record).await?)
+    let reason = format!("deployed {model}@{given}");
+    Ok(app.store.put_deployment(&record, &reason).await?)
 }
 
 /// What loads a version: the trainer plugin that made it and its bytes.
@@ -147,18 +163,68 @@ async fn servable(app: &App, v: &VersionRecord) -> Result<(crate::store::PluginR
     Ok((plugin, bytes))
 }
 
-/// The pool serving deployment `name` as the store has it now: made (and
-/// filled) the first time, remade when the deployment moved to another
-/// version, by this process or another.
-pub async fn pool_for(app: &App, name: &str) -> Result<Arc<Pool>, ServeError> {
-    let record = match app.store.deployment(name).await {
+/// Where a request to a deployment goes: the version that answers it and
+/// the shadow it is mirrored to, from the deployment's row as the store
+/// has it now (so a change by any process applies to the next request).
+pub struct Routed {
+    pub deployment: DeploymentRecord,
+    pub role: Role,
+    pub pool: Arc<Pool>,
+    pub shadow: Option<Arc<Pool>>,
+}
+
+/// Route a request to deployment `name`; `key` keeps a client on one side
+/// of a canary split. A canary that cannot load is rolled back and the
+/// request goes to the stable version.
+pub async fn route(app: &App, name: &str, key: Option<&str>) -> Result<Routed, ServeError> {
+    let deployment = match app.store.deployment(name).await {
         Ok(r) => r,
         Err(StoreError::NotFound(_)) => return Err(ServeError::NoDeployment(name.to_string())),
         Err(e) => return Err(ServeError::Unavailable(e.to_string())),
     };
+    let mut role = rollout::choose(&deployment, key);
+    let pool = match pool_of(app, &deployment, role).await {
+        Ok(p) => p,
+        Err(e) if role == Role::Canary => {
+            canary_broke(app, &deployment, &e).await;
+            role = Role::Stable;
+            pool_of(app, &deployment, role).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let shadow = match deployment.shadow {
+        Some(_) => pool_of(app, &deployment, Role::Shadow).await.map_err(|e| tracing::warn!(deployment = name, "shadow not mirrored: {e}")).ok(),
+        None => None,
+    };
+    Ok(Routed { deployment, role, pool, shadow })
+}
+
+/// The stable version's pool of deployment `name` (to warm it).
+pub async fn pool_for(app: &App, name: &str) -> Result<Arc<Pool>, ServeError> {
+    Ok(route(app, name, None).await?.pool)
+}
+
+/// Fill the pools of every version deployment `name` serves.
+pub async fn warm(app: &App, name: &str) -> Result<(), ServeError> {
+    let d = app.store.deployment(name).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    for role in [Role::Stable, Role::Canary, Role::Shadow] {
+        if rollout::as_role(&d, role).is_some() {
+            pool_of(app, &d, role).await?.warm_up(app).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The pool of the version playing `role` in `d`: made the first time,
+/// remade when the deployment's settings changed.
+async fn pool_of(app: &App, d: &DeploymentRecord, role: Role) -> Result<Arc<Pool>, ServeError> {
+    let Some(record) = rollout::as_role(d, role) else {
+        return Err(ServeError::Unavailable(format!("deployment `{}` has no {} version", d.name, role.as_str())));
+    };
     if let Some(pool) = app.pools.get(&record) {
         return Ok(pool);
     }
+    let name = &d.name;
     let unavailable = |e: anyhow::Error| ServeError::Unavailable(format!("deployment `{name}` cannot serve: {e:#}"));
     let version = app.store.version(&record.model_name, record.version).await.map_err(|e| unavailable(e.into()))?;
     let (plugin_record, bytes) = servable(app, &version).await.map_err(unavailable)?;
@@ -166,8 +232,79 @@ pub async fn pool_for(app: &App, name: &str) -> Result<Arc<Pool>, ServeError> {
     let signature = Signature::parse(&version.signature).map_err(|e| unavailable(anyhow!(e)))?;
     let timeout = record.timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(DEFAULT_TIMEOUT);
     let limits = plugins::limits_for(&plugin_record, LimitOverrides { timeout: Some(timeout), memory_bytes: None });
-    let pool = app.pools.put(Arc::new(Pool::new(record, signature, plugin, bytes, limits)));
-    Ok(pool)
+    Ok(app.pools.put(Arc::new(Pool::new(record, signature, plugin, bytes, limits))))
+}
+
+async fn canary_broke(app: &App, d: &DeploymentRecord, e: &ServeError) {
+    let Some(canary) = &d.canary else { return };
+    let reason = format!("version {} failed a request: {e}", canary.version);
+    if let Err(e) = rollout::roll_back(app, &d.name, Some(d.rollout), &reason).await {
+        tracing::error!(deployment = %d.name, "rolling back a broken canary: {e:#}");
+    }
+}
+
+/// Answer `features` (parsed for `routed.pool`'s signature) on the routed
+/// version, count it for the rollout, and mirror it to the shadow. A
+/// canary that breaks on it is rolled back at once and the stable version
+/// answers instead.
+pub async fn predict(app: &App, routed: Routed, features: Table) -> Result<Served, ServeError> {
+    let Routed { deployment, role, pool, shadow } = routed;
+    // The request again, for the stable version or the shadow; a copy only
+    // when one may need it.
+    let spare = (role == Role::Canary || shadow.is_some()).then(|| features.clone());
+    let checked = check_input(&pool, features)?;
+    let started = Instant::now();
+    let mut outcome = pool.predict(app, checked, role).await;
+    record(app, &deployment, role, &pool, started, &outcome);
+    if role == Role::Canary
+        && let Err(e) = &outcome
+        && e.is_breakage()
+        && let Some(features) = spare.clone()
+    {
+        canary_broke(app, &deployment, e).await;
+        let stable = pool_of(app, &deployment, Role::Stable).await?;
+        let checked = check_input(&stable, features)?;
+        let started = Instant::now();
+        outcome = stable.predict(app, checked, Role::Stable).await;
+        record(app, &deployment, Role::Stable, &stable, started, &outcome);
+    }
+    if let (Some(shadow), Some(features), Ok(served)) = (shadow, spare, &outcome) {
+        mirror(app, deployment, shadow, features, served.predictions.clone());
+    }
+    outcome
+}
+
+fn record(app: &App, d: &DeploymentRecord, role: Role, pool: &Pool, started: Instant, outcome: &Result<Served, ServeError>) {
+    let failed = outcome.as_ref().err().is_some_and(ServeError::is_version_failure);
+    if outcome.as_ref().err().is_some_and(|e| !e.is_version_failure()) {
+        return;
+    }
+    app.rollout_stats.record(d, role, pool.deployment.version, Outcome { latency: started.elapsed(), failed, agreed: false });
+}
+
+/// Predict on the shadow off the request's path, if it has an instance free
+/// right now (a slow shadow never holds up or piles up behind the live
+/// version), and count whether it agreed.
+fn mirror(app: &App, d: DeploymentRecord, shadow: Arc<Pool>, features: Table, answered: Table) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let Ok(checked) = check_input(&shadow, features) else {
+            let outcome = Outcome { latency: Duration::ZERO, failed: true, agreed: false };
+            return app.rollout_stats.record(&d, Role::Shadow, shadow.deployment.version, outcome);
+        };
+        let started = Instant::now();
+        match shadow.try_predict(&app, checked).await {
+            None => {}
+            Some(result) => {
+                let agreed = result.as_ref().is_ok_and(|s| s.predictions == answered);
+                let failed = result.as_ref().err().is_some_and(ServeError::is_version_failure);
+                if let Err(e) = &result {
+                    tracing::debug!(deployment = %d.name, "shadow failed: {e}");
+                }
+                app.rollout_stats.record(&d, Role::Shadow, shadow.deployment.version, Outcome { latency: started.elapsed(), failed, agreed });
+            }
+        }
+    });
 }
 
 /// Check a request's table against the model's signature (columns by

@@ -10,6 +10,7 @@
 //! client went away) drops the instance it held, for the same reason.
 
 use super::signature::Signature;
+use super::stats::Role;
 use super::{ServeError, Served};
 use crate::app::App;
 use crate::dataset::Table;
@@ -93,8 +94,8 @@ impl Pool {
     }
 
     /// Predict `features` (already checked against the signature) on a
-    /// warm instance.
-    pub async fn predict(&self, app: &App, features: Table) -> Result<Served, ServeError> {
+    /// warm instance, waiting at most [`QUEUE_WAIT`] for one.
+    pub async fn predict(&self, app: &App, features: Table, role: Role) -> Result<Served, ServeError> {
         let _permit = match tokio::time::timeout(QUEUE_WAIT, self.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
             _ => {
@@ -104,6 +105,16 @@ impl Pool {
                 )));
             }
         };
+        self.predict_holding(app, features, role).await
+    }
+
+    /// As [`Pool::predict`] if an instance is free now; `None` if none is.
+    pub async fn try_predict(&self, app: &App, features: Table) -> Option<Result<Served, ServeError>> {
+        let _permit = self.permits.try_acquire().ok()?;
+        Some(self.predict_holding(app, features, Role::Shadow).await)
+    }
+
+    async fn predict_holding(&self, app: &App, features: Table, role: Role) -> Result<Served, ServeError> {
         let idle = self.idle.lock().unwrap().pop();
         let mut instance = match idle {
             Some(i) => i,
@@ -117,7 +128,7 @@ impl Pool {
             self.give_back(instance);
         }
         match outcome {
-            Ok(predictions) => Ok(Served { model_name: self.deployment.model_name.clone(), version: self.deployment.version, predictions }),
+            Ok(predictions) => Ok(Served { model_name: self.deployment.model_name.clone(), version: self.deployment.version, role, predictions }),
             Err(e) => Err(ServeError::Predict(self.label(), e)),
         }
     }
@@ -133,31 +144,56 @@ impl Pool {
     }
 }
 
-/// The pools of every deployment this process serves, by name.
+/// The pools of every version of every deployment this process serves.
 #[derive(Default)]
 pub struct Pools {
-    by_name: Mutex<HashMap<String, Arc<Pool>>>,
+    /// By (deployment, model, version).
+    by_version: Mutex<HashMap<(String, String, i64), Arc<Pool>>>,
+}
+
+fn key(d: &DeploymentRecord) -> (String, String, i64) {
+    (d.name.clone(), d.model_name.clone(), d.version)
 }
 
 impl Pools {
-    /// The pool serving `current`, if one is made and still up to date.
+    /// The pool serving `current` (a deployment as one of its versions sees
+    /// it), if one is made and still up to date.
     pub fn get(&self, current: &DeploymentRecord) -> Option<Arc<Pool>> {
-        self.by_name.lock().unwrap().get(&current.name).filter(|p| p.serves(current)).cloned()
+        self.by_version.lock().unwrap().get(&key(current)).filter(|p| p.serves(current)).cloned()
     }
 
-    /// Keep `pool` for its deployment; the pool it replaces is dropped once
-    /// its last request ends.
+    /// Keep `pool` for its deployment's version; the pool it replaces is
+    /// dropped once its last request ends.
     pub fn put(&self, pool: Arc<Pool>) -> Arc<Pool> {
-        let mut map = self.by_name.lock().unwrap();
+        let mut map = self.by_version.lock().unwrap();
         // Two requests raced to make it: keep the first.
-        if let Some(held) = map.get(&pool.deployment.name).filter(|p| p.serves(&pool.deployment)) {
+        if let Some(held) = map.get(&key(&pool.deployment)).filter(|p| p.serves(&pool.deployment)) {
             return held.clone();
         }
-        map.insert(pool.deployment.name.clone(), pool.clone());
+        map.insert(key(&pool.deployment), pool.clone());
         pool
     }
 
     pub fn remove(&self, name: &str) {
-        self.by_name.lock().unwrap().remove(name);
+        self.by_version.lock().unwrap().retain(|(d, _, _), _| d != name);
+    }
+
+    /// Keep only the pools of versions that `deployments` (all of them)
+    /// still serve in some role: a rolled-back canary's instances go.
+    pub fn retain(&self, deployments: &[DeploymentRecord]) {
+        let served: std::collections::HashSet<(String, String, i64)> = deployments
+            .iter()
+            .flat_map(|d| {
+                let stable = Some((d.model_name.clone(), d.version));
+                let others = [&d.canary, &d.shadow].into_iter().flatten().map(|t| (t.model_name.clone(), t.version));
+                stable.into_iter().chain(others).map(|(m, v)| (d.name.clone(), m, v))
+            })
+            .collect();
+        self.by_version.lock().unwrap().retain(|k, _| served.contains(k));
+    }
+
+    /// The pool of `d`'s version playing `role`, if this process made one.
+    pub fn of_role(&self, d: &DeploymentRecord, role: Role) -> Option<Arc<Pool>> {
+        self.get(&super::rollout::as_role(d, role)?)
     }
 }
