@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BUNDLED: &[&str] = &["linear", "forest", "metrics", "ks"];
+const BUNDLED: &[&str] = &["linear", "forest", "metrics", "ks", "onnx"];
 const FIXTURES: &[&str] = &["misbehave", "foreign-world", "future-version", "bad-import"];
 
 fn main() {

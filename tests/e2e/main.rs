@@ -10,6 +10,7 @@ mod live;
 mod load;
 mod mlflow;
 mod mlflow_validation;
+mod onnx;
 mod plugins;
 mod postgres;
 mod quickstart;

@@ -28,6 +28,23 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Register a model trained elsewhere: an ONNX file (scikit-learn via
+    /// skl2onnx, PyTorch's exporter) or a folder MLflow saved with an
+    /// `onnx` flavour. The bundled `onnx` plugin serves it in the sandbox.
+    Import {
+        name: String,
+        /// model.onnx, or an MLflow model folder (with its MLmodel file).
+        path: std::path::PathBuf,
+        /// The input tensor's columns, in order (default: MLflow's
+        /// signature's; without either, requests give values in order).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// Also point this alias at the new version.
+        #[arg(long)]
+        alias: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Point ALIAS of model NAME at VERSION (`champion`, `challenger`, …).
     Alias {
         name: String,
@@ -105,6 +122,20 @@ pub async fn run(cmd: ModelsCommand) -> Result<i32> {
             } else {
                 let also = alias.map(|a| format!(" (alias {a})")).unwrap_or_default();
                 kiln_services::outln!("Registered {name} version {}{also} from stage `{stage}` of run {run_id}", v.version);
+            }
+        }
+        ModelsCommand::Import { name, path, columns, alias, json } => {
+            let v = kiln_services::serving::import::import(&app, &name, &path, columns, alias.as_deref()).await?;
+            if json {
+                kiln_services::outln!("{}", output::json(&views::ModelVersion::from(&v)));
+            } else {
+                let also = alias.map(|a| format!(" (alias {a})")).unwrap_or_default();
+                kiln_services::outln!(
+                    "Imported {} as {name} version {}{also}; deploy it with `kiln deploy NAME --model {name}@{}`",
+                    path.display(),
+                    v.version,
+                    v.version
+                );
             }
         }
         ModelsCommand::Alias { name, version, alias } => {

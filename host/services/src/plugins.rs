@@ -18,6 +18,11 @@ macro_rules! bundled {
 /// First-party plugins, built for wasm32-wasip2 by build.rs.
 pub const BUNDLED: &[(&str, &[u8])] = bundled!("linear", "forest", "metrics", "ks");
 
+/// First-party plugins registered the first time they are named, not in
+/// every new workspace: `onnx` carries an ONNX runtime (megabytes to
+/// compile), which only `kiln models import` needs.
+pub const ON_DEMAND: &[(&str, &[u8])] = bundled!("onnx");
+
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -102,6 +107,16 @@ pub async fn resolve(app: &App, reference: &str) -> Result<PluginRecord> {
         // A fresh workspace whose server is still registering its bundled
         // plugins in the background: wait for that.
         ensure_bundled(app).await?;
+        candidates = app.store.plugins_named(name).await?;
+    }
+    if let Some((_, bytes)) = ON_DEMAND.iter().find(|(n, _)| *n == name)
+        && !candidates.iter().any(|p| p.bundled)
+    {
+        static REGISTERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = REGISTERING.lock().await;
+        if app.store.plugin_by_digest(&sha256_digest(bytes)).await?.is_none() {
+            add(app, bytes, true, LimitOverrides::default()).await.with_context(|| format!("registering the bundled `{name}` plugin"))?;
+        }
         candidates = app.store.plugins_named(name).await?;
     }
     if candidates.is_empty() {

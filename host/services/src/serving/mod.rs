@@ -4,6 +4,7 @@
 //! `kiln-api`'s; this decides what may be served and checks the input
 //! against the model's [`signature`].
 
+pub mod import;
 pub mod pool;
 pub mod rollout;
 pub mod signature;
