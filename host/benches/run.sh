@@ -31,9 +31,9 @@ if [ ! -x "$mlflow_venv/bin/mlflow" ]; then
     python3 -m venv "$mlflow_venv"
     "$mlflow_venv/bin/pip" install -q mlflow
 fi
-if ! "$mlflow_venv/bin/python" -c 'import sklearn, pandas' 2>/dev/null; then
-    say "installing scikit-learn into $mlflow_venv (the serving benchmark's model)"
-    "$mlflow_venv/bin/pip" install -q scikit-learn pandas
+if ! "$mlflow_venv/bin/python" -c 'import sklearn, pandas, skl2onnx' 2>/dev/null; then
+    say "installing scikit-learn and skl2onnx into $mlflow_venv (the serving benchmarks' models)"
+    "$mlflow_venv/bin/pip" install -q scikit-learn pandas skl2onnx onnx
 fi
 ensure_postgres
 say "building the release kiln binary (the CLI benchmark runs it)"
@@ -46,5 +46,7 @@ say "tracking server beside MLflow's (host/benches/tracking.py)"
 KILN_BIN="$KILN_ROOT/target/release/kiln" "$mlflow_venv/bin/python" host/benches/tracking.py
 say "a served model beside mlflow models serve (host/benches/serving.py)"
 KILN_BIN="$KILN_ROOT/target/release/kiln" "$mlflow_venv/bin/python" host/benches/serving.py
+say "the seed's random forest beside mlflow models serve, as ONNX and as Kiln's forest (host/benches/serving_forest.py)"
+KILN_BIN="$KILN_ROOT/target/release/kiln" "$mlflow_venv/bin/python" host/benches/serving_forest.py
 say "kiln data beside DVC (host/benches/data.py)"
 KILN_BIN="$KILN_ROOT/target/release/kiln" "$venv/bin/python" host/benches/data.py

@@ -41,6 +41,17 @@ for name, model in [("forest", RandomForestClassifier(n_estimators=100, max_dept
 json.dump(answers, open(f"{out}/answers.json", "w"))
 "#;
 
+/// Log the exported logistic model to a Kiln server with MLflow's client
+/// and register it, as a user of MLflow would.
+const LOG: &str = r#"
+import sys, onnx, mlflow, mlflow.onnx, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+frame = pd.read_csv(sys.argv[2]).drop(columns=["benign"])
+signature = mlflow.models.infer_signature(frame.head(5), [0] * 5)
+with mlflow.start_run():
+    mlflow.onnx.log_model(onnx.load(sys.argv[3]), "model", registered_model_name="from-mlflow", signature=signature, save_as_external_data=False)
+"#;
+
 fn predict(url: &str, deployment: &str, body: &Value) -> Value {
     let mut resp = http()
         .post(&format!("{url}/deployments/{deployment}/invocations"))
@@ -107,6 +118,25 @@ fn scikit_learn_models_exported_to_onnx_are_imported_and_answer_as_scikit_learn_
             assert!((p - want).abs() < 1e-5, "{name} row {i}: probability {p} vs scikit-learn's {want}");
         }
     }
+    // A model an MLflow client logged with the onnx flavour and registered
+    // is deployed as it is; its answers are the logistic model's.
+    let script = k.write("log.py", LOG);
+    let logged = std::process::Command::new(&python)
+        .current_dir(k.path())
+        .arg(&script)
+        .arg(&server.url)
+        .arg(&csv)
+        .arg(out.join("logistic.onnx"))
+        .output()
+        .unwrap();
+    assert!(logged.status.success(), "{}", String::from_utf8_lossy(&logged.stderr));
+    let d = k.run(&["deploy", "mlf", "--model", "from-mlflow@1", "--json"]).ok().json();
+    assert_eq!(d["version"], 1, "{d}");
+    let shown = k.run(&["models", "show", "from-mlflow", "--json"]).ok().json();
+    assert_eq!(shown["versions"][0]["signature"]["inputs"].as_array().unwrap().len(), 30, "{shown}");
+    let from_mlflow = predict(&server.url, "mlf", &split);
+    assert_eq!(from_mlflow["predictions"], predict(&server.url, "logistic", &split)["predictions"]);
+
     // The signature holds requests to the columns, by name.
     let mut wrong = split.clone();
     wrong["dataframe_split"]["columns"][0] = json!("radius");

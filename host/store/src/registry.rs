@@ -228,6 +228,25 @@ impl Store {
         row.as_ref().map(version_from_row).transpose()?.ok_or_else(|| StoreError::NotFound(format!("Model Version (name={name}, version={version})")))
     }
 
+    /// Give a version registered without Kiln's model (MLflow's API) the
+    /// blob, loading plugin and signature that make it servable; a version
+    /// that already has a model keeps it.
+    pub async fn set_version_model(&self, name: &str, version: i64, blob: &str, plugin_digest: &str, signature: &str) -> Result<VersionRecord> {
+        let done =
+            sqlx::query("UPDATE model_versions SET blob = $3, plugin_digest = $4, signature = $5 WHERE name = $1 AND version = $2 AND blob = ''")
+                .bind(name)
+                .bind(version)
+                .bind(blob)
+                .bind(plugin_digest)
+                .bind(signature)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() > 0 {
+            self.changed(Change::Model { name: name.into() });
+        }
+        self.version(name, version).await
+    }
+
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 ORDER BY version"));
         sqlx::query(sql).bind(name).fetch_all(&self.pool).await?.iter().map(version_from_row).collect()

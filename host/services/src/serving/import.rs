@@ -79,7 +79,14 @@ fn find(path: &Path) -> Result<Found> {
     let mlmodel = path.join("MLmodel");
     let text = std::fs::read_to_string(&mlmodel)
         .with_context(|| format!("{} is a folder without an MLmodel file: give an .onnx file or a model folder MLflow saved", path.display()))?;
-    let Some(data) = mlmodel_field(&text, &["flavors", "onnx", "data"]) else {
+    let (data, columns) = onnx_flavour(&text).map_err(|e| anyhow!("{}: {e}", mlmodel.display()))?;
+    Ok(Found { file: path.join(data), columns })
+}
+
+/// The ONNX file an MLmodel names (a path inside its folder) and the
+/// columns of its signature, if it names them.
+fn onnx_flavour(text: &str) -> Result<(PathBuf, Option<Vec<String>>)> {
+    let Some(data) = mlmodel_field(text, &["flavors", "onnx", "data"]) else {
         let flavors: Vec<&str> = text
             .lines()
             .skip_while(|l| !l.starts_with("flavors:"))
@@ -89,17 +96,90 @@ fn find(path: &Path) -> Result<Found> {
             .map(|l| l.trim().trim_end_matches(':'))
             .collect();
         bail!(
-            "{}: the model has no `onnx` flavour (its flavours: {}); Kiln serves ONNX models — convert it (skl2onnx, torch.onnx) and log it with mlflow.onnx",
-            mlmodel.display(),
+            "the model has no `onnx` flavour (its flavours: {}); Kiln serves ONNX models — convert it (skl2onnx, torch.onnx) and log it with mlflow.onnx",
             if flavors.is_empty() { "none".to_string() } else { flavors.join(", ") }
         );
     };
-    let inside = Path::new(&data);
+    let inside = PathBuf::from(&data);
     if data.is_empty() || !inside.components().all(|c| matches!(c, Component::Normal(_))) {
-        bail!("{}: flavors.onnx.data is `{data}`, which is not a file inside the model folder", mlmodel.display());
+        bail!("flavors.onnx.data is `{data}`, which is not a file inside the model folder");
     }
-    let columns = mlmodel_field(&text, &["signature", "inputs"]).and_then(|s| signature_columns(&s));
-    Ok(Found { file: path.join(inside), columns })
+    let columns = mlmodel_field(text, &["signature", "inputs"]).and_then(|s| signature_columns(&s));
+    Ok((inside, columns))
+}
+
+/// The files of a version MLflow's API registered, as (path inside the
+/// model folder, blob), when Kiln holds them: a run's artifacts
+/// (`runs:/RUN/PATH`, `mlflow-artifacts:/EXP/RUN/artifacts/PATH`) or a
+/// logged model's (`models:/m-ID`, `mlflow-artifacts:/EXP/models/m-ID/artifacts`).
+async fn version_files(app: &App, source: &str) -> Result<Vec<(String, String)>> {
+    enum Owner {
+        Run(String),
+        Model(String),
+    }
+    let outside = || anyhow!("its files are at `{source}`, which this Kiln does not hold");
+    let (owner, prefix) = if let Some(rest) = source.strip_prefix("runs:/") {
+        let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
+        (Owner::Run(run.to_string()), path.to_string())
+    } else if let Some(id) = source.strip_prefix("models:/").filter(|id| id.starts_with("m-") && !id.contains('/')) {
+        (Owner::Model(id.to_string()), String::new())
+    } else if let Some(rest) = source.strip_prefix("mlflow-artifacts:") {
+        let parts: Vec<&str> = rest.trim_matches('/').splitn(5, '/').collect();
+        match parts.as_slice() {
+            [_, "models", id, "artifacts", rest @ ..] if id.starts_with("m-") => (Owner::Model(id.to_string()), rest.join("/")),
+            [_, run, "artifacts", rest @ ..] => (Owner::Run(run.to_string()), rest.join("/")),
+            _ => return Err(outside()),
+        }
+    } else {
+        return Err(outside());
+    };
+    let all: Vec<(String, String)> = match owner {
+        Owner::Run(run) => app.store.get_run(&run).await.map_err(|_| outside())?.artifacts.into_iter().map(|a| (a.path, a.blob)).collect(),
+        Owner::Model(id) => app.store.logged_model_artifacts(&id).await?.into_iter().map(|(p, b, _)| (p, b)).collect(),
+    };
+    let base = prefix.trim_matches('/');
+    Ok(all
+        .into_iter()
+        .filter_map(|(path, blob)| {
+            let rel = if base.is_empty() { Some(path.as_str()) } else { path.strip_prefix(base).and_then(|r| r.strip_prefix('/')) };
+            rel.map(|r| (r.to_string(), blob.clone()))
+        })
+        .collect())
+}
+
+/// Load `bytes` with the `onnx` plugin in the sandbox: the model is served
+/// only if this works. The plugin's record, for the version.
+async fn check_loads(app: &App, bytes: &[u8]) -> Result<crate::store::PluginRecord> {
+    let record = plugins::resolve(app, "onnx").await?;
+    let plugin = plugins::load(app, &record)?;
+    let limits = plugins::limits_for(&record, LimitOverrides::default());
+    app.runtime()?.warm(&plugin, bytes, &limits).await?;
+    Ok(record)
+}
+
+fn signature_of(columns: Option<Vec<String>>, trained_on: String) -> Result<String> {
+    let signature = Signature {
+        inputs: columns.unwrap_or_default().into_iter().map(|name| Input { name, kind: Kind::Double }).collect(),
+        target: None,
+        trained_on: Some(trained_on),
+    };
+    Ok(serde_json::to_string(&signature)?)
+}
+
+/// Make a version MLflow's API registered servable, if its files (held by
+/// this Kiln) are an `onnx` flavour: the version gets the ONNX file as its
+/// model and the `onnx` plugin to load it. The error says why not.
+pub async fn adopt(app: &App, v: &VersionRecord) -> Result<VersionRecord> {
+    let files = version_files(app, &v.source).await?;
+    let (_, mlmodel) = files.iter().find(|(p, _)| p == "MLmodel").ok_or_else(|| anyhow!("`{}` holds no MLmodel file", v.source))?;
+    let text = String::from_utf8(app.blobs.get(mlmodel)?).map_err(|_| anyhow!("its MLmodel file is not text"))?;
+    let (data, columns) = onnx_flavour(&text)?;
+    let data = data.to_string_lossy().into_owned();
+    let (_, blob) = files.iter().find(|(p, _)| *p == data).ok_or_else(|| anyhow!("its MLmodel names `{data}`, which is not among its files"))?;
+    let bytes = app.blobs.get(blob)?;
+    let record = check_loads(app, &bytes).await.map_err(|e| anyhow!("{data}: {e:#}"))?;
+    let signature = signature_of(columns, format!("MLflow model {}", v.source))?;
+    Ok(app.store.set_version_model(&v.name, v.version, blob, &record.digest, &signature).await?)
 }
 
 /// Register the ONNX model at `path` as the next version of `name` (made if
@@ -117,10 +197,7 @@ pub async fn import(app: &App, name: &str, path: &Path, columns: Option<Vec<Stri
         bail!("{} is {size} bytes; Kiln imports models of at most {MAX_MODEL_BYTES} bytes", found.file.display());
     }
     let bytes = std::fs::read(&found.file).with_context(|| format!("reading {}", found.file.display()))?;
-    let record = plugins::resolve(app, "onnx").await?;
-    let plugin = plugins::load(app, &record)?;
-    let limits = plugins::limits_for(&record, LimitOverrides::default());
-    app.runtime()?.warm(&plugin, &bytes, &limits).await.map_err(|e| anyhow!("{}: {e}", found.file.display()))?;
+    let record = check_loads(app, &bytes).await.map_err(|e| anyhow!("{}: {e:#}", found.file.display()))?;
 
     let columns = columns.or(found.columns);
     if let Some(c) = &columns {
@@ -132,11 +209,7 @@ pub async fn import(app: &App, name: &str, path: &Path, columns: Option<Vec<Stri
             bail!("a column name is empty");
         }
     }
-    let signature = Signature {
-        inputs: columns.unwrap_or_default().into_iter().map(|name| Input { name, kind: Kind::Double }).collect(),
-        target: None,
-        trained_on: Some(format!("imported from {}", found.file.display())),
-    };
+    let signature = signature_of(columns, format!("imported from {}", found.file.display()))?;
     let blob = app.blobs.put(&bytes)?;
     match app.store.model(name).await {
         Ok(_) => {}
@@ -147,7 +220,6 @@ pub async fn import(app: &App, name: &str, path: &Path, columns: Option<Vec<Stri
     }
     let absolute = std::path::absolute(&found.file).unwrap_or(found.file.clone());
     let source = format!("file://{}", absolute.display());
-    let signature = serde_json::to_string(&signature)?;
     let new = NewVersion { source: &source, blob: &blob, plugin_digest: &record.digest, signature: &signature, ..Default::default() };
     let version = app.store.create_version_from(name, &new).await?;
     if let Some(a) = alias {

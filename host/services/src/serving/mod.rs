@@ -123,7 +123,7 @@ fn check_deployment_name(name: &str) -> Result<()> {
 pub async fn deploy(app: &App, name: &str, model_ref: &str, options: &DeployOptions) -> Result<DeploymentRecord> {
     check_deployment_name(name)?;
     let (model, reference, given) = parse_model_ref(model_ref)?;
-    let version = registry::resolve(&app.store, &model, &reference).await?;
+    let version = servable_version(app, registry::resolve(&app.store, &model, &reference).await?).await?;
     servable(app, &version).await?;
     let instances = options.instances.unwrap_or(DEFAULT_INSTANCES);
     if !(1..=MAX_INSTANCES).contains(&instances) {
@@ -139,6 +139,23 @@ pub async fn deploy(app: &App, name: &str, model_ref: &str, options: &DeployOpti
     };
     let reason = format!("deployed {model}@{given}");
     Ok(app.store.put_deployment(&record, &reason).await?)
+}
+
+/// `v`, made servable first if MLflow's API registered it with an `onnx`
+/// flavour whose files this Kiln holds ([`import::adopt`]).
+pub async fn servable_version(app: &App, v: VersionRecord) -> Result<VersionRecord> {
+    if !v.blob.is_empty() {
+        return Ok(v);
+    }
+    import::adopt(app, &v).await.map_err(|e| {
+        anyhow!(
+            "version {} of model `{}` was registered through MLflow's API and cannot be served: {e:#}; \
+             Kiln serves models a Kiln trainer plugin made (`kiln models register RUN STAGE NAME`) and ONNX models \
+             (`kiln models import`, or an MLflow model with an `onnx` flavour)",
+            v.version,
+            v.name
+        )
+    })
 }
 
 /// What loads a version: the trainer plugin that made it and its bytes.

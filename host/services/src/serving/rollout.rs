@@ -106,7 +106,7 @@ pub fn as_role(d: &DeploymentRecord, role: Role) -> Option<DeploymentRecord> {
 
 async fn resolve_target(app: &App, model_ref: &str) -> Result<Target> {
     let (model, reference, _) = super::parse_model_ref(model_ref)?;
-    let version = registry::resolve(&app.store, &model, &reference).await?;
+    let version = super::servable_version(app, registry::resolve(&app.store, &model, &reference).await?).await?;
     super::servable(app, &version).await?;
     Ok(Target { model_name: model, version: version.version })
 }
