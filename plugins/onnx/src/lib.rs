@@ -8,6 +8,8 @@
 //! integer tensor is the predicted label, a float `[N, C]` tensor beside it
 //! the class probabilities, and a float tensor alone a regression value.
 
+mod trees;
+
 use kiln_sdk::{Column, Description, Model, Params, PluginError, Result, Table, Trainer};
 use std::sync::Arc;
 use tract_onnx::pb;
@@ -38,6 +40,9 @@ pub struct OnnxModel {
     value: Option<usize>,
     /// The classifier's labels, in probability-column order.
     classes: Vec<f64>,
+    /// The graph is one tree ensemble, evaluated directly (checked against
+    /// tract when loaded).
+    ensemble: Option<trees::Ensemble>,
 }
 
 fn bad_model(message: impl std::fmt::Display) -> PluginError {
@@ -123,7 +128,61 @@ impl OnnxModel {
         let fact = InferenceFact::dt_shape(f32::datum_type(), shape);
         model.set_input_fact(0, fact).map_err(|e| bad_model(format!("{e:#}")))?;
         let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| bad_model(format!("{e:#}")))?;
-        Ok(OnnxModel { bytes: bytes.to_vec(), plan, features, label, probabilities, value, classes })
+        let mut loaded = OnnxModel { bytes: bytes.to_vec(), plan, features, label, probabilities, value, classes, ensemble: None };
+        if let Some(ensemble) = trees::Ensemble::of(graph, features).filter(|e| e.classes == loaded.classes.len())
+            && loaded.agrees(&ensemble)?
+        {
+            loaded.ensemble = Some(ensemble);
+        }
+        Ok(loaded)
+    }
+
+    /// Whether `ensemble` gives tract's probabilities (within 1e-5) on
+    /// probe rows made from the model's thresholds.
+    fn agrees(&self, ensemble: &trees::Ensemble) -> Result<bool> {
+        let Some(p) = self.probabilities else { return Ok(false) };
+        let rows = 64;
+        let probe = ensemble.probe_rows(rows);
+        let input = Tensor::from_shape(&[rows, self.features], &probe).map_err(|e| PluginError::internal(format!("{e:#}")))?;
+        let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(|e| bad_model(format!("it fails on a probe row: {e:#}")))?;
+        let expected = as_f64(&outputs[p])?;
+        if expected.len() != rows * ensemble.classes {
+            return Ok(false);
+        }
+        let mut got = vec![0.0; ensemble.classes];
+        for r in 0..rows {
+            ensemble.score(&probe[r * self.features..(r + 1) * self.features], &mut got);
+            if got.iter().zip(&expected[r * ensemble.classes..]).any(|(g, e)| (g - e).abs() > 1e-5) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Probabilities, row-major `[rows, classes]`.
+    fn probabilities_of(&self, columns: &[&[f64]], rows: usize) -> Result<Vec<f64>> {
+        if let Some(ensemble) = &self.ensemble {
+            let mut out = vec![0.0; rows * ensemble.classes];
+            let mut row = vec![0f32; self.features];
+            for r in 0..rows {
+                for (f, c) in columns.iter().enumerate() {
+                    row[f] = c[r] as f32;
+                }
+                ensemble.score(&row, &mut out[r * ensemble.classes..(r + 1) * ensemble.classes]);
+            }
+            return Ok(out);
+        }
+        let outputs = self.run(columns, rows)?;
+        as_f64(&outputs[self.probabilities.expect("a classifier with probabilities")])
+    }
+
+    fn run(&self, columns: &[&[f64]], rows: usize) -> Result<TVec<TValue>> {
+        let mut flat = Vec::with_capacity(rows * self.features);
+        for r in 0..rows {
+            flat.extend(columns.iter().map(|c| c[r] as f32));
+        }
+        let input = Tensor::from_shape(&[rows, self.features], &flat).map_err(|e| PluginError::internal(format!("{e:#}")))?;
+        self.plan.run(tvec!(input.into_tvalue())).map_err(|e| PluginError::internal(format!("the ONNX model failed: {e:#}")))
     }
 }
 
@@ -143,17 +202,11 @@ impl Model for OnnxModel {
             return Err(PluginError::invalid_input(format!("the model takes {} columns, the request has {}", self.features, columns.len())));
         }
         let rows = features.rows;
-        let mut flat = Vec::with_capacity(rows * self.features);
-        for r in 0..rows {
-            flat.extend(columns.iter().map(|c| c[r] as f32));
-        }
-        let input = Tensor::from_shape(&[rows, self.features], &flat).map_err(|e| PluginError::internal(format!("{e:#}")))?;
-        let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(|e| PluginError::internal(format!("the ONNX model failed: {e:#}")))?;
         let mut out = Vec::new();
         match (self.label, self.value) {
             (Some(l), _) => match self.probabilities {
-                Some(p) => {
-                    let probs = as_f64(&outputs[p])?;
+                Some(_) => {
+                    let probs = self.probabilities_of(&columns, rows)?;
                     let per_row = probs.len().checked_div(rows).unwrap_or(0);
                     // skl2onnx lists the labels; an MLP's exporter may not.
                     let labels: Vec<f64> =
@@ -174,10 +227,10 @@ impl Model for OnnxModel {
                         out.push(Column::numeric(format!("proba:{class}"), (0..rows).map(|r| probs[r * per_row + k]).collect()));
                     }
                 }
-                None => out.push(Column::numeric("prediction", as_f64(&outputs[l])?)),
+                None => out.push(Column::numeric("prediction", as_f64(&self.run(&columns, rows)?[l])?)),
             },
             (None, Some(v)) => {
-                let values = as_f64(&outputs[v])?;
+                let values = as_f64(&self.run(&columns, rows)?[v])?;
                 if values.len() != rows {
                     return Err(PluginError::internal(format!("the model gave {} values for {rows} rows", values.len())));
                 }
