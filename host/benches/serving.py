@@ -102,14 +102,14 @@ def latencies(port: int, path: str, body: bytes, calls: int) -> list[float]:
     return out
 
 
-def throughput(port: int, path: str, body: bytes) -> tuple[float, float]:
+def throughput(port: int, path: str, body: bytes, clients: int = CLIENTS, seconds: float = LOAD_SECONDS) -> tuple[float, float]:
     """Requests per second, and the p99 latency (ms) of those requests, with
-    CLIENTS keep-alive connections for LOAD_SECONDS."""
-    times: list[list[float]] = [[] for _ in range(CLIENTS)]
-    stop = time.perf_counter() + LOAD_SECONDS
+    `clients` keep-alive connections for `seconds`."""
+    times: list[list[float]] = [[] for _ in range(clients)]
+    stop = time.perf_counter() + seconds
 
     def client(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while True:
             t = time.perf_counter()
             if t >= stop:
@@ -118,7 +118,7 @@ def throughput(port: int, path: str, body: bytes) -> tuple[float, float]:
             times[i].append((time.perf_counter() - t) * 1000)
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -126,6 +126,16 @@ def throughput(port: int, path: str, body: bytes) -> tuple[float, float]:
         t.join()
     every = [x for ts in times for x in ts]
     return len(every) / (time.perf_counter() - start), p99(every)
+
+
+def stop_all(procs) -> None:
+    """Stop the servers started in their own sessions (and their children)."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        p.wait()
 
 
 def p99(values: list[float]) -> float:
@@ -222,12 +232,7 @@ def main() -> None:
             print(f"{label:<36} {fmt(before):>10} {fmt(after):>12} {(after - before) / before:>+8.1%}")
         print(json.dumps({"agree": agree, "accuracy": right, "results": results}))
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        stop_all(procs)
         if KEEP:
             log(f"kept {work}")
         else:

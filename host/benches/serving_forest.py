@@ -26,44 +26,19 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from benchlib import fmt, kiln_binary, peer_binary  # noqa: E402  (beside this script)
-from serving import free_port, latencies, p99, post, wait_up  # noqa: E402
+from serving import free_port, latencies, p99, post, stop_all, throughput, wait_up  # noqa: E402
 
 QUICK = os.environ.get("KILN_BENCH_QUICK", "") not in ("", "0")
 KEEP = os.environ.get("KILN_BENCH_KEEP", "") not in ("", "0")
 CALLS = 200 if QUICK else 2000
 SECONDS = 2 if QUICK else 8
 FEATURES = 20
-
-
-def load(port: int, path: str, body: bytes, clients: int) -> tuple[float, float]:
-    """(requests/s, p99 ms) with `clients` keep-alive connections."""
-    times: list[list[float]] = [[] for _ in range(clients)]
-    stop = time.perf_counter() + SECONDS
-
-    def client(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while (t := time.perf_counter()) < stop:
-            post(conn, path, body)
-            times[i].append((time.perf_counter() - t) * 1000)
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    every = [x for ts in times for x in ts]
-    return len(every) / (time.perf_counter() - start), p99(every)
 
 
 def rss_mib(pid: int) -> float:
@@ -156,9 +131,9 @@ def main() -> None:
             single = latencies(port, path, one, CALLS)
             r = {"one_row_median_ms": statistics.median(single), "one_row_p99_ms": p99(single)}
             for clients in (1, 8, 64):
-                rate, tail = load(port, path, one, clients)
+                rate, tail = throughput(port, path, one, clients, SECONDS)
                 r[f"rps_{clients}"], r[f"p99_{clients}"] = rate, tail
-            rate, tail = load(port, path, hundred, 8)
+            rate, tail = throughput(port, path, hundred, 8, SECONDS)
             r["rows_per_s_100"], r["p99_100"] = rate * 100, tail
             r["rss_mib"] = rss_mib(procs["kiln" if name.startswith("kiln") else "mlflow"].pid)
             results[name] = r
@@ -180,12 +155,7 @@ def main() -> None:
         print("\n(ratio: how many times better Kiln's ONNX deployment is than mlflow; RSS for kiln is the one server holding both deployments)")
         print(json.dumps({"same_classes": same_classes, "max_proba_diff": max_proba_diff, "accuracy": accuracy, "results": results}))
     finally:
-        for p in procs.values():
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        stop_all(procs.values())
         if KEEP:
             print(f"kept {work}")
         else:

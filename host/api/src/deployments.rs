@@ -178,10 +178,7 @@ pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> R {
 
 /// `GET /api/v1/deployments/{name}/history`: every change, oldest first.
 pub async fn history(State(app): State<App>, Path(name): Path<String>) -> R {
-    let events = app.store.deployment_events(&name).await?;
-    if events.is_empty() {
-        app.store.deployment(&name).await?;
-    }
+    let events = serving::history(&app, &name).await?;
     Ok(Json(json!(views::all::<_, views::DeploymentEvent>(&events))))
 }
 

@@ -176,11 +176,7 @@ pub async fn deploy(args: DeployArgs) -> Result<i32> {
 
 async fn history(name: &str, json: bool) -> Result<i32> {
     let app = App::open(true).await?;
-    let events = app.store.deployment_events(name).await?;
-    if events.is_empty() {
-        app.store.deployment(name).await?;
-    }
-    let events: Vec<views::DeploymentEvent> = views::all(&events);
+    let events: Vec<views::DeploymentEvent> = views::all(&serving::history(&app, name).await?);
     if json {
         kiln_services::outln!("{}", output::json(&events));
     } else {

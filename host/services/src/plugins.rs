@@ -79,11 +79,16 @@ pub async fn add(app: &App, bytes: &[u8], bundled: bool, limits: LimitOverrides)
 
 /// Register the bundled plugins that are not registered yet.
 pub async fn ensure_bundled(app: &App) -> Result<()> {
+    register_bundled(app, BUNDLED).await
+}
+
+/// Register those of `plugins` (bundled ones) not registered yet.
+async fn register_bundled(app: &App, plugins: &[(&str, &[u8])]) -> Result<()> {
     // One registration at a time in this process: `serve` registers in the
     // background while a request may ask for a bundled plugin.
     static REGISTERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = REGISTERING.lock().await;
-    for (name, bytes) in BUNDLED {
+    for (name, bytes) in plugins {
         let digest = sha256_digest(bytes);
         if app.store.plugin_by_digest(&digest).await?.is_none() {
             add(app, bytes, true, LimitOverrides::default()).await.with_context(|| format!("registering the bundled `{name}` plugin"))?;
@@ -109,14 +114,10 @@ pub async fn resolve(app: &App, reference: &str) -> Result<PluginRecord> {
         ensure_bundled(app).await?;
         candidates = app.store.plugins_named(name).await?;
     }
-    if let Some((_, bytes)) = ON_DEMAND.iter().find(|(n, _)| *n == name)
+    if let Some(on_demand) = ON_DEMAND.iter().find(|(n, _)| *n == name)
         && !candidates.iter().any(|p| p.bundled)
     {
-        static REGISTERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-        let _one = REGISTERING.lock().await;
-        if app.store.plugin_by_digest(&sha256_digest(bytes)).await?.is_none() {
-            add(app, bytes, true, LimitOverrides::default()).await.with_context(|| format!("registering the bundled `{name}` plugin"))?;
-        }
+        register_bundled(app, std::slice::from_ref(on_demand)).await?;
         candidates = app.store.plugins_named(name).await?;
     }
     if candidates.is_empty() {

@@ -293,10 +293,12 @@ pub async fn predict(app: &App, routed: Routed, features: Table) -> Result<Serve
 }
 
 fn record(app: &App, d: &DeploymentRecord, role: Role, pool: &Pool, started: Instant, outcome: &Result<Served, ServeError>) {
-    let failed = outcome.as_ref().err().is_some_and(ServeError::is_version_failure);
-    if outcome.as_ref().err().is_some_and(|e| !e.is_version_failure()) {
-        return;
-    }
+    let failed = match outcome {
+        Ok(_) => false,
+        Err(e) if e.is_version_failure() => true,
+        // The client's mistake says nothing about the version.
+        Err(_) => return,
+    };
     app.rollout_stats.record(d, role, pool.deployment.version, Outcome { latency: started.elapsed(), failed, agreed: false });
 }
 
@@ -371,6 +373,16 @@ pub fn check_input(pool: &Pool, mut features: Table) -> Result<Table, ServeError
     }
     features.columns = ordered;
     Ok(features)
+}
+
+/// Deployment `name`'s history, oldest first; also after it was deleted,
+/// and an error if it never existed.
+pub async fn history(app: &App, name: &str) -> Result<Vec<crate::store::DeploymentEvent>, StoreError> {
+    let events = app.store.deployment_events(name).await?;
+    if events.is_empty() {
+        app.store.deployment(name).await?;
+    }
+    Ok(events)
 }
 
 /// Register the model stage `stage` of run `run_id` trained as the next
