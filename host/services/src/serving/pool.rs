@@ -17,7 +17,7 @@ use crate::dataset::Table;
 use crate::runtime::{Limits, LoadedPlugin, WarmModel};
 use crate::store::DeploymentRecord;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -36,6 +36,8 @@ pub struct Pool {
     size: usize,
     permits: Semaphore,
     idle: Mutex<Vec<WarmModel>>,
+    /// Instances in existence, idle and busy.
+    live: AtomicUsize,
     /// Instances thrown away after a failure.
     replaced: AtomicU64,
 }
@@ -52,6 +54,7 @@ impl Pool {
             size,
             permits: Semaphore::new(size),
             idle: Mutex::new(Vec::with_capacity(size)),
+            live: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
         }
     }
@@ -65,28 +68,39 @@ impl Pool {
 
     /// Fill the pool with loaded instances up to its size (at start-up and
     /// after a deploy, so the first requests do not pay for loading).
+    ///
+    /// Each instance is made holding a permit, as a request would: a
+    /// request that comes while the pool fills waits for a loaded instance
+    /// rather than making one of its own that the pool would then have no
+    /// room for (a model that keeps state between calls would see its
+    /// instance swapped under it).
     pub async fn warm_up(&self, app: &App) -> Result<(), ServeError> {
-        let missing = self.size.saturating_sub(self.idle.lock().unwrap().len());
-        for _ in 0..missing {
+        loop {
+            let Ok(_permit) = self.permits.acquire().await else { return Ok(()) };
+            if self.live.load(Ordering::Acquire) >= self.size {
+                return Ok(());
+            }
             let instance = self.instantiate(app).await?;
             self.give_back(instance);
         }
-        Ok(())
     }
 
     /// Keep an instance for the next request, unless the pool already
-    /// holds as many as it may (requests that came while it was filling
-    /// made their own).
+    /// holds as many as it may.
     fn give_back(&self, instance: WarmModel) {
         let mut idle = self.idle.lock().unwrap();
         if idle.len() < self.size {
             idle.push(instance);
+        } else {
+            self.live.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
     async fn instantiate(&self, app: &App) -> Result<WarmModel, ServeError> {
         let runtime = app.runtime().map_err(|e| ServeError::Unavailable(format!("{e:#}")))?;
-        runtime.warm(&self.plugin, &self.model, &self.limits).await.map_err(|e| ServeError::Load(self.label(), e))
+        let instance = runtime.warm(&self.plugin, &self.model, &self.limits).await.map_err(|e| ServeError::Load(self.label(), e))?;
+        self.live.fetch_add(1, Ordering::AcqRel);
+        Ok(instance)
     }
 
     fn label(&self) -> String {
@@ -116,12 +130,17 @@ impl Pool {
 
     async fn predict_holding(&self, app: &App, features: Table, role: Role) -> Result<Served, ServeError> {
         let idle = self.idle.lock().unwrap().pop();
-        let mut instance = match idle {
+        let instance = match idle {
             Some(i) => i,
             None => self.instantiate(app).await?,
         };
+        // Counted out of `live` if this future is dropped mid-call.
+        let mut held = Held { pool: self, instance: Some(instance) };
+        let instance = held.instance.as_mut().expect("just put");
         let outcome = instance.predict(features).await;
+        let instance = held.instance.take().expect("still held");
         if instance.is_spent() {
+            self.live.fetch_sub(1, Ordering::AcqRel);
             let replaced = self.replaced.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(deployment = %self.deployment.name, replaced, "a served instance failed and was thrown away; a fresh one takes its place");
         } else {
@@ -141,6 +160,20 @@ impl Pool {
     /// Instances loaded and waiting.
     pub fn idle(&self) -> usize {
         self.idle.lock().unwrap().len()
+    }
+}
+
+/// An instance out of the pool, for the length of one call.
+struct Held<'a> {
+    pool: &'a Pool,
+    instance: Option<WarmModel>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.instance.is_some() {
+            self.pool.live.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
