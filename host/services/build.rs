@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BUNDLED: &[&str] = &["linear", "forest", "metrics", "ks", "onnx"];
-const FIXTURES: &[&str] = &["misbehave", "foreign-world", "future-version", "bad-import"];
+const BUNDLED: &[&str] = &["linear", "forest", "metrics", "ks", "onnx", "bundle"];
+const FIXTURES: &[&str] = &["misbehave", "foreign-world", "future-version", "bad-import", "nosy-deployer"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

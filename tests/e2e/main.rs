@@ -5,6 +5,7 @@ mod api;
 mod artifacts;
 mod bad_input;
 mod data;
+mod deployers;
 mod hardening;
 mod live;
 mod load;

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::scoring;
 use crate::serving::rollout::{self, Policy};
 use crate::serving::stats::Role;
+use crate::serving::target::{self, GrantSet, TargetOptions};
 use crate::serving::{self, DeployOptions, ServeError};
 use crate::views;
 use axum::Json;
@@ -66,6 +67,23 @@ fn serve_failure(e: ServeError) -> Response {
 }
 
 /// `POST /deployments/{name}/invocations`.
+/// `POST /invocations` of a bundle server: its one deployment's.
+pub async fn only_invocations(State(app): State<App>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let name = match app.store.deployments().await {
+        Ok(all) if all.len() == 1 => all[0].name.clone(),
+        Ok(_) => {
+            return failure(
+                StatusCode::NOT_FOUND,
+                "RESOURCE_DOES_NOT_EXIST",
+                "this server has no single deployment; POST /deployments/NAME/invocations".into(),
+                None,
+            );
+        }
+        Err(e) => return failure(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string(), None),
+    };
+    invocations(State(app), Path(name), headers, body).await
+}
+
 pub async fn invocations(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let too_large = || failure(StatusCode::PAYLOAD_TOO_LARGE, "BAD_REQUEST", format!("the request body is larger than {MAX_BODY} bytes"), None);
@@ -123,6 +141,22 @@ pub struct DeployBody {
     /// `30s`, `500ms`.
     timeout: Option<String>,
     max_rows: Option<i64>,
+    /// Deploy through a deployer plugin too. Only what the operator granted
+    /// the plugin (`kiln plugin grant`) applies: a client cannot grant a
+    /// directory of the server's.
+    target: Option<TargetBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetBody {
+    plugin: String,
+    #[serde(default = "empty_object")]
+    params: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -144,8 +178,19 @@ pub async fn create(State(app): State<App>, Json(body): Json<DeployBody>) -> Res
         body.timeout.as_deref().map(kiln_services::runtime::parse_duration).transpose().map_err(|e| bad_request(format!("timeout: {e}")))?;
     let options = DeployOptions { instances: body.instances, timeout, max_rows: body.max_rows };
     let d = serving::deploy(&app, &body.name, &body.model, &options).await.map_err(deploy_error)?;
+    let target = match body.target {
+        Some(t) => {
+            let options = TargetOptions { plugin: t.plugin, params: t.params, grants: GrantSet::default() };
+            Some(target::deploy_to(&app, &d.name, &options).await.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?)
+        }
+        None => target::redeploy(&app, &d.name).await.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?,
+    };
     warm(&app, &d.name).await?;
-    Ok((StatusCode::CREATED, Json(json!(views::Deployment::from(&d)))))
+    let mut out = json!(views::Deployment::from(&d));
+    if let Some((t, _)) = target {
+        out["target"] = json!(views::DeployTarget::from(&t));
+    }
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 async fn warm(app: &App, name: &str) -> Result<(), ApiError> {
@@ -166,6 +211,9 @@ pub async fn show(State(app): State<App>, Path(name): Path<String>) -> R {
     out["traffic"] = json!(views::RoleTraffic::of(&app.store.rollout_stats(&name, d.rollout).await?));
     if let Some(pool) = app.pools.of_role(&d, Role::Stable) {
         out["serving"] = json!({"idle_instances": pool.idle(), "replaced_instances": pool.replaced()});
+    }
+    if let Some(t) = app.store.deploy_target(&name).await? {
+        out["target"] = json!(views::DeployTarget::from(&t));
     }
     Ok(Json(out))
 }

@@ -19,6 +19,7 @@ use kiln_services::{app, blobs, data, dataset, invalid, pipeline, records, regis
 use crate::app::App;
 use axum::Router;
 use axum::routing::{get, post};
+use kiln_services::listen::Routes;
 
 pub use error::ApiError;
 pub use guard::AllowedHosts;
@@ -26,7 +27,29 @@ pub use server::{ServeOptions, serve, serve_boxed};
 
 /// Every route, behind the guard (Host and content-type checks, request
 /// ids, JSON error bodies).
-pub fn router(app: App, hosts: AllowedHosts) -> Router {
+pub fn router(app: App, hosts: AllowedHosts, routes: Routes) -> Router {
+    let routes = match routes {
+        Routes::All => everything(),
+        Routes::Bundle => bundle(),
+    };
+    routes.with_state(app).layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(hosts), guard::guard))
+}
+
+/// `kiln serve --bundle`: one deployment's predictions and description,
+/// the health checks, nothing that writes.
+fn bundle() -> Router<App> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/health", get(|| async { "OK" }))
+        // `mlflow models serve`'s probe and its one scoring endpoint.
+        .route("/ping", get(|| async { "\n" }))
+        .route("/invocations", post(deployments::only_invocations))
+        .route("/api/v1/deployments", get(deployments::list))
+        .route("/api/v1/deployments/{name}", get(deployments::show))
+        .route("/deployments/{name}/invocations", post(deployments::invocations))
+}
+
+fn everything() -> Router<App> {
     Router::new()
         .route("/api/v1/health", get(health))
         // MLflow's liveness probe, for tools that check it.
@@ -68,8 +91,6 @@ pub fn router(app: App, hosts: AllowedHosts) -> Router {
         // MLflow's scoring protocol, one endpoint per deployment.
         .route("/deployments/{name}/invocations", post(deployments::invocations))
         .merge(mlflow::router())
-        .with_state(app)
-        .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(hosts), guard::guard))
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -29,7 +29,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// Serve `app` on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, app: App, options: ServeOptions, mut stop: watch::Receiver<bool>) -> Result<()> {
     let addr = listener.local_addr()?;
-    let router = super::router(app, AllowedHosts::new(addr, &options.allowed_hosts))
+    let router = super::router(app, AllowedHosts::new(addr, &options.allowed_hosts), options.routes)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(options.body_timeout));
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let graceful = GracefulShutdown::new();

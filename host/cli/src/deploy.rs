@@ -5,6 +5,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use kiln_services::app::App;
 use kiln_services::serving::rollout::{self, Policy};
+use kiln_services::serving::target::{self, GrantSet, TargetOptions};
 use kiln_services::serving::{self, DeployOptions};
 use kiln_services::{output, views};
 use std::time::Duration;
@@ -19,8 +20,21 @@ pub struct DeployArgs {
     pub name: Option<String>,
     /// MODEL@VERSION, MODEL@ALIAS, MODEL@latest or MODEL@Production: what
     /// the deployment serves (its stable version).
-    #[arg(long, required_unless_present_any = ["canary", "shadow", "no_shadow", "promote", "rollback"])]
+    #[arg(long, required_unless_present_any = ["canary", "shadow", "no_shadow", "promote", "rollback", "target"])]
     pub model: Option<String>,
+    /// Deploy through this deployer plugin too (`bundle`, or one of
+    /// yours); it runs sandboxed with only what is granted below or by
+    /// `kiln plugin grant`.
+    #[arg(long, value_name = "PLUGIN", conflicts_with_all = ["canary", "shadow", "no_shadow", "promote", "rollback"])]
+    pub target: Option<String>,
+    /// A param for the deployer (repeatable): KEY=VALUE, VALUE read as
+    /// JSON when it is JSON (`--with folder=churn`, `--with replicas=3`).
+    #[arg(long = "with", value_name = "KEY=VALUE", requires = "target", value_parser = key_value)]
+    pub with: Vec<(String, serde_json::Value)>,
+    /// Grant the deployer this directory, read-write, as its `/out`
+    /// (nothing outside it is reachable).
+    #[arg(long, value_name = "DIR", requires = "target")]
+    pub allow_dir: Option<std::path::PathBuf>,
     /// Start a rollout: this version takes --percent of the traffic and is
     /// promoted or rolled back by the policy below.
     #[arg(long, value_name = "MODEL@VERSION", requires = "percent")]
@@ -78,6 +92,15 @@ pub struct DeployArgs {
     pub json: bool,
 }
 
+/// `KEY=VALUE` → (key, JSON value or string).
+pub fn key_value(s: &str) -> Result<(String, serde_json::Value), String> {
+    let Some((k, v)) = s.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+        return Err(format!("`{s}` is not KEY=VALUE"));
+    };
+    let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+    Ok((k.trim().to_string(), value))
+}
+
 #[derive(Subcommand)]
 pub enum DeployHistory {
     /// Every change to a deployment, with its reason, oldest first.
@@ -129,6 +152,26 @@ pub async fn deploy(args: DeployArgs) -> Result<i32> {
         ));
         d = Some(done);
     }
+    let targeted = match &args.target {
+        Some(plugin) => {
+            let options = TargetOptions {
+                plugin: plugin.clone(),
+                params: serde_json::Value::Object(args.with.iter().cloned().collect()),
+                grants: GrantSet::new(args.allow_dir.as_deref())?,
+            };
+            Some(target::deploy_to(&app, &name, &options).await?)
+        }
+        // A deployment that has a target follows its new version there.
+        None if args.model.is_some() => target::redeploy(&app, &name).await?,
+        None => None,
+    };
+    if let Some((t, outcome)) = &targeted {
+        let at = outcome.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+        said.push(format!("{} deployed {} version {} through {}: {}{at}", name, t.model_name, t.version, t.plugin_name, outcome.status));
+        if d.is_none() {
+            d = Some(app.store.deployment(&name).await?);
+        }
+    }
     if let Some(canary) = &args.canary {
         let defaults = Policy::default();
         let policy = Policy {
@@ -167,7 +210,11 @@ pub async fn deploy(args: DeployArgs) -> Result<i32> {
     }
     let d = d.expect("clap requires one action");
     if args.json {
-        kiln_services::outln!("{}", output::json(&views::Deployment::from(&d)));
+        let mut out = serde_json::json!(views::Deployment::from(&d));
+        if let Some((t, _)) = &targeted {
+            out["target"] = serde_json::json!(views::DeployTarget::from(t));
+        }
+        kiln_services::outln!("{}", output::json(&out));
     } else {
         kiln_services::outln!("{}", said.join("\n"));
     }
@@ -217,8 +264,9 @@ pub async fn run(cmd: DeploymentsCommand) -> Result<i32> {
             let v = app.store.version(&d.model_name, d.version).await?;
             let version = views::ModelVersion::from(&v);
             let traffic = views::RoleTraffic::of(&app.store.rollout_stats(&name, d.rollout).await?);
+            let target = app.store.deploy_target(&name).await?.map(|t| views::DeployTarget::from(&t));
             if json {
-                let shown = serde_json::json!({"deployment": views::Deployment::from(&d), "version": version, "traffic": traffic});
+                let shown = serde_json::json!({"deployment": views::Deployment::from(&d), "version": version, "traffic": traffic, "target": target});
                 kiln_services::outln!("{}", output::json(&shown));
             } else {
                 kiln_services::outln!(
@@ -236,6 +284,10 @@ pub async fn run(cmd: DeploymentsCommand) -> Result<i32> {
                     kiln_services::outln!("shadow      {} version {} (every request mirrored)", s.model_name, s.version);
                 }
                 kiln_services::outln!("instances   {}\nendpoint    POST /deployments/{}/invocations", d.instances, d.name);
+                if let Some(t) = &target {
+                    let at = t.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+                    kiln_services::outln!("target      {} ({} version {}): {}{at}", t.plugin, t.model, t.version, t.status);
+                }
                 if !traffic.is_empty() {
                     let ms = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
                     let rows = traffic

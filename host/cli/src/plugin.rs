@@ -34,6 +34,18 @@ pub enum PluginCommand {
     },
     /// Remove NAME@VERSION if no run or model references it.
     Remove { plugin: String },
+    /// Grant a deployer plugin capabilities for every deployment it makes
+    /// (a deployment's own --allow-dir wins over these), or take them back.
+    Grant {
+        /// The deployer's name (every version of it).
+        plugin: String,
+        /// A directory it may write in, as its `/out`.
+        #[arg(long, value_name = "DIR", required_unless_present = "revoke")]
+        allow_dir: Option<PathBuf>,
+        /// Take back everything granted to it.
+        #[arg(long, conflicts_with = "allow_dir")]
+        revoke: bool,
+    },
 }
 
 pub async fn run(cmd: PluginCommand) -> Result<i32> {
@@ -103,6 +115,17 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
         PluginCommand::Remove { plugin } => {
             let removed = plugins::remove(&app, &plugin).await?;
             kiln_services::outln!("Removed {}@{} ({})", removed.name, removed.version, removed.digest);
+        }
+        PluginCommand::Grant { plugin, allow_dir, revoke } => {
+            use kiln_services::serving::target::{self, GrantSet};
+            if revoke {
+                target::grant(&app, &plugin, None).await?;
+                kiln_services::outln!("{plugin} is granted nothing");
+            } else {
+                let grants = GrantSet::new(allow_dir.as_deref())?;
+                target::grant(&app, &plugin, Some(&grants)).await?;
+                kiln_services::outln!("{plugin} may write in {} (as /out) for every deployment", grants.dir.as_deref().unwrap_or_default());
+            }
         }
     }
     Ok(0)

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// variable.
     #[arg(long, value_name = "REGEX", env = "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX")]
     version_source_pattern: Option<String>,
+    /// Serve the folder the `bundle` deployer wrote, and nothing else: no
+    /// workspace or database is needed (or used).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["default_artifact_root", "version_source_pattern"])]
+    bundle: Option<std::path::PathBuf>,
 }
 
 /// A URI with a scheme, or a path made an absolute `file://` URI, as
@@ -126,6 +130,9 @@ async fn warm_deployments(app: &App) {
 
 pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
     let fd_limit = listen::raise_fd_limit();
+    if let Some(dir) = args.bundle.clone() {
+        return serve_bundle(args, &dir, serve, fd_limit).await;
+    }
     let mut app = App::open(true).await?;
     app.default_artifact_root = args.default_artifact_root;
     if let Some(pattern) = &args.version_source_pattern {
@@ -186,10 +193,42 @@ pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
         body_timeout: args.body_timeout,
         max_connections: args.max_connections.unwrap_or_else(|| listen::default_max_connections(fd_limit)),
         allowed_hosts: args.allow_hosts,
+        routes: listen::Routes::All,
     };
     serve(listener, app.clone(), options, rx.clone()).await?;
     let _ = background.await;
     app.store.flush_changes(std::time::Duration::from_secs(2)).await;
+    Ok(0)
+}
+
+/// `kiln serve --bundle DIR`: one deployment from a folder, loaded before
+/// the port opens (a bundle server has nothing else to do meanwhile).
+async fn serve_bundle(args: ServeArgs, dir: &std::path::Path, serve: Serve, fd_limit: u64) -> Result<i32> {
+    let opened = kiln_services::serving::bundle::open(dir).await?;
+    let app = opened.app.clone();
+    kiln_services::serving::warm(&app, &opened.deployment).await?;
+    let d = app.store.deployment(&opened.deployment).await?;
+    let listener = listen(&args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    let (_tx, rx) = shutdown_signal();
+    kiln_services::outln!(
+        "Kiln listening on http://{addr} (bundle {}: deployment {}, {} version {}, at POST /invocations and /deployments/{}/invocations)",
+        dir.display(),
+        d.name,
+        d.model_name,
+        d.version,
+        d.name
+    );
+    std::io::stdout().flush()?;
+    let options = listen::ServeOptions {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections.unwrap_or_else(|| listen::default_max_connections(fd_limit)),
+        allowed_hosts: args.allow_hosts,
+        routes: listen::Routes::Bundle,
+    };
+    serve(listener, app, options, rx).await?;
+    drop(opened);
     Ok(0)
 }
 

@@ -7,8 +7,8 @@ use super::limits::Limits;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// A log line a plugin wrote through `kiln:plugin/host.log`, or a line of
 /// its stdout/stderr (level `stdout`/`stderr`).
@@ -61,11 +61,17 @@ pub struct CallReport {
 }
 
 pub fn new_store(engine: &Engine, limits: &Limits, sink: Option<EventSender>) -> Store<HostState> {
+    store_with(engine, limits, sink, &mut WasiCtx::builder())
+}
+
+/// A store whose WASI context starts from `builder` (a deployer's granted
+/// directories); the rest is denied as in [`new_store`].
+pub fn store_with(engine: &Engine, limits: &Limits, sink: Option<EventSender>, builder: &mut WasiCtxBuilder) -> Store<HostState> {
     let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
     let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
-    // No preopens, no env, no args, no socket address allowed, no name
-    // lookup: the builder's defaults, spelled out where they matter.
-    let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false).build();
+    // No env, no args, no socket address allowed, no name lookup: the
+    // builder's defaults, spelled out where they matter.
+    let wasi = builder.stdout(stdout.clone()).stderr(stderr.clone()).allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false).build();
     let now = Instant::now();
     let state = HostState {
         wasi,

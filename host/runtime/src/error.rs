@@ -36,6 +36,10 @@ pub enum RuntimeError {
     BadOutput(String),
     #[error("{code}{}: {message}", field.as_ref().map(|f| format!(" in `{f}`")).unwrap_or_default())]
     Plugin { code: String, message: String, field: Option<String> },
+    /// A capability the operator granted cannot be handed over (a
+    /// directory that does not open).
+    #[error("{0}")]
+    Grant(String),
     #[error("compiled-component cache: {0}")]
     Cache(String),
 }

@@ -12,12 +12,14 @@ mod bindings;
 mod cache;
 mod call;
 mod convert;
+mod deploy;
 mod error;
 mod host;
 mod inspect;
 mod limits;
 mod warm;
 
+pub use deploy::{ARTIFACTS_DIR, DeployOutcome, DeployRequest, Grants, OUT_DIR};
 pub use error::RuntimeError;
 pub use inspect::{ComponentInfo, SUPPORTED_WIT};
 pub use limits::{Limits, MAX_MEMORY, parse_duration, parse_memory, parse_size};

@@ -21,6 +21,20 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Host names besides the bound address (`*` for any).
     pub allowed_hosts: Vec<String>,
+    /// Which routes: everything, or a bundle's predictions only.
+    pub routes: Routes,
+}
+
+/// What a server answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Routes {
+    /// Kiln's API, MLflow's, and the deployments' invocations.
+    #[default]
+    All,
+    /// `kiln serve --bundle`: the deployment's invocations (also at
+    /// `/invocations`, as `mlflow models serve` has it), its description
+    /// and the health checks; nothing that writes.
+    Bundle,
 }
 
 /// A running server: ends when the stop signal turns true.

@@ -532,6 +532,43 @@ impl From<&store::ScheduleRecord> for Schedule {
 }
 
 /// Views of a list of rows.
+/// Where a deployer plugin deployed a deployment, and what it answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployTarget {
+    pub deployment: String,
+    pub plugin: String,
+    pub plugin_digest: String,
+    pub params: serde_json::Value,
+    /// What this deployment granted (the plugin's own grants apply too).
+    pub grants: serde_json::Value,
+    pub model: String,
+    pub version: i64,
+    pub status: String,
+    pub endpoint: Option<String>,
+    /// The plugin's manifest: JSON when it is JSON, else its text.
+    pub manifest: serde_json::Value,
+    pub updated_at: i64,
+}
+
+impl From<&store::DeployTargetRecord> for DeployTarget {
+    fn from(t: &store::DeployTargetRecord) -> Self {
+        let json = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()));
+        DeployTarget {
+            deployment: t.deployment.clone(),
+            plugin: t.plugin_name.clone(),
+            plugin_digest: t.plugin_digest.clone(),
+            params: json(&t.params),
+            grants: json(&t.grants),
+            model: t.model_name.clone(),
+            version: t.version,
+            status: t.status.clone(),
+            endpoint: t.endpoint.clone(),
+            manifest: json(&t.manifest),
+            updated_at: t.updated_at,
+        }
+    }
+}
+
 pub fn all<'a, R: 'a, V: From<&'a R>>(rows: impl IntoIterator<Item = &'a R>) -> Vec<V> {
     rows.into_iter().map(V::from).collect()
 }

@@ -10,6 +10,9 @@ pub const DIR_NAME: &str = ".kiln";
 pub struct Workspace {
     /// The `.kiln` folder itself.
     pub dir: PathBuf,
+    /// Its own SQLite database whatever `KILN_DATABASE_URL` says (a
+    /// private workspace, as `kiln serve --bundle` makes).
+    pub own_database: bool,
 }
 
 impl Workspace {
@@ -19,13 +22,13 @@ impl Workspace {
         if let Some(home) = std::env::var_os("KILN_HOME").filter(|v| !v.is_empty()) {
             let dir = PathBuf::from(home);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating KILN_HOME {}", dir.display()))?;
-            return Ok(Workspace { dir });
+            return Ok(Workspace { dir, own_database: false });
         }
         let cwd = std::env::current_dir().context("reading the current directory")?;
         for ancestor in cwd.ancestors() {
             let candidate = ancestor.join(DIR_NAME);
             if candidate.is_dir() {
-                return Ok(Workspace { dir: candidate });
+                return Ok(Workspace { dir: candidate, own_database: false });
             }
         }
         if !create {
@@ -43,7 +46,13 @@ impl Workspace {
             // The workspace's state is not source: keep it out of git.
             std::fs::write(&ignore, "*\n").with_context(|| format!("writing {}", ignore.display()))?;
         }
-        Ok(Workspace { dir })
+        Ok(Workspace { dir, own_database: false })
+    }
+
+    /// A workspace of its own in `at` (created), which no environment
+    /// variable points elsewhere.
+    pub fn private(at: &Path) -> Result<Self> {
+        Ok(Workspace { own_database: true, ..Self::init(at)? })
     }
 
     /// The folder the workspace belongs to (where relative paths resolve).
@@ -53,7 +62,7 @@ impl Workspace {
 
     pub fn database_url(&self) -> String {
         match std::env::var("KILN_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => url,
+            Ok(url) if !url.is_empty() && !self.own_database => url,
             _ => format!("sqlite://{}?mode=rwc", self.dir.join("kiln.db").display()),
         }
     }

@@ -144,7 +144,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<DeploymentRecord> {
 
 /// Append an event to `deployment`'s history; the caller's transaction
 /// holds the deployment's row, which orders the sequence numbers.
-async fn record_event(
+pub(crate) async fn record_event(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     deployment: &str,
     action: &str,
@@ -308,6 +308,7 @@ impl Store {
         let current = from_row(&row)?;
         sqlx::query("DELETE FROM deployments WHERE name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM rollout_stats WHERE deployment = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM deployment_targets WHERE deployment = $1").bind(name).execute(&mut *tx).await?;
         record_event(&mut tx, name, "delete", &current.stable(), "deleted", now).await?;
         tx.commit().await?;
         self.changed(Change::Deployment { name: name.into() });

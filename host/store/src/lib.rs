@@ -23,6 +23,7 @@
 
 mod catalog;
 mod datasets;
+mod deploy_targets;
 mod deployments;
 mod experiments;
 mod feed;
@@ -37,6 +38,7 @@ mod runs;
 mod search;
 
 pub use datasets::{DatasetVersion, NewDatasetVersion};
+pub use deploy_targets::DeployTargetRecord;
 pub use deployments::{DeploymentEvent, DeploymentRecord, RolloutChange, RolloutStat, Target};
 pub use experiments::ExperimentRecord;
 pub use feed::{Change, SQLITE_PROBE};
@@ -130,6 +132,7 @@ pub(crate) fn migrator() -> Migrator {
         migration(8, "model last version", include_str!("../migrations/0008_model_last_version.sql")),
         migration(9, "deployments", include_str!("../migrations/0009_deployments.sql")),
         migration(10, "rollouts", include_str!("../migrations/0010_rollouts.sql")),
+        migration(11, "deploy targets", include_str!("../migrations/0011_deploy_targets.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -96,6 +96,9 @@ pub struct NewVersion<'a> {
     pub blob: &'a str,
     pub plugin_digest: &'a str,
     pub signature: &'a str,
+    /// Take this number rather than the next (a copy of a version kept
+    /// elsewhere, as a bundle's); it must be above every number given.
+    pub number: Option<i64>,
 }
 
 fn model_from_row(r: &sqlx::any::AnyRow) -> Result<ModelRecord> {
@@ -185,7 +188,21 @@ impl Store {
         // The model's counter, not the highest version left: a deleted
         // version's number is not given again. The update also locks the
         // model's row, so two versions made at once get two numbers.
-        sqlx::query("UPDATE registered_models SET last_version = last_version + 1 WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        match new.number {
+            None => {
+                sqlx::query("UPDATE registered_models SET last_version = last_version + 1 WHERE name = $1").bind(name).execute(&mut *tx).await?;
+            }
+            Some(n) => {
+                let moved = sqlx::query("UPDATE registered_models SET last_version = $2 WHERE name = $1 AND last_version < $2")
+                    .bind(name)
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await?;
+                if moved.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!("model `{name}` has given version number {n} already")));
+                }
+            }
+        }
         let row = sqlx::query("SELECT last_version FROM registered_models WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
         let version: i64 = row.try_get("last_version")?;
         let now = now_ms();

@@ -4,11 +4,13 @@
 //! `kiln-api`'s; this decides what may be served and checks the input
 //! against the model's [`signature`].
 
+pub mod bundle;
 pub mod import;
 pub mod pool;
 pub mod rollout;
 pub mod signature;
 pub mod stats;
+pub mod target;
 
 use crate::app::App;
 use crate::dataset::{ColumnData, Table};
