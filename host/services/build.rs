@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BUNDLED: &[&str] = &["linear", "forest", "metrics", "ks", "onnx", "bundle"];
+const BUNDLED: &[&str] = &["linear", "forest", "metrics", "ks", "onnx", "bundle", "webhook"];
 const FIXTURES: &[&str] = &["misbehave", "foreign-world", "future-version", "bad-import", "nosy-deployer"];
 
 fn main() {

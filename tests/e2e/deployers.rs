@@ -189,3 +189,62 @@ fn rest_clients_deploy_with_what_the_operator_granted_the_plugin_and_cannot_gran
     let (status, text) = create(body);
     assert_eq!(status, 422, "{text}");
 }
+
+/// A one-shot HTTP server on a free port: the body of each POST it gets
+/// goes to the channel, and it answers 200.
+fn hook_server() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn the_webhook_deployer_reaches_only_the_hosts_it_was_granted() {
+    let k = trained();
+    k.run(&["deploy", "web", "--model", "m@2"]).ok();
+    let (granted, posts) = hook_server();
+    let (other, other_posts) = hook_server();
+    let url = |addr: &str| format!("url=http://{addr}/deployed");
+
+    let refused = k.run(&["deploy", "web", "--target", "webhook", "--with", &url(&granted)]).fails();
+    assert!(refused.stderr.contains(&format!("the host refused to send to {granted}: it was not granted")), "{}", refused.stderr);
+    let refused = k.run(&["deploy", "web", "--target", "webhook", "--with", &url(&other), "--allow-http", &granted]).fails();
+    assert!(refused.stderr.contains(&format!("refused to send to {other}")), "{}", refused.stderr);
+    let bad = k.run(&["deploy", "web", "--target", "webhook", "--with", &url(&granted), "--allow-http", "http://x/"]).fails();
+    assert!(bad.stderr.contains("is not HOST:PORT"), "{}", bad.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(posts.try_recv().is_err() && other_posts.try_recv().is_err(), "nothing was sent before the grant");
+
+    let done = k.run(&["deploy", "web", "--target", "webhook", "--with", &url(&granted), "--allow-http", &granted, "--json"]).ok().json();
+    assert_eq!(done["target"]["status"], "notified", "{done}");
+    let sent: Value = serde_json::from_str(&posts.recv_timeout(std::time::Duration::from_secs(10)).unwrap()).unwrap();
+    assert_eq!((sent["deployment"].as_str(), sent["model"]["version"].as_i64()), (Some("web"), Some(2)), "{sent}");
+    assert_eq!(sent["model"]["digest"], sent["version"]["model"]["digest"]);
+    assert!(other_posts.try_recv().is_err());
+
+    // It asks for wasi:http, which inspect.rs lets only a deployer import.
+    let inspected = k.run(&["plugin", "inspect", "webhook", "--json"]).ok().json();
+    assert!(inspected["imports"].as_array().unwrap().iter().any(|i| i.as_str().unwrap().starts_with("wasi:http/outgoing-handler")), "{inspected}");
+}

@@ -35,6 +35,10 @@ pub struct DeployArgs {
     /// (nothing outside it is reachable).
     #[arg(long, value_name = "DIR", requires = "target")]
     pub allow_dir: Option<std::path::PathBuf>,
+    /// Let the deployer send HTTP requests to HOST:PORT (repeatable);
+    /// every other address stays unreachable.
+    #[arg(long, value_name = "HOST:PORT", requires = "target")]
+    pub allow_http: Vec<String>,
     /// Start a rollout: this version takes --percent of the traffic and is
     /// promoted or rolled back by the policy below.
     #[arg(long, value_name = "MODEL@VERSION", requires = "percent")]
@@ -157,7 +161,7 @@ pub async fn deploy(args: DeployArgs) -> Result<i32> {
             let options = TargetOptions {
                 plugin: plugin.clone(),
                 params: serde_json::Value::Object(args.with.iter().cloned().collect()),
-                grants: GrantSet::new(args.allow_dir.as_deref())?,
+                grants: GrantSet::new(args.allow_dir.as_deref(), &args.allow_http)?,
             };
             Some(target::deploy_to(&app, &name, &options).await?)
         }

@@ -40,10 +40,13 @@ pub enum PluginCommand {
         /// The deployer's name (every version of it).
         plugin: String,
         /// A directory it may write in, as its `/out`.
-        #[arg(long, value_name = "DIR", required_unless_present = "revoke")]
+        #[arg(long, value_name = "DIR", required_unless_present_any = ["revoke", "allow_http"])]
         allow_dir: Option<PathBuf>,
+        /// A HOST:PORT it may send HTTP requests to (repeatable).
+        #[arg(long, value_name = "HOST:PORT")]
+        allow_http: Vec<String>,
         /// Take back everything granted to it.
-        #[arg(long, conflicts_with = "allow_dir")]
+        #[arg(long, conflicts_with_all = ["allow_dir", "allow_http"])]
         revoke: bool,
     },
 }
@@ -116,15 +119,22 @@ pub async fn run(cmd: PluginCommand) -> Result<i32> {
             let removed = plugins::remove(&app, &plugin).await?;
             kiln_services::outln!("Removed {}@{} ({})", removed.name, removed.version, removed.digest);
         }
-        PluginCommand::Grant { plugin, allow_dir, revoke } => {
+        PluginCommand::Grant { plugin, allow_dir, allow_http, revoke } => {
             use kiln_services::serving::target::{self, GrantSet};
             if revoke {
                 target::grant(&app, &plugin, None).await?;
                 kiln_services::outln!("{plugin} is granted nothing");
             } else {
-                let grants = GrantSet::new(allow_dir.as_deref())?;
+                let grants = GrantSet::new(allow_dir.as_deref(), &allow_http)?;
                 target::grant(&app, &plugin, Some(&grants)).await?;
-                kiln_services::outln!("{plugin} may write in {} (as /out) for every deployment", grants.dir.as_deref().unwrap_or_default());
+                let mut may = Vec::new();
+                if let Some(d) = &grants.dir {
+                    may.push(format!("write in {d} (as /out)"));
+                }
+                if !grants.http.is_empty() {
+                    may.push(format!("send HTTP requests to {}", grants.http.join(", ")));
+                }
+                kiln_services::outln!("{plugin} may {} for every deployment", may.join(" and "));
             }
         }
     }

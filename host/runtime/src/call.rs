@@ -83,6 +83,8 @@ pub fn store_with(engine: &Engine, limits: &Limits, sink: Option<EventSender>, b
         stdout,
         stderr,
         started: now,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        http_allowed: Default::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);

@@ -6,7 +6,8 @@
 //! `/out` (opened by wasmtime-wasi through cap-std, so no path the plugin
 //! writes — `..`, an absolute path, a symlink — resolves outside it), and
 //! the deployed version's own files, read-only, as `/artifacts`.
-//! Sockets stay denied.
+//! Outbound HTTP reaches the `host:port`s granted (`wasi:http`, checked
+//! per request in [`super::http`]); raw sockets stay denied.
 
 use super::bindings::v0_1_0 as v1;
 use super::call::{self, CallReport};
@@ -30,6 +31,8 @@ pub struct Grants {
     pub dir: Option<PathBuf>,
     /// Preopened read-only at [`ARTIFACTS_DIR`].
     pub artifacts: Option<PathBuf>,
+    /// `host:port`s reachable through wasi:http (lower case).
+    pub http: Vec<String>,
 }
 
 /// What the host asks a deployer to deploy.
@@ -78,6 +81,8 @@ impl Runtime {
                 .map_err(|e| RuntimeError::Grant(format!("the version's files at {} cannot be opened: {e:#}", dir.display())))?;
         }
         let mut store = call::store_with(&self.engine, limits, None, &mut builder);
+        let deadline = store.data().deadline;
+        store.data_mut().http_allowed = super::http::HttpAllowList { allowed: grants.http.clone(), deadline: Some(deadline) };
         let wit_request = w::DeployRequest {
             deployment: request.deployment.clone(),
             model_name: request.model_name.clone(),

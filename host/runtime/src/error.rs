@@ -22,7 +22,7 @@ pub enum RuntimeError {
     UnknownWorld { exports: String },
     #[error("the component targets kiln:plugin@{found}, which this Kiln does not support (supported: {supported})")]
     UnsupportedVersion { found: String, supported: String },
-    #[error("the component imports `{import}`, which is outside the allowed set (WASI 0.2 and kiln:plugin/host)")]
+    #[error("the component imports `{import}`, which is outside the allowed set (WASI 0.2 and kiln:plugin/host; wasi:http for deployers only)")]
     ForbiddenImport { import: String },
     #[error("expected a {wanted:?} plugin, this one is a {found:?}")]
     WrongKind { wanted: PluginKind, found: PluginKind },

@@ -164,11 +164,20 @@ pub struct HostState {
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
     pub started: Instant,
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Empty unless a deployer was granted hosts: then only those.
+    pub http_allowed: super::http::HttpAllowList,
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_allowed }
     }
 }
 

@@ -70,7 +70,10 @@ pub fn classify(engine: &Engine, component: &Component) -> Result<ComponentInfo,
         });
     }
     for import in &imports {
-        let allowed = ALLOWED_WASI.iter().any(|p| import.starts_with(p) && import.contains("@0.2."))
+        // Only a deployer may ask for outbound HTTP; it gets what it was granted.
+        let http = kind == PluginKind::Deployer && import.starts_with("wasi:http/") && import.contains("@0.2.");
+        let allowed = http
+            || ALLOWED_WASI.iter().any(|p| import.starts_with(p) && import.contains("@0.2."))
             || *import == format!("kiln:plugin/host@{wit_version}")
             || *import == format!("kiln:plugin/types@{wit_version}");
         if !allowed {

@@ -15,6 +15,7 @@ mod convert;
 mod deploy;
 mod error;
 mod host;
+mod http;
 mod inspect;
 mod limits;
 mod warm;
@@ -114,6 +115,10 @@ impl Runtime {
         // (std's I/O, clocks, random); the context built per call grants
         // no preopened directory, no socket address, no environment.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
+        // wasi:http, for deployers: every request is checked against the
+        // call's grants (none unless the operator granted hosts), and only
+        // a deployer may import it (inspect.rs).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking wasi:http")?;
         v1::host::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking kiln:plugin/host")?;

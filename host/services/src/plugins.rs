@@ -16,7 +16,7 @@ macro_rules! bundled {
 }
 
 /// First-party plugins, built for wasm32-wasip2 by build.rs.
-pub const BUNDLED: &[(&str, &[u8])] = bundled!("linear", "forest", "metrics", "ks", "bundle");
+pub const BUNDLED: &[(&str, &[u8])] = bundled!("linear", "forest", "metrics", "ks", "bundle", "webhook");
 
 /// First-party plugins registered the first time they are named, not in
 /// every new workspace: `onnx` carries an ONNX runtime (megabytes to

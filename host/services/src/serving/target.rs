@@ -28,12 +28,16 @@ pub struct GrantSet {
     /// An absolute directory, handed over read-write as `/out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// `host:port`s it may send HTTP requests to (lower case).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
 }
 
 impl GrantSet {
     /// Check what an operator typed: the directory must exist; it is kept
     /// absolute so the grant means the same from any working directory.
-    pub fn new(dir: Option<&Path>) -> Result<Self> {
+    pub fn new(dir: Option<&Path>, http: &[String]) -> Result<Self> {
+        let http = http.iter().map(|h| check_authority(h)).collect::<Result<Vec<_>>>()?;
         let dir = match dir {
             None => None,
             Some(d) => {
@@ -45,7 +49,7 @@ impl GrantSet {
                 Some(abs.to_str().ok_or_else(|| anyhow!("--allow-dir {}: the path is not UTF-8", d.display()))?.to_string())
             }
         };
-        Ok(GrantSet { dir })
+        Ok(GrantSet { dir, http })
     }
 
     fn parse(json: &str) -> Result<Self> {
@@ -54,8 +58,27 @@ impl GrantSet {
 
     /// This deployment's grants over the plugin's.
     fn over(self, plugin: GrantSet) -> GrantSet {
-        GrantSet { dir: self.dir.or(plugin.dir) }
+        let mut http = self.http;
+        for h in plugin.http {
+            if !http.contains(&h) {
+                http.push(h);
+            }
+        }
+        GrantSet { dir: self.dir.or(plugin.dir), http }
     }
+}
+
+/// `HOST:PORT` as granted: a port, no scheme, no path, no wildcard.
+fn check_authority(text: &str) -> Result<String> {
+    let bad = || anyhow!("--allow-http `{text}` is not HOST:PORT (for example hooks.example.com:443 or 127.0.0.1:9000)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 || host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c)) {
+        return Err(bad());
+    }
+    let host = host.to_ascii_lowercase();
+    Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
 }
 
 /// What `kiln deploy … --target` asks for.
@@ -214,7 +237,7 @@ async fn call(
         model_digest: described.model.digest.clone(),
         traffic_percent: 100,
     };
-    let grants = Grants { dir: granted.dir.as_ref().map(PathBuf::from), artifacts: Some(artifacts.0.clone()) };
+    let grants = Grants { dir: granted.dir.as_ref().map(PathBuf::from), artifacts: Some(artifacts.0.clone()), http: granted.http.clone() };
     let loaded = plugins::load(app, plugin)?;
     let limits = plugins::limits_for(plugin, LimitOverrides::default());
     let (outcome, _report) = app
