@@ -181,10 +181,11 @@ pub async fn create(State(app): State<App>, Json(body): Json<DeployBody>) -> Res
     let target = match body.target {
         Some(t) => {
             let options = TargetOptions { plugin: t.plugin, params: t.params, grants: GrantSet::default() };
-            Some(target::deploy_to(&app, &d.name, &options).await.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?)
+            target::deploy_to(&app, &d.name, &options).await.map(Some)
         }
-        None => target::redeploy(&app, &d.name).await.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?,
-    };
+        None => target::redeploy(&app, &d.name).await,
+    }
+    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?;
     warm(&app, &d.name).await?;
     let mut out = json!(views::Deployment::from(&d));
     if let Some((t, _)) = target {

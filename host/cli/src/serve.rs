@@ -134,7 +134,7 @@ pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
         return serve_bundle(args, &dir, serve, fd_limit).await;
     }
     let mut app = App::open(true).await?;
-    app.default_artifact_root = args.default_artifact_root;
+    app.default_artifact_root = args.default_artifact_root.clone();
     if let Some(pattern) = &args.version_source_pattern {
         app.set_version_source_pattern(pattern)?;
     }
@@ -188,17 +188,22 @@ pub async fn serve(args: ServeArgs, serve: Serve) -> Result<i32> {
         if args.no_scheduler { "off" } else { "on" }
     );
     std::io::stdout().flush()?;
-    let options = listen::ServeOptions {
-        header_timeout: args.header_timeout,
-        body_timeout: args.body_timeout,
-        max_connections: args.max_connections.unwrap_or_else(|| listen::default_max_connections(fd_limit)),
-        allowed_hosts: args.allow_hosts,
-        routes: listen::Routes::All,
-    };
+    let options = server_options(&args, fd_limit, listen::Routes::All);
     serve(listener, app.clone(), options, rx.clone()).await?;
     let _ = background.await;
     app.store.flush_changes(std::time::Duration::from_secs(2)).await;
     Ok(0)
+}
+
+/// The server loop's options as the flags give them.
+fn server_options(args: &ServeArgs, fd_limit: u64, routes: listen::Routes) -> listen::ServeOptions {
+    listen::ServeOptions {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections.unwrap_or_else(|| listen::default_max_connections(fd_limit)),
+        allowed_hosts: args.allow_hosts.clone(),
+        routes,
+    }
 }
 
 /// `kiln serve --bundle DIR`: one deployment from a folder, loaded before
@@ -220,13 +225,7 @@ async fn serve_bundle(args: ServeArgs, dir: &std::path::Path, serve: Serve, fd_l
         d.name
     );
     std::io::stdout().flush()?;
-    let options = listen::ServeOptions {
-        header_timeout: args.header_timeout,
-        body_timeout: args.body_timeout,
-        max_connections: args.max_connections.unwrap_or_else(|| listen::default_max_connections(fd_limit)),
-        allowed_hosts: args.allow_hosts,
-        routes: listen::Routes::Bundle,
-    };
+    let options = server_options(&args, fd_limit, listen::Routes::Bundle);
     serve(listener, app, options, rx).await?;
     drop(opened);
     Ok(0)
